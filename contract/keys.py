@@ -1,0 +1,19 @@
+"""Redis key names (SPEC §3); every key takes the deployment's prefix."""
+from __future__ import annotations
+
+
+def feature_key(prefix: str, dataset: str, entity: str, entity_id) -> str:
+    return f"{prefix}feat:{dataset}:{entity}:{entity_id}"
+
+
+def sessions_key(prefix: str, dataset: str, entity_id) -> str:
+    return f"{prefix}sessions:{dataset}:user:{entity_id}"
+
+
+def entities_key(prefix: str, dataset: str, entity: str) -> str:
+    return f"{prefix}entities:{dataset}:{entity}"
+
+
+def status_key(prefix: str, dataset: str) -> str:
+    """Hash of run progress: which stage partitions saw a run's end mark, and when."""
+    return f"{prefix}status:{dataset}"

@@ -1,0 +1,39 @@
+"""Event wire format (SPEC §2): JSON row objects, arrays of rows of one key, and marks.
+
+A mark is a JSON object with a `__mark__` field. The replay tool sends an
+`end` mark to every partition of every source topic once a run is published;
+stream stages pass it on so that every window closes and the run is reported
+done. Live producers never need marks.
+"""
+from __future__ import annotations
+
+import orjson
+
+MARK_FIELD = "__mark__"
+
+
+class BadMessage(ValueError):
+    """A message value that is not JSON, or not a row or an array of rows."""
+
+
+def encode_rows(rows: list[dict]) -> bytes:
+    return orjson.dumps(rows if len(rows) != 1 else rows[0])
+
+
+def encode_mark(run: str, origin: str, **extra) -> bytes:
+    return orjson.dumps({MARK_FIELD: "end", "run": run, "origin": origin, **extra})
+
+
+def decode(value: bytes):
+    """Return ("rows", [row, ...]) or ("mark", mark_dict); raise BadMessage otherwise."""
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise BadMessage(f"not JSON: {exc}") from None
+    if isinstance(obj, dict):
+        if MARK_FIELD in obj:
+            return "mark", obj
+        return "rows", [obj]
+    if isinstance(obj, list):
+        return "rows", obj
+    raise BadMessage(f"not a row or an array of rows: {type(obj).__name__}")

@@ -1,0 +1,1 @@
+"""Command line, configuration and the embedded stack that tie replay, stream and serving together."""

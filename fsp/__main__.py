@@ -1,0 +1,3 @@
+from fsp.cli import main
+
+main()

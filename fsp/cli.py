@@ -1,0 +1,250 @@
+"""`fsp`: one command line for the embedded stack, the worker, replay, generate, get, verify, demo, bench."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from fsp.config import Settings
+
+FINAL_STAGE = {"storj": "user", "ucn": "user"}
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _need(value, what: str, env: str):
+    if not value:
+        sys.exit(f"error: no {what}: set {env} (or run `fsp stack` and export what it prints)")
+    return value
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_stack(args) -> None:
+    from fsp.stack import bring_up
+
+    settings = _settings()
+    stack = bring_up(settings.kafka_broker, settings.redis_url)
+    print(f"export KAFKA_BROKER={stack.kafka_broker}")
+    print(f"export REDIS_URL={stack.redis_url}", flush=True)
+    print("# stack is up; Ctrl-C stops it", file=sys.stderr, flush=True)
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        stack.stop()
+
+
+def cmd_worker(args) -> None:
+    from stream.runtime.worker import run_worker
+
+    settings = _settings()
+    sys.argv = [sys.argv[0]]  # Faust's command line must not see ours
+    run_worker(_need(settings.kafka_broker, "Kafka broker", "KAFKA_BROKER"),
+               _need(settings.redis_url, "Redis", "REDIS_URL"), settings.prefix, settings.partitions,
+               tuple(args.datasets.split(",")), metrics_port=args.metrics_port)
+
+
+def cmd_generate(args) -> None:
+    if args.dataset == "storj":
+        from replay.generate.storj import generate_storj
+
+        result = generate_storj(args.out, seed=args.seed, scale=args.scale, bad_rows=args.bad_rows)
+    else:
+        from replay.generate.ucn import generate_ucn
+
+        result = generate_ucn(args.out, seed=args.seed, scale=args.scale, bad_rows=args.bad_rows)
+    print(json.dumps({k: v for k, v in result.items() if k != "files"}, indent=2, default=str))
+
+
+def read_source(dataset: str, source: str):
+    """(rows in event-time order, bad records) of a CSV folder or a database URL."""
+    from replay.merge import in_event_order
+    from replay.sources.base import BadRecord
+
+    if "://" in source:
+        from replay.sources.database import read_database
+
+        items = read_database(source, dataset)
+    else:
+        from replay.sources.csv_folder import read_folder
+
+        items = read_folder(source, dataset)
+    good, bad = [], []
+    for item in items:
+        (bad if isinstance(item, BadRecord) else good).append(item)
+    return in_event_order(good), bad
+
+
+def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, *, partitions: int, prefix: str = "",
+           pack: int = 20_000, resume: bool = False, wait: bool = False, timeout: float = 300.0,
+           progress: bool = True, max_bad: int | None = None, state_dir: str = ".fsp", alive=None):
+    from replay.publisher import Checkpoint, publish
+    from stream.client import connect, wait_finished
+
+    ordered, bad = read_source(dataset, source)
+    if max_bad is not None and len(bad) > max_bad:
+        raise SystemExit(f"error: {len(bad)} bad rows exceed --max-bad {max_bad}; first: "
+                         + "; ".join(f"{b.origin} {b.reason}" for b in bad[:5]))
+    tag = abs(hash((dataset, os.path.abspath(source) if "://" not in source else source))) % 10**10
+    checkpoint = Checkpoint(Path(state_dir) / f"replay-{dataset}-{tag}.json")
+    summary = publish(ordered, bad, dataset, kafka_broker, partitions, pack, checkpoint, resume, progress)
+    if wait:
+        r = connect(redis_url)
+        started = time.monotonic()
+        wait_finished(r, dataset, summary.run, FINAL_STAGE[dataset], partitions, prefix, timeout, alive=alive)
+        summary.wait_seconds = time.monotonic() - started
+    return summary
+
+
+def cmd_replay(args) -> None:
+    settings = _settings()
+    summary = replay(args.dataset, args.source, _need(settings.kafka_broker, "Kafka broker", "KAFKA_BROKER"),
+                     settings.redis_url, partitions=settings.partitions, prefix=settings.prefix, pack=args.pack,
+                     resume=args.resume, wait=args.wait, timeout=args.timeout, progress=not args.no_progress,
+                     max_bad=args.max_bad)
+    print_summary(summary)
+
+
+def print_summary(summary) -> None:
+    d = summary.as_dict()
+    print(f"replay {d['dataset']} run {d['run']}: read {d['rows_read']} rows, published {d['published']} "
+          f"in {d['messages']} messages ({d['rows_per_s']:,} rows/s), duplicates {d['duplicates']}, "
+          f"bad rows {d['bad_rows']}" + (f", skipped by resume {d['skipped_by_resume']}" if d['skipped_by_resume'] else ""))
+    for bad in d["bad_examples"][:10]:
+        print(f"  bad row {bad['origin']} ({bad['table']}): {bad['reason']}")
+    if "wait_seconds" in d:
+        print(f"every event reflected in Redis {d['wait_seconds']:.2f}s after the last publish")
+
+
+def cmd_get(args) -> None:
+    from stream.client import connect, get_features, get_sessions
+
+    settings = _settings()
+    r = connect(_need(settings.redis_url, "Redis", "REDIS_URL"))
+    features = get_features(r, args.dataset, args.entity, args.id, settings.prefix)
+    if features is None:
+        sys.exit(f"no snapshot for {args.dataset}/{args.entity}/{args.id}")
+    if args.sessions:
+        features["sessions"] = get_sessions(r, args.dataset, args.id, settings.prefix)
+    if args.json:
+        print(json.dumps(features, sort_keys=True))
+        return
+    width = max(len(k) for k in features)
+    for key in sorted(features):
+        print(f"{key:<{width}}  {json.dumps(features[key])}")
+
+
+def verify(dataset: str, source: str, redis_url: str, prefix: str = ""):
+    from stream.client import all_features, connect
+    from verify.compare import compare
+
+    if dataset == "storj":
+        from verify.batch_storj import compute_storj
+
+        expected = compute_storj(source)
+        entities = ("user", "operator")
+    else:
+        from verify.batch_ucn import compute_ucn
+
+        expected = compute_ucn(source)
+        entities = ("user",)
+    r = connect(redis_url)
+    actual = {entity: all_features(r, dataset, entity, prefix) for entity in entities}
+    expected = {entity: expected[entity] for entity in entities}
+    return compare(expected, actual), {e: len(expected[e]) for e in entities}
+
+
+def cmd_verify(args) -> None:
+    settings = _settings()
+    mismatches, counts = verify(args.dataset, args.source, _need(settings.redis_url, "Redis", "REDIS_URL"),
+                                settings.prefix)
+    for m in mismatches[: args.show]:
+        print(m)
+    print(f"verify {args.dataset}: {sum(counts.values())} entities "
+          f"({', '.join(f'{n} {e}s' for e, n in counts.items())}), {len(mismatches)} mismatches")
+    sys.exit(1 if mismatches else 0)
+
+
+def cmd_demo(args) -> None:
+    from fsp.demo import run_demo
+
+    sys.exit(run_demo(scale=args.scale, seed=args.seed, out=args.out))
+
+
+def cmd_bench(args) -> None:
+    from fsp.bench import run_bench
+
+    run_bench(args)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fsp", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stack", help="start the embedded broker (and Redis unless REDIS_URL is reachable)")
+    p.set_defaults(func=cmd_stack)
+
+    p = sub.add_parser("worker", help="run a stream worker (KAFKA_BROKER, REDIS_URL)")
+    p.add_argument("--datasets", default="storj,ucn", help="comma-separated datasets to process")
+    p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("generate", help="write a synthetic dataset")
+    p.add_argument("dataset", choices=["storj", "ucn"])
+    p.add_argument("--out", required=True, help="folder (or for ucn also a database URL)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--bad-rows", type=int, default=0, help="inject this many malformed rows")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("replay", help="publish a CSV folder or database URL to Kafka in event-time order")
+    p.add_argument("dataset", choices=["storj", "ucn"])
+    p.add_argument("source", help="CSV folder or database URL (postgresql://..., sqlite:///...)")
+    p.add_argument("--pack", type=int, default=20_000, help="rows per chunk of the merged order")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted replay of this source")
+    p.add_argument("--wait", action="store_true", help="return once Redis reflects every published event")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits at most")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--max-bad", type=int, default=None, help="fail before publishing when bad rows exceed this")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("get", help="print an entity's feature snapshot from Redis")
+    p.add_argument("dataset")
+    p.add_argument("entity")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    p.add_argument("--sessions", action="store_true", help="include the closed sessions list")
+    p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("verify", help="recompute features in batch (pandas) and compare with Redis")
+    p.add_argument("dataset", choices=["storj", "ucn"])
+    p.add_argument("source")
+    p.add_argument("--show", type=int, default=20, help="mismatches to print")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("demo", help="everything end to end on the embedded stack")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", default="demo-data", help="where the sample dump is written")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="measure throughput against baselines (not a test)")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--out", default="bench-results.json")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)

@@ -1,0 +1,20 @@
+"""Event-time order of a replay: reference tables first, then events by time.
+
+Ties: storj keeps file then row order (so "the one published later wins"
+means the later file, then the later row); ucn breaks them by (table, id).
+"""
+from __future__ import annotations
+
+
+def _key(item):
+    row = item.row
+    if row.ts is None:
+        return (0, 0, "", 0)
+    if item.spec.dataset == "ucn":
+        return (1, row.ts, item.spec.name, row.values.get("id") or 0)
+    return (1, row.ts, "", 0)
+
+
+def in_event_order(items: list) -> list:
+    """Stable sort: equal keys keep their read order."""
+    return sorted(items, key=_key)

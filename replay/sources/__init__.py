@@ -1,0 +1,1 @@
+"""Readers of source tables: CSV folders and database URLs, yielding normalised rows."""

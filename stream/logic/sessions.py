@@ -1,0 +1,228 @@
+"""Inactivity-gap session windows ("activities") over out-of-order events.
+
+Why this module exists
+----------------------
+Sessions depend on the order of events: a session starts at an event whose
+gap to the previous event is greater than ``gap_us``. Events reach the stream
+out of order (several partitions, several devices, live feeds), yet the
+contract (SPEC.md, "Sessions") wants exactly the sessions of a batch
+computation that sorts all events by (time, order) and splits at those gaps.
+
+So an event is not put into a session for good when it arrives. The window
+keeps the user's *pending* sessions, each a sorted list of events, where a
+late event can still extend a session or bridge two sessions into one. A
+session becomes final once the watermark (the greatest event time seen, or
+one set by ``advance_to``) has passed its end by more than
+``gap_us + lateness_us``: from then on no event within the allowed lateness
+can touch it (see ``SessionWindow.add``). Final sessions are handed over by
+``close_due`` (once per batch) or ``close_all`` (end of a replay) and are not
+kept, so the state written to the changelog after every batch stays small.
+
+Times are integer microseconds throughout, never float seconds, so that a gap
+of exactly ``gap_us`` stays inside its session.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+DEFAULT_LATENESS_US = 3_600_000_000
+DEFAULT_MIN_DURATION_US = 1_000_000
+
+
+class Event(NamedTuple):
+    """One event. ``order`` breaks ties between equal times, e.g. ("dnsreqs", 17)."""
+
+    ts_us: int
+    order: tuple
+    payload: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedSession:
+    """A final session. Sessions that are not ``kept`` are handed over too:
+    their events still count in features over the whole history."""
+
+    start_us: int
+    end_us: int
+    events: list[Event]  # sorted by (ts_us, order)
+    kept: bool
+
+    @property
+    def duration_us(self) -> int:
+        return self.end_us - self.start_us
+
+
+def _sort_key(event: Event) -> tuple:
+    return (event.ts_us, event.order)
+
+
+def _start(session: list[Event]) -> int:
+    return session[0].ts_us
+
+
+def _end(session: list[Event]) -> int:
+    return session[-1].ts_us
+
+
+def _require_int(name: str, value: Any, minimum: int | None = None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int (microseconds or a count), got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+class SessionWindow:
+    """The pending sessions of one key (one user, one project).
+
+    Invariants: pending sessions are sorted, disjoint and separated by gaps
+    greater than ``gap_us``; every pending event lies more than ``gap_us``
+    after the latest final event.
+    """
+
+    def __init__(
+        self,
+        gap_us: int,
+        *,
+        lateness_us: int = DEFAULT_LATENESS_US,
+        min_duration_us: int = DEFAULT_MIN_DURATION_US,
+        min_events: int = 1,
+    ) -> None:
+        _require_int("gap_us", gap_us, minimum=0)
+        _require_int("lateness_us", lateness_us, minimum=0)
+        _require_int("min_duration_us", min_duration_us, minimum=0)
+        _require_int("min_events", min_events, minimum=1)
+        self.gap_us = gap_us
+        self.lateness_us = lateness_us
+        self.min_duration_us = min_duration_us
+        self.min_events = min_events
+        self.watermark: int | None = None
+        self.late_events = 0
+        self._last_final_ts: int | None = None
+        self._sessions: list[list[Event]] = []
+
+    # ----------------------------------------------------------------- input
+
+    def add(self, ts_us: int, order: tuple, payload: Any = None) -> bool:
+        """Place an event in its session. Returns False for a late event.
+
+        An event is late when it would touch a final session: ts_us minus the
+        time of the latest final event is <= gap_us. A late event changes no
+        session; it is only counted in ``late_events``.
+
+        An event within the lateness (ts_us >= watermark - lateness_us) is
+        never late: a session is final only once watermark > its end +
+        gap_us + lateness_us, so such an event lies more than gap_us after it.
+        """
+        _require_int("ts_us", ts_us)
+        latest_final = self._latest_final_ts()
+        if latest_final is not None and ts_us - latest_final <= self.gap_us:
+            self.late_events += 1
+            return False
+        self._place(Event(ts_us, tuple(order), payload))
+        self.advance_to(ts_us)
+        return True
+
+    def advance_to(self, ts_us: int) -> None:
+        """Move the watermark forward to ts_us (never backwards)."""
+        _require_int("ts_us", ts_us)
+        if self.watermark is None or ts_us > self.watermark:
+            self.watermark = ts_us
+
+    def _place(self, event: Event) -> None:
+        sessions = self._sessions
+        i = bisect_right(sessions, event.ts_us, key=_start)  # sessions[:i] start at or before it
+        touches_previous = i > 0 and event.ts_us - _end(sessions[i - 1]) <= self.gap_us
+        touches_next = i < len(sessions) and _start(sessions[i]) - event.ts_us <= self.gap_us
+        if touches_previous:
+            insort(sessions[i - 1], event, key=_sort_key)
+            if touches_next:  # the event bridges the gap between two sessions
+                sessions[i - 1].extend(sessions.pop(i))
+        elif touches_next:
+            insort(sessions[i], event, key=_sort_key)
+        else:
+            sessions.insert(i, [event])
+
+    # ---------------------------------------------------------------- output
+
+    def close_due(self) -> list[ClosedSession]:
+        """Hand over, in time order, the sessions the watermark has passed by
+        more than gap_us + lateness_us.
+
+        Such a session is final as soon as the watermark passes it (``add``
+        rejects events that would touch it), whenever this is called; calling
+        it once per batch keeps the state small.
+        """
+        return self._hand_over(self._count_due())
+
+    def close_all(self) -> list[ClosedSession]:
+        """Hand over every pending session, in time order (end of a replay)."""
+        return self._hand_over(len(self._sessions))
+
+    def open_session(self) -> dict | None:
+        """``{"start", "last_event_at", "events"}`` of the newest session that
+        is not final yet, or None."""
+        if self._count_due() == len(self._sessions):
+            return None
+        newest = self._sessions[-1]
+        return {"start": _start(newest), "last_event_at": _end(newest), "events": len(newest)}
+
+    @property
+    def pending_events(self) -> int:
+        return sum(len(session) for session in self._sessions)
+
+    def _count_due(self) -> int:
+        """How many pending sessions (always a prefix) are final."""
+        if self.watermark is None:
+            return 0
+        # final <=> watermark > end + gap + lateness <=> end < threshold
+        threshold = self.watermark - self.gap_us - self.lateness_us
+        return bisect_left(self._sessions, threshold, key=_end)
+
+    def _latest_final_ts(self) -> int | None:
+        due = self._count_due()
+        return _end(self._sessions[due - 1]) if due else self._last_final_ts
+
+    def _hand_over(self, count: int) -> list[ClosedSession]:
+        finals = self._sessions[:count]
+        del self._sessions[:count]
+        if finals:
+            self._last_final_ts = _end(finals[-1])
+        return [self._closed(events) for events in finals]
+
+    def _closed(self, events: list[Event]) -> ClosedSession:
+        start, end = _start(events), _end(events)
+        kept = end - start >= self.min_duration_us and len(events) >= self.min_events
+        return ClosedSession(start, end, events, kept)
+
+    # ----------------------------------------------------------------- state
+
+    def to_state(self) -> dict:
+        """JSON-able state: the pending events and three numbers. Orders
+        become lists; payloads are stored as given."""
+        return {
+            "watermark": self.watermark,
+            "last_final_ts": self._last_final_ts,
+            "late_events": self.late_events,
+            "sessions": [
+                [[event.ts_us, list(event.order), event.payload] for event in session]
+                for session in self._sessions
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, **params: Any) -> SessionWindow:
+        """Restore a window from ``to_state()`` (or its JSON round trip).
+        ``params`` are the constructor's and must be those the state was
+        built with."""
+        window = cls(**params)
+        window.watermark = state["watermark"]
+        window._last_final_ts = state["last_final_ts"]
+        window.late_events = state["late_events"]
+        window._sessions = [
+            [Event(ts_us, tuple(order), payload) for ts_us, order, payload in session]
+            for session in state["sessions"]
+        ]
+        return window

@@ -1,0 +1,404 @@
+"""Incremental state of the storj dataset: projects, nodes, accounts, operators, users.
+
+The stream keys work the way Kafka Streams does a foreign-key join
+(docs/architecture.md):
+
+    projects+bbr+bst (key project_id) --project summary--> user (key user_id)
+    nodes+payments   (key node_id)    --node summary-----> operator (key email_hash)
+    users            (key id)         --account----------> user
+                                      --link-------------> operator
+    operator                          --operator summary-> user (each linked user)
+
+Each stage's state for one key is a plain JSON-able dict (it is what the
+changelog stores). The functions here apply a batch of normalised rows
+(`contract.rows.Row`) to one key's state and say what to send on. Summaries
+carry a per-source sequence number: a receiver keeps the newest per source, so
+a redelivered or reordered summary is harmless. Nothing here knows Kafka.
+"""
+from __future__ import annotations
+
+from contract.timeutil import US_PER_S, date_of, format_ts, month_of, parse_ts_or_none, year_of
+
+from .sessions import SessionWindow
+
+FREE_BANDWIDTH_LIMIT = 50_000_000_000
+USAGE_SESSION_GAP_US = 7_200 * US_PER_S
+
+
+def _newer(row_ts: int, current: dict | None) -> bool:
+    """Upsert rule: the greatest event time wins; on equal times the later arrival wins."""
+    return current is None or row_ts >= current["ts"]
+
+
+def _add(total: int | None, value: int | None) -> int:
+    return (total or 0) + (value or 0)
+
+
+def _dedup(state: dict, rows):
+    """Yield only rows whose eid this key has not applied yet (first one counts)."""
+    seen = state.setdefault("seen", [])
+    seen_set = set(seen)
+    for row in rows:
+        if row.eid in seen_set:
+            continue
+        seen_set.add(row.eid)
+        seen.append(row.eid)
+        state["events"] = state.get("events", 0) + 1
+        yield row
+
+
+# --------------------------------------------------------------------------- projects
+
+
+def new_project() -> dict:
+    return {"row": None, "seq": 0, "owner": None, "announced": [], "up": 0, "down": 0, "up_m": {}, "down_m": {},
+            "first": None, "last": None, "st_ts": None, "st_sum": 0, "sess": None, "sess_n": 0, "sess_us": 0,
+            "late": 0}
+
+
+def apply_project_rows(state: dict, table: str, rows) -> None:
+    """Fold projects/bbr/bst rows of one project into its state."""
+    window = None
+    for row in _dedup(state, rows):
+        values = row.values
+        if table == "projects":
+            if _newer(row.ts, state["row"]):
+                state["row"] = {"ts": row.ts, "user_id": values.get("user_id"),
+                                "usage_limit": values.get("usage_limit"),
+                                "bandwidth_limit": values.get("bandwidth_limit")}
+            user = values.get("user_id")
+            if user is not None and user not in state["announced"]:
+                state["announced"].append(user)
+        elif table == "bbr":
+            _apply_bandwidth(state, row)
+            if window is None:
+                window = _usage_window(state)
+            if not window.add(row.ts, (row.eid,)):
+                state["late"] += 1
+        elif table == "bst":
+            _apply_storage(state, row)
+    if window is not None:
+        for session in window.close_due():
+            if session.kept:
+                state["sess_n"] += 1
+                state["sess_us"] += session.duration_us
+        state["sess"] = window.to_state()
+
+
+def _apply_bandwidth(state: dict, row) -> None:
+    action, settled, month = row.values.get("action"), row.values.get("settled"), month_of(row.ts)
+    if action == 1:
+        state["up"] += 1
+        state["up_m"][month] = _add(state["up_m"].get(month), settled)
+    elif action == 2:
+        state["down"] += 1
+        state["down_m"][month] = _add(state["down_m"].get(month), settled)
+    state["first"] = row.ts if state["first"] is None else min(state["first"], row.ts)
+    state["last"] = row.ts if state["last"] is None else max(state["last"], row.ts)
+
+
+def _apply_storage(state: dict, row) -> None:
+    remote = row.values.get("remote")
+    if state["st_ts"] is None or row.ts > state["st_ts"]:
+        state["st_ts"], state["st_sum"] = row.ts, remote or 0
+    elif row.ts == state["st_ts"]:
+        state["st_sum"] += remote or 0
+
+
+def _usage_window(state: dict) -> SessionWindow:
+    if state["sess"] is None:
+        return SessionWindow(USAGE_SESSION_GAP_US)
+    return SessionWindow.from_state(state["sess"], gap_us=USAGE_SESSION_GAP_US)
+
+
+def _pending_sessions(state: dict) -> tuple[int, int]:
+    """Kept sessions still open (they count already; closing them changes nothing)."""
+    count = micros = 0
+    for events in (state["sess"] or {}).get("sessions", []):
+        duration = events[-1][0] - events[0][0]
+        if duration >= US_PER_S:
+            count += 1
+            micros += duration
+    return count, micros
+
+
+def close_project_windows(state: dict) -> None:
+    """End of a replay: every usage session becomes final."""
+    if state["sess"] is None:
+        return
+    window = _usage_window(state)
+    for session in window.close_all():
+        if session.kept:
+            state["sess_n"] += 1
+            state["sess_us"] += session.duration_us
+    state["sess"] = window.to_state()
+
+
+def project_outbox(state: dict, project_id: str) -> list[tuple[str, dict]]:
+    """Records for the user stage: (user_id, record). Empty while the project row is unknown."""
+    row = state["row"]
+    if row is None:
+        return []
+    state["seq"] += 1
+    owner = row["user_id"]
+    out = []
+    recipients = [u for u in state["announced"] if u != owner]
+    for user in recipients:  # retraction: "this project is not yours (any more)"
+        out.append((user, {"k": "project", "id": project_id, "seq": state["seq"], "owner": owner}))
+    state["announced"] = [owner] if owner is not None else []
+    if owner is not None:
+        out.append((owner, {"k": "project", "id": project_id, "seq": state["seq"], "owner": owner,
+                            **project_summary(state)}))
+    state["owner"] = owner
+    return out
+
+
+def project_summary(state: dict) -> dict:
+    row = state["row"]
+    bandwidth_limit, usage_limit = row["bandwidth_limit"], row["usage_limit"]
+    over_months = []
+    if bandwidth_limit is not None:
+        over_months = sorted(m for m, total in state["down_m"].items() if total > bandwidth_limit)
+    pending_n, pending_us = _pending_sessions(state)
+    return {
+        "created": date_of(row["ts"]), "usage_limit": usage_limit, "bandwidth_limit": bandwidth_limit,
+        "up": state["up"], "down": state["down"], "up_m": state["up_m"], "down_m": state["down_m"],
+        "first": state["first"], "last": state["last"], "st_ts": state["st_ts"], "st_sum": state["st_sum"],
+        "over_months": over_months,
+        "over_storage": usage_limit is not None and state["st_sum"] > usage_limit,
+        "sess_n": state["sess_n"] + pending_n, "sess_us": state["sess_us"] + pending_us,
+        "events": state.get("events", 0),
+    }
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def new_node() -> dict:
+    return {"row": None, "seq": 0, "owner": None, "paid": {}}
+
+
+def apply_node_rows(state: dict, table: str, rows) -> None:
+    for row in _dedup(state, rows):
+        values = row.values
+        if table == "nodes":
+            if _newer(row.ts, state["row"]):
+                state["row"] = {"ts": row.ts, **{c: values.get(c) for c in (
+                    "email_hash", "wallet", "last_contact_success", "disqualified", "suspended",
+                    "free_disk", "piece_count")}}
+        elif table == "payments":
+            month = month_of(row.ts)
+            state["paid"][month] = _add(state["paid"].get(month), values.get("amount"))
+        # receipts feed no feature: they are only de-duplicated and counted
+
+
+def _never_contacted(value) -> bool:
+    ts = parse_ts_or_none(value)
+    return ts is None or year_of(ts) in (1970, 2070)
+
+
+def node_outbox(state: dict, node_id: str) -> list[tuple[str, dict]]:
+    """Records for the operator stage: (email_hash, record)."""
+    row = state["row"]
+    if row is None:
+        return []
+    state["seq"] += 1
+    email = row["email_hash"]
+    out = []
+    if state["owner"] is not None and state["owner"] != email:
+        out.append((state["owner"], {"k": "node", "id": node_id, "seq": state["seq"], "owner": email}))
+    if email is not None:
+        out.append((email, {
+            "k": "node", "id": node_id, "seq": state["seq"], "owner": email, "ts": row["ts"], "wallet": row["wallet"],
+            "never_contacted": _never_contacted(row["last_contact_success"]),
+            "disqualified": row["disqualified"] is not None, "suspended": row["suspended"] is not None,
+            "free_disk": row["free_disk"], "piece_count": row["piece_count"], "paid": state["paid"],
+            "events": state.get("events", 0),
+        }))
+    state["owner"] = email
+    return out
+
+
+# --------------------------------------------------------------------------- accounts (users rows)
+
+
+def new_account() -> dict:
+    return {"row": None, "seq": 0, "linked": None}
+
+
+def apply_account_rows(state: dict, rows) -> bool:
+    """Upsert user rows; True when something new was applied."""
+    changed = False
+    for row in _dedup(state, rows):
+        changed = True
+        if _newer(row.ts, state["row"]):
+            state["row"] = {"ts": row.ts, "email_hash": row.values.get("email_hash")}
+    return changed
+
+
+def account_outbox(state: dict, user_id: str) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
+    """(records for the user stage, link records for the operator stage)."""
+    row = state["row"]
+    state["seq"] += 1
+    seq, email = state["seq"], row["email_hash"]
+    to_users = [(user_id, {"k": "account", "seq": seq, "email_hash": email, "created_at": date_of(row["ts"]),
+                           "events": state.get("events", 0)})]
+    to_operators = []
+    if state["linked"] is not None and state["linked"] != email:
+        to_operators.append((state["linked"], {"k": "link", "user": user_id, "seq": seq, "email": email}))
+    if email is not None:
+        to_operators.append((email, {"k": "link", "user": user_id, "seq": seq, "email": email}))
+    state["linked"] = email
+    return to_users, to_operators
+
+
+# --------------------------------------------------------------------------- operators
+
+
+def new_operator() -> dict:
+    return {"nodes": {}, "node_seq": {}, "users": [], "user_seq": {}, "ver": 0}
+
+
+def apply_operator_records(state: dict, email: str, records) -> list[str]:
+    """Apply node summaries and user links; return the users newly linked."""
+    users = set(state["users"])
+    newly_linked = []
+    for record in records:
+        source, seq = record["id"] if record["k"] == "node" else record["user"], record["seq"]
+        seqs = state["node_seq"] if record["k"] == "node" else state["user_seq"]
+        if seq <= seqs.get(source, 0):
+            continue
+        seqs[source] = seq
+        if record["k"] == "node":
+            if record["owner"] == email:
+                state["nodes"][source] = record
+            else:
+                state["nodes"].pop(source, None)
+        elif record["email"] == email:
+            if source not in users:
+                users.add(source)
+                newly_linked.append(source)
+        else:
+            users.discard(source)
+    state["users"] = sorted(users)
+    return newly_linked
+
+
+def _paid(nodes) -> tuple[dict, int]:
+    by_month: dict[str, int] = {}
+    for node in nodes:
+        for month, amount in node["paid"].items():
+            by_month[month] = by_month.get(month, 0) + amount
+    return by_month, sum(by_month.values())
+
+
+def _money(micros: int) -> float:
+    return round(micros / 1_000_000, 6)
+
+
+def operator_features(state: dict) -> dict | None:
+    """The operator snapshot (SPEC §4), or None when it has no current node."""
+    nodes = list(state["nodes"].values())
+    if not nodes:
+        return None
+    by_month, total = _paid(nodes)
+    return {
+        "nodes": len(nodes),
+        "wallets": sorted({n["wallet"] for n in nodes if n["wallet"] is not None}),
+        "never_contacted_nodes": sum(n["never_contacted"] for n in nodes),
+        "disqualified_nodes": sum(n["disqualified"] for n in nodes),
+        "suspended_nodes": sum(n["suspended"] for n in nodes),
+        "free_disk_bytes": sum(n["free_disk"] or 0 for n in nodes),
+        "piece_count": sum(n["piece_count"] or 0 for n in nodes),
+        "paid_by_month": {m: _money(v) for m, v in sorted(by_month.items())},
+        "paid_total": _money(total),
+        "users": list(state["users"]),
+    }
+
+
+def operator_summary(state: dict, email: str) -> dict:
+    """What every linked user shows of its operator."""
+    nodes = list(state["nodes"].values())
+    by_month, total = _paid(nodes)
+    return {"k": "operator", "email_hash": email, "seq": state["ver"], "nodes": len(nodes),
+            "paid_by_month": {m: _money(v) for m, v in sorted(by_month.items())}, "paid_total": _money(total)}
+
+
+def operator_events(state: dict) -> int:
+    return sum(n.get("events", 0) for n in state["nodes"].values())
+
+
+# --------------------------------------------------------------------------- users
+
+
+def new_user() -> dict:
+    return {"account": None, "account_seq": 0, "projects": {}, "project_seq": {}, "ops": {}, "ver": 0}
+
+
+def apply_user_records(state: dict, records) -> None:
+    for record in records:
+        kind = record["k"]
+        if kind == "account":
+            if record["seq"] > state["account_seq"]:
+                state["account_seq"] = record["seq"]
+                state["account"] = record
+        elif kind == "project":
+            pid = record["id"]
+            if record["seq"] <= state["project_seq"].get(pid, 0):
+                continue
+            state["project_seq"][pid] = record["seq"]
+            if "up" in record:
+                state["projects"][pid] = record
+            else:
+                state["projects"].pop(pid, None)
+        elif kind == "operator":
+            current = state["ops"].get(record["email_hash"])
+            if current is None or record["seq"] > current["seq"]:
+                state["ops"][record["email_hash"]] = record
+
+
+def _merge_months(maps) -> dict:
+    merged: dict[str, int] = {}
+    for months in maps:
+        for month, total in months.items():
+            merged[month] = merged.get(month, 0) + total
+    return dict(sorted(merged.items()))
+
+
+def user_features(state: dict) -> dict:
+    account = state["account"]
+    projects = list(state["projects"].values())
+    email = account["email_hash"] if account else None
+    operator = state["ops"].get(email) if email is not None else None
+    firsts = [p["first"] for p in projects if p["first"] is not None]
+    lasts = [p["last"] for p in projects if p["last"] is not None]
+    storage_times = [p["st_ts"] for p in projects if p["st_ts"] is not None]
+    return {
+        "email_hash": email,
+        "created_at": account["created_at"] if account else None,
+        "projects": len(projects),
+        "project_created_dates": sorted({p["created"] for p in projects}),
+        "tier": "free" if all((p["bandwidth_limit"] or 0) <= FREE_BANDWIDTH_LIMIT for p in projects) else "paid",
+        "bandwidth_limit_bytes": sum(p["bandwidth_limit"] or 0 for p in projects),
+        "usage_limit_bytes": sum(p["usage_limit"] or 0 for p in projects),
+        "uploads": sum(p["up"] for p in projects),
+        "downloads": sum(p["down"] for p in projects),
+        "upload_bytes_by_month": _merge_months(p["up_m"] for p in projects),
+        "download_bytes_by_month": _merge_months(p["down_m"] for p in projects),
+        "first_activity_at": format_ts(min(firsts)) if firsts else None,
+        "last_activity_at": format_ts(max(lasts)) if lasts else None,
+        "storage_bytes": sum(p["st_sum"] for p in projects if p["st_ts"] is not None),
+        "storage_updated_at": format_ts(max(storage_times)) if storage_times else None,
+        "over_bandwidth_months": sorted({m for p in projects for m in p["over_months"]}),
+        "over_storage_limit": any(p["over_storage"] for p in projects),
+        "usage_sessions_count": sum(p["sess_n"] for p in projects),
+        "usage_sessions_seconds": sum(p["sess_us"] for p in projects) / US_PER_S,
+        "operator_nodes": operator["nodes"] if operator else 0,
+        "operator_paid_by_month": operator["paid_by_month"] if operator else {},
+        "operator_paid_total": operator["paid_total"] if operator else 0.0,
+    }
+
+
+def user_events(state: dict) -> int:
+    account_events = state["account"].get("events", 0) if state["account"] else 0
+    return account_events + sum(p.get("events", 0) for p in state["projects"].values())

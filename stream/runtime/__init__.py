@@ -1,0 +1,1 @@
+"""Faust, Kafka and Redis plumbing around the pure logic in `stream.logic`."""

@@ -1,0 +1,23 @@
+"""Prometheus metrics of the worker (optional HTTP endpoint with --metrics-port)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+
+class Metrics:
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.events = Counter("fsp_events", "Source rows received", ["dataset", "table"], registry=self.registry)
+        self.dead_letters = Counter("fsp_dead_letters", "Records sent to the dead-letter topic", ["dataset"],
+                                    registry=self.registry)
+        self.rerouted = Counter("fsp_rerouted_rows", "Rows re-published under their normalised key",
+                                registry=self.registry)
+        self.redis_up = Gauge("fsp_redis_up", "1 when the last Redis write succeeded", registry=self.registry)
+        self.redis_errors = Counter("fsp_redis_errors", "Failed Redis pipeline writes", registry=self.registry)
+
+    def events_in(self, dataset: str, table: str, count: int) -> None:
+        if count:
+            self.events.labels(dataset, table).inc(count)
+
+    def serve(self, port: int) -> None:
+        start_http_server(port, registry=self.registry)

@@ -1,0 +1,146 @@
+"""Generic stage plumbing: decode a record batch, route marks, dead-letter bad input.
+
+A stage owns some topics and one or more state stores. For every fetched
+batch of one topic-partition the runner decodes the messages, normalises
+source rows (`contract.rows.normalise`), sends bad ones to the dataset's
+dead-letter topic with the reason and origin, groups the good ones by key and
+calls the stage once per key. Marks split the batch: what came before a mark
+is applied before the mark is counted.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+from collections import defaultdict
+
+import orjson
+
+from contract import tables, wire
+from contract.rows import BadRow, normalise
+from stream.logic.marks import MarkTracker
+
+log = logging.getLogger(__name__)
+
+
+class Outbox:
+    """Records to send this batch, grouped by (topic, key): one message per key."""
+
+    def __init__(self):
+        self.by_topic: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+
+    def add(self, topic: str, key: str, record: dict) -> None:
+        self.by_topic[topic][key].append(record)
+
+    def extend(self, topic: str, pairs) -> None:
+        for key, record in pairs:
+            self.by_topic[topic][key].append(record)
+
+
+class Stage:
+    """Subclasses set `name`, `topics`, `expected_marks`, `downstream` and implement the hooks."""
+
+    name: str
+    dataset: str
+    topics: list[str]
+    downstream: list[str] = []
+    source = True  # source topics carry rows to normalise; internal ones carry records
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.marks = MarkTracker(self.expected_marks())
+
+    def expected_marks(self) -> int:
+        raise NotImplementedError
+
+    async def apply(self, partition: int, topic: str, groups: dict[str, list], outbox: Outbox) -> None:
+        raise NotImplementedError
+
+    async def on_run_complete(self, partition: int, run: str, outbox: Outbox) -> None:
+        """Close what the end of a run closes (windows), before the mark moves on."""
+
+
+class StageRunner:
+    """Feeds record batches of one topic-partition into the stage that owns the topic."""
+
+    def __init__(self, runtime, stages: list[Stage]):
+        self.runtime = runtime
+        self.by_topic = {topic: stage for stage in stages for topic in stage.topics}
+
+    async def handle(self, tp, records: list) -> None:
+        stage = self.by_topic.get(tp.topic)
+        if stage is None:
+            return
+        outbox = Outbox()
+        segment: list = []
+        for record in records:
+            try:
+                kind, payload = wire.decode(record.value) if record.value is not None else ("bad", "empty value")
+            except wire.BadMessage as exc:
+                kind, payload = "bad", str(exc)
+            if kind == "mark":
+                await self._apply_segment(stage, tp, segment, outbox)
+                segment = []
+                await self._on_mark(stage, tp.partition, payload, outbox)
+            elif kind == "bad":
+                self.runtime.dead_letter(stage.dataset, payload, tp, record)
+            else:
+                segment.append((record, payload))
+        await self._apply_segment(stage, tp, segment, outbox)
+        await self.runtime.send_outbox(outbox)
+        await self.runtime.flush_sink()
+
+    async def _apply_segment(self, stage: Stage, tp, segment: list, outbox: Outbox) -> None:
+        if not segment:
+            return
+        groups: dict[str, list] = defaultdict(list)
+        if stage.source:
+            spec = tables.table_of_topic(tp.topic)
+            for record, rows in segment:
+                message_key = record.key.decode("utf-8", "replace") if record.key is not None else None
+                for raw in rows:
+                    try:
+                        row = normalise(spec, raw)
+                    except BadRow as exc:
+                        self.runtime.dead_letter(stage.dataset, str(exc), tp, record, raw)
+                        continue
+                    if message_key is not None and row.key != message_key:
+                        # keyed differently (e.g. an upper-case id): re-route to the owning partition
+                        self.runtime.reroute(tp.topic, row.key, raw)
+                        continue
+                    groups[row.key].append(row)
+            self.runtime.metrics.events_in(stage.dataset, spec.name, sum(len(g) for g in groups.values()))
+        else:
+            for record, items in segment:
+                groups[record.key.decode()].extend(items)
+        await stage.apply(tp.partition, tp.topic, groups, outbox)
+
+    async def _on_mark(self, stage: Stage, partition: int, mark: dict, outbox: Outbox) -> None:
+        run = str(mark.get("run"))
+        if not stage.marks.add(run, partition, str(mark.get("origin"))):
+            return
+        await stage.on_run_complete(partition, run, outbox)
+        await self.runtime.send_outbox(outbox)
+        outbox.by_topic.clear()
+        origin = f"{stage.name}:{partition}"
+        for topic in stage.downstream:
+            await self.runtime.broadcast_mark(topic, run, origin)
+        self.runtime.sink.status(stage.dataset, f"{run}:{stage.name}:{partition}", {"at": _now()})
+        log.info("stage %s partition %d finished run %s", stage.name, partition, run)
+
+
+def _now() -> str:
+    from stream.runtime.sink import now_iso
+
+    return now_iso()
+
+
+def dead_letter_value(reason: str, tp, record, row=None) -> bytes:
+    """A dead letter: the reason, where it came from and the original bytes."""
+    original = record.value or b""
+    return orjson.dumps({
+        "reason": reason,
+        "origin": {"topic": tp.topic, "partition": tp.partition, "offset": record.offset},
+        "row": row,
+        "original": original.decode("utf-8", "replace"),
+        "original_b64": base64.b64encode(original).decode(),
+    }, default=str)

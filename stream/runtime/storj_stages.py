@@ -1,0 +1,133 @@
+"""The storj stages: projects, nodes, accounts -> operators -> users (see stream.logic.storj)."""
+from __future__ import annotations
+
+from contract.timeutil import format_ts
+from stream.logic import storj
+from stream.runtime.sink import next_version
+from stream.runtime.stages import Outbox, Stage
+
+USER_TOPIC = "storj.internal.user"
+OPERATOR_TOPIC = "storj.internal.operator"
+
+
+class ProjectStage(Stage):
+    name, dataset = "project", "storj"
+    topics = ["storj.projects", "storj.bbr", "storj.bst"]
+    downstream = [USER_TOPIC]
+
+    def expected_marks(self) -> int:
+        return len(self.topics)
+
+    async def apply(self, partition, topic, groups, outbox: Outbox) -> None:
+        table = topic.split(".", 1)[1]
+        store = self.runtime.store("storj_project")
+        for key, rows in groups.items():
+            state = store.get(key) or storj.new_project()
+            before = state.get("events", 0)
+            storj.apply_project_rows(state, table, rows)
+            if state.get("events", 0) != before:
+                outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
+                store.put(partition, key, state)
+
+    async def on_run_complete(self, partition, run, outbox) -> None:
+        store = self.runtime.store("storj_project")
+        for key, state in store.items_in_partition(partition):
+            if state.get("sess") and state["sess"].get("sessions"):
+                storj.close_project_windows(state)
+                outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
+                store.put(partition, key, state)
+
+
+class NodeStage(Stage):
+    name, dataset = "node", "storj"
+    topics = ["storj.nodes", "storj.payments", "storj.receipts"]
+    downstream = [OPERATOR_TOPIC]
+
+    def expected_marks(self) -> int:
+        return len(self.topics)
+
+    async def apply(self, partition, topic, groups, outbox) -> None:
+        table = topic.split(".", 1)[1]
+        store = self.runtime.store("storj_node")
+        for key, rows in groups.items():
+            state = store.get(key) or storj.new_node()
+            before = state.get("events", 0)
+            storj.apply_node_rows(state, table, rows)
+            if state.get("events", 0) != before:
+                if table != "receipts":
+                    outbox.extend(OPERATOR_TOPIC, storj.node_outbox(state, key))
+                store.put(partition, key, state)
+
+
+class AccountStage(Stage):
+    name, dataset = "account", "storj"
+    topics = ["storj.users"]
+    downstream = [USER_TOPIC, OPERATOR_TOPIC]
+
+    def expected_marks(self) -> int:
+        return 1
+
+    async def apply(self, partition, topic, groups, outbox) -> None:
+        store = self.runtime.store("storj_account")
+        for key, rows in groups.items():
+            state = store.get(key) or storj.new_account()
+            if storj.apply_account_rows(state, rows):
+                to_users, to_operators = storj.account_outbox(state, key)
+                outbox.extend(USER_TOPIC, to_users)
+                outbox.extend(OPERATOR_TOPIC, to_operators)
+                store.put(partition, key, state)
+
+
+class OperatorStage(Stage):
+    name, dataset = "operator", "storj"
+    topics = [OPERATOR_TOPIC]
+    downstream = [USER_TOPIC]
+    source = False
+
+    def expected_marks(self) -> int:
+        return 2 * self.runtime.partitions  # from every node and account partition
+
+    async def apply(self, partition, topic, groups, outbox) -> None:
+        store = self.runtime.store("storj_operator")
+        sink = self.runtime.sink
+        for email, records in groups.items():
+            state = store.get(email) or storj.new_operator()
+            storj.apply_operator_records(state, email, records)
+            had_snapshot = state.get("snap", False)
+            features = storj.operator_features(state)
+            state["ver"] = next_version(state["ver"])
+            if features is not None or had_snapshot:
+                watermark = max((n.get("ts") or 0 for n in state["nodes"].values()), default=None)
+                sink.snapshot("storj", "operator", email, state["ver"], features,
+                              storj.operator_events(state), format_ts(watermark) if watermark else None)
+            state["snap"] = features is not None
+            summary = storj.operator_summary(state, email)
+            for user in state["users"]:
+                outbox.add(USER_TOPIC, user, summary)
+            store.put(partition, email, state)
+
+
+class UserStage(Stage):
+    name, dataset = "user", "storj"
+    topics = [USER_TOPIC]
+    source = False
+
+    def expected_marks(self) -> int:
+        return 3 * self.runtime.partitions  # from every project, account and operator partition
+
+    async def apply(self, partition, topic, groups, outbox) -> None:
+        store = self.runtime.store("storj_user")
+        sink = self.runtime.sink
+        for user, records in groups.items():
+            state = store.get(user) or storj.new_user()
+            storj.apply_user_records(state, records)
+            state["ver"] = next_version(state["ver"])
+            times = [t for p in state["projects"].values() for t in (p["last"], p["st_ts"]) if t is not None]
+            sink.snapshot("storj", "user", user, state["ver"], storj.user_features(state),
+                          storj.user_events(state), format_ts(max(times)) if times else None)
+            store.put(partition, user, state)
+
+
+STAGES = [ProjectStage, NodeStage, AccountStage, OperatorStage, UserStage]
+TABLES = ["storj_project", "storj_node", "storj_account", "storj_operator", "storj_user"]
+INTERNAL_TOPICS = [USER_TOPIC, OPERATOR_TOPIC]

@@ -1,0 +1,159 @@
+"""The stream worker: a Faust app whose consumer feeds record batches to the stages.
+
+Faust provides the consumer group, partition assignment, offset commits and
+changelog-backed tables (recovered on start); the stages hold the logic; the
+sink writes snapshots to Redis. Run it with `fsp worker`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import faust
+import orjson
+
+from contract import tables, wire
+from fsp.topics import ensure_topics
+from stream.runtime import consumer, storj_stages
+from stream.runtime.metrics import Metrics
+from stream.runtime.sink import SnapshotSink
+from stream.runtime.stages import StageRunner, dead_letter_value
+from stream.runtime.store import StateStore
+
+log = logging.getLogger("fsp.worker")
+
+DATASET_STAGES = {"storj": storj_stages}
+
+
+def _dataset_module(name):
+    if name == "ucn":
+        from stream.runtime import ucn_stages
+
+        return ucn_stages
+    return DATASET_STAGES[name]
+
+
+def dlq_topic(dataset: str) -> str:
+    return f"{dataset}.dlq"
+
+
+def all_topics(datasets) -> list[str]:
+    names = []
+    for dataset in datasets:
+        module = _dataset_module(dataset)
+        names += tables.topics(dataset) + module.INTERNAL_TOPICS + [dlq_topic(dataset)]
+    return names
+
+
+class Runtime:
+    """What the stages share: stores, sink, producer, metrics."""
+
+    def __init__(self, app: faust.App, sink: SnapshotSink, partitions: int):
+        self.app = app
+        self.sink = sink
+        self.partitions = partitions
+        self.metrics = Metrics()
+        self.tables: dict[str, faust.Table] = {}
+        self._stores: dict[str, StateStore] = {}
+        self._pending_sends: list = []
+
+    def add_table(self, name: str) -> None:
+        self.tables[name] = self.app.Table(name, partitions=self.partitions, key_type=bytes,
+                                           value_type=bytes)
+        self._stores[name] = StateStore(self.tables[name])
+
+    def store(self, name: str) -> StateStore:
+        return self._stores[name]
+
+    def _send(self, topic: str, key: str | None, value: bytes, partition: int | None = None) -> None:
+        self._pending_sends.append((topic, key.encode() if key is not None else None, value, partition))
+
+    async def _drain_sends(self) -> None:
+        sends, self._pending_sends = self._pending_sends, []
+        producer = self.app.producer
+        for topic, key, value, partition in sends:
+            await producer.send(topic, key, value, partition, None, None)
+
+    async def send_outbox(self, outbox) -> None:
+        for topic, by_key in outbox.by_topic.items():
+            for key, records in by_key.items():
+                self._send(topic, key, wire.encode_rows(records))
+        await self._drain_sends()
+
+    async def broadcast_mark(self, topic: str, run: str, origin: str) -> None:
+        for partition in range(self.partitions):
+            self._send(topic, None, wire.encode_mark(run, origin), partition)
+        await self._drain_sends()
+
+    def reroute(self, topic: str, key: str, row: dict) -> None:
+        self.metrics.rerouted.inc()
+        self._send(topic, key, orjson.dumps(row))
+
+    def dead_letter(self, dataset: str, reason: str, tp, record, row=None) -> None:
+        self.metrics.dead_letters.labels(dataset).inc()
+        self._send(dlq_topic(dataset), None, dead_letter_value(reason, tp, record, row))
+        self.sink.status(dataset, "dead_letters", int(self.metrics.dead_letters.labels(dataset)._value.get()))
+
+    async def flush_sink(self) -> None:
+        try:
+            await self.sink.flush()
+            self.metrics.redis_up.set(1)
+        except Exception as exc:  # Redis away: keep the snapshots queued, say so, go on
+            self.metrics.redis_up.set(0)
+            self.metrics.redis_errors.inc()
+            log.warning("Redis write failed (%s); %d snapshot writes kept for retry", exc, len(self.sink._pending))
+
+
+def quiet_logs(level: str = "WARNING") -> None:
+    """Faust leaves the root logger at DEBUG; its and aiokafka's chatter costs throughput."""
+    for name in ("aiokafka", "faust", "mode", "kafka", "asyncio"):
+        logging.getLogger(name).setLevel(level)
+
+
+def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
+              datasets=("storj", "ucn"), app_id: str = "usage-features", sessions_cap: int = 100):
+    ensure_topics(kafka_broker, all_topics(datasets), partitions)
+    app = faust.App(
+        app_id,
+        broker=[f"kafka://{b}" for b in kafka_broker.split(",")],
+        store="memory://",
+        topic_partitions=partitions,
+        topic_replication_factor=1,
+        broker_rebalance_timeout=3,
+        broker_session_timeout=10,
+        broker_heartbeat_interval=1,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        table_cleanup_interval=3600,
+        broker_commit_interval=1.0,
+        producer_linger_ms=5,
+        producer_max_batch_size=1024 * 1024,
+        stream_buffer_maxsize=100_000,
+    )
+    sink = SnapshotSink(redis_url, prefix, sessions_cap)
+    runtime = Runtime(app, sink, partitions)
+    stages = []
+    for dataset in datasets:
+        module = _dataset_module(dataset)
+        for name in module.TABLES:
+            runtime.add_table(name)
+        stages += [stage_cls(runtime) for stage_cls in module.STAGES]
+    runner = StageRunner(runtime, stages)
+    for stage in stages:
+        for topic in stage.topics:
+            app.topics.add(app.topic(topic, key_serializer="raw", value_serializer="raw"))
+    consumer.install(app, runner.handle)
+    return app, runtime
+
+
+def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
+               datasets=("storj", "ucn"), loglevel: str = "warning", metrics_port: int | None = None) -> None:
+    quiet_logs()
+    app, runtime = build_app(kafka_broker, redis_url, prefix, partitions, datasets)
+    if metrics_port:
+        runtime.metrics.serve(metrics_port)
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    worker.execute_from_commandline()
