@@ -1,0 +1,103 @@
+"""Fixtures that run the real thing: the embedded broker, Redis, a stream worker process."""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from fsp.stack import redis_reachable, start_broker, start_redis
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """The machine's Redis when there is one, else a throw-away server (tests use their own key prefix)."""
+    url = os.environ.get("REDIS_URL") or LOCAL_REDIS
+    if redis_reachable(url):
+        yield url
+        return
+    server = start_redis()
+    yield server.address
+    server.stop()
+
+
+@dataclass
+class Pipeline:
+    """A broker, a worker and a key prefix of their own; Redis shared, keys apart."""
+
+    broker: str
+    redis_url: str
+    prefix: str
+    partitions: int
+    worker: object
+    log_path: str
+
+    def replay(self, dataset: str, source: str, **kwargs):
+        from fsp.cli import replay
+
+        kwargs.setdefault("wait", True)
+        kwargs.setdefault("timeout", 120)
+        kwargs.setdefault("progress", False)
+        kwargs.setdefault("state_dir", os.path.join(os.path.dirname(self.log_path), "state"))
+        return replay(dataset, source, self.broker, self.redis_url, partitions=self.partitions, prefix=self.prefix,
+                      alive=lambda: self.worker.poll() is None, **kwargs)
+
+    def redis(self):
+        from stream.client import connect
+
+        return connect(self.redis_url)
+
+    def features(self, dataset: str, entity: str) -> dict:
+        from stream.client import all_features
+
+        return all_features(self.redis(), dataset, entity, self.prefix)
+
+    def verify(self, dataset: str, source: str):
+        from fsp.cli import verify
+
+        mismatches, counts = verify(dataset, source, self.redis_url, self.prefix)
+        return mismatches, counts
+
+    def worker_log(self) -> str:
+        with open(self.log_path, "rb") as handle:
+            return handle.read().decode("utf-8", "replace")
+
+
+def _cleanup(redis_url: str, prefix: str) -> None:
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    keys = list(r.scan_iter(match=f"{prefix}*", count=1000))
+    for start in range(0, len(keys), 1000):
+        r.delete(*keys[start:start + 1000])
+
+
+@pytest.fixture
+def pipeline_factory(redis_url, tmp_path):
+    """Start pipelines (broker + worker) on demand; everything stops and is cleaned after the test."""
+    from fsp.demo import start_worker, stop_worker
+
+    started = []
+
+    def make(datasets: str = "storj", partitions: int = 4) -> Pipeline:
+        broker = start_broker()
+        prefix = f"test-{uuid.uuid4().hex[:8]}:"
+        log_path = str(tmp_path / f"worker-{len(started)}.log")
+        worker = start_worker(broker.address, redis_url, prefix, partitions, datasets, log_path)
+        pipeline = Pipeline(broker.address, redis_url, prefix, partitions, worker, log_path)
+        started.append((broker, pipeline))
+        return pipeline
+
+    yield make
+    for broker, pipeline in started:
+        stop_worker(pipeline.worker)
+        broker.stop()
+        _cleanup(redis_url, pipeline.prefix)
+
+
+@pytest.fixture
+def pipeline(pipeline_factory) -> Pipeline:
+    return pipeline_factory()
