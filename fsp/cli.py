@@ -241,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure throughput against baselines (not a test)")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--out", default="bench-results.json")
+    p.add_argument("--naive-events", type=int, default=30_000, help="events through the single-event baselines")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -22,6 +22,7 @@ BatchHandler = Callable[[object, list], Awaitable[None]]
 
 class BatchConsumer(faust_aiokafka.Consumer):
     batch_handler: BatchHandler | None = None
+    batch_topics: frozenset = frozenset()  # topics of the stages; the rest (changelogs) go Faust's way
 
     def _ack_offsets(self, tp, offsets: list[int]) -> None:
         committed = self._committed_offset[tp]
@@ -35,6 +36,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     async def _drain_messages(self, fetcher) -> None:  # the hot loop
         handler = self.batch_handler
+        batch_topics = self.batch_topics
+        callback = self.callback
+        to_message = self._to_message
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
@@ -55,9 +59,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         batch = [r for r in batch if r.offset > last]
                     if not batch:
                         continue
-                    await handler(tp, batch)
+                    if tp.topic in batch_topics:
+                        await handler(tp, batch)
+                        self._ack_offsets(tp, [r.offset for r in batch])
+                    else:  # changelog recovery and anything else Faust routes itself
+                        for record in batch:
+                            await callback(to_message(tp, record))
                     read_offset[tp] = batch[-1].offset
-                    self._ack_offsets(tp, [r.offset for r in batch])
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
@@ -75,7 +83,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
             raise
 
 
-def install(app, handler: BatchHandler) -> None:
-    """Make `app` consume with BatchConsumer, feeding `handler`."""
+def install(app, handler: BatchHandler, topics) -> None:
+    """Make `app` consume with BatchConsumer, feeding `handler` the batches of `topics`."""
     BatchConsumer.batch_handler = staticmethod(handler)
+    BatchConsumer.batch_topics = frozenset(topics)
     app.transport.Consumer = BatchConsumer

@@ -142,18 +142,18 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
     for stage in stages:
         for topic in stage.topics:
             app.topics.add(app.topic(topic, key_serializer="raw", value_serializer="raw"))
-    consumer.install(app, runner.handle)
+    consumer.install(app, runner.handle, runner.by_topic)
     return app, runtime
 
 
 def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
                datasets=("storj", "ucn"), loglevel: str = "warning", metrics_port: int | None = None) -> None:
-    quiet_logs()
+    quiet_logs(os.environ.get("FSP_LOGLEVEL", "warning").upper())
     app, runtime = build_app(kafka_broker, redis_url, prefix, partitions, datasets)
     if metrics_port:
         runtime.metrics.serve(metrics_port)
     from faust.worker import Worker
 
-    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker = Worker(app, loglevel=os.environ.get("FSP_LOGLEVEL", loglevel), quiet=True, redirect_stdouts=False)
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     worker.execute_from_commandline()

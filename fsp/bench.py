@@ -1,0 +1,145 @@
+"""`fsp bench`: throughput of the project against baselines, measured in one run.
+
+Figures: replay publish rate; end-to-end events/s (first publish -> last
+snapshot written in Redis) with packed messages and with one event per
+message; the same events through a naive Faust agent and a raw aiokafka
+consumer; pandas computing the features in batch. Results are printed as a
+table of ratios and written, with the machine description, to a JSON file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+
+import orjson
+from kafka import KafkaProducer
+
+from fsp.baselines import NAIVE_TOPIC
+from fsp.config import Settings
+from fsp.demo import start_worker, stop_worker
+from fsp.stack import bring_up
+from fsp.topics import ensure_topics
+
+
+def _machine() -> dict:
+    return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "platform": platform.platform()}
+
+
+def _warm_up(stack, settings, alive) -> None:
+    """Wait until the worker has joined its group: a run with no rows, only end marks."""
+    from replay.publisher import make_producer, send_end_marks
+    from stream.client import connect, wait_finished
+
+    ensure_topics(stack.kafka_broker, __import__("contract.tables", fromlist=["x"]).topics("storj"),
+                  settings.partitions)
+    producer = make_producer(stack.kafka_broker)
+    run = "warmup-" + uuid.uuid4().hex[:6]
+    send_end_marks(producer, "storj", run, settings.partitions)
+    producer.flush()
+    producer.close()
+    wait_finished(connect(stack.redis_url), "storj", run, "user", settings.partitions, settings.prefix, 120,
+                  alive=alive)
+
+
+def _e2e(stack, settings, folder, pack: int, prefix: str) -> dict:
+    from fsp.cli import replay
+
+    from fsp.stack import Stack, start_broker
+
+    broker = start_broker()  # a broker of its own: no state or offsets left by another run
+    stack = Stack(broker.address, stack.redis_url, [broker])
+    worker = start_worker(stack.kafka_broker, stack.redis_url, prefix, settings.partitions, "storj",
+                          os.path.join(folder, f"worker-{pack}.log"))
+    alive = lambda: worker.poll() is None  # noqa: E731
+    try:
+        _warm_up(stack, Settings(settings.kafka_broker, settings.redis_url, prefix, settings.partitions,
+                                 settings.sessions_cap), alive)
+        t0 = time.perf_counter()
+        summary = replay("storj", folder, stack.kafka_broker, stack.redis_url, partitions=settings.partitions,
+                         prefix=prefix, pack=pack, wait=True, timeout=600, progress=False, alive=alive,
+                         state_dir=os.path.join(folder, ".state-" + uuid.uuid4().hex[:6]))
+        # replay() reads and sorts the source before publishing: time from the first publish
+        seconds = summary.seconds + summary.wait_seconds
+        return {"events": summary.published, "seconds": seconds, "publish_rows_per_s": summary.rate,
+                "messages": summary.messages, "total_with_read_s": time.perf_counter() - t0}
+    finally:
+        stop_worker(worker)
+        stack.stop()
+
+
+def _single_event_topic(stack, folder, limit: int) -> int:
+    from fsp.cli import read_source
+
+    ordered, _ = read_source("storj", folder)
+    ensure_topics(stack.kafka_broker, [NAIVE_TOPIC], 4)
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_broker, linger_ms=20, batch_size=1 << 20)
+    for item in ordered[:limit]:
+        producer.send(NAIVE_TOPIC, key=item.row.key.encode(),
+                      value=orjson.dumps({**item.row.values, "__table": item.spec.name}))
+    producer.flush()
+    producer.close()
+    return min(limit, len(ordered))
+
+
+def _baseline(kind: str, broker: str, events: int) -> dict:
+    out = subprocess.run([sys.executable, "-m", "fsp.baselines", kind, broker, str(events)],
+                         capture_output=True, text=True, timeout=900)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"{kind} baseline failed: {out.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def _pandas(folder) -> dict:
+    from verify.batch_storj import compute_storj
+
+    t0 = time.perf_counter()
+    result = compute_storj(folder)
+    seconds = time.perf_counter() - t0
+    rows = sum(result["stats"]["rows"].values())
+    return {"events": rows, "seconds": seconds}
+
+
+def _rate(d: dict) -> float:
+    return d["events"] / d["seconds"] if d["seconds"] else 0.0
+
+
+def run_bench(args) -> None:
+    from replay.generate.storj import generate_storj
+
+    settings = Settings.from_env()
+    folder = os.path.abspath("bench-data/storj")
+    generate_storj(folder, seed=1, scale=args.scale)
+    stack = bring_up(settings.kafka_broker, settings.redis_url)
+    results: dict = {"machine": _machine(), "scale": args.scale, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    try:
+        results["project_packed"] = _e2e(stack, settings, folder, 20_000, f"bench-{uuid.uuid4().hex[:6]}:")
+        results["project_single"] = _e2e(stack, settings, folder, 1, f"bench-{uuid.uuid4().hex[:6]}:")
+        events = _single_event_topic(stack, folder, args.naive_events)
+        results["naive_faust"] = _baseline("naive", stack.kafka_broker, events)
+        results["raw_aiokafka"] = _baseline("raw", stack.kafka_broker, events)
+        results["pandas_batch"] = _pandas(folder)
+    finally:
+        stack.stop()
+    project = _rate(results["project_packed"])
+    rows = [
+        ("project, packed messages (end to end)", results["project_packed"]),
+        ("project, one event per message (end to end)", results["project_single"]),
+        ("naive Faust agent, one event per message", results["naive_faust"]),
+        ("raw aiokafka consumer (Python ceiling)", results["raw_aiokafka"]),
+        ("pandas batch, same features", results["pandas_batch"]),
+    ]
+    print(f"\nstorj scale {args.scale}: replay published {results['project_packed']['publish_rows_per_s']:,.0f} rows/s")
+    print(f"{'pipeline':<48} {'events':>9} {'seconds':>8} {'events/s':>10} {'project ÷ it':>12}")
+    for name, d in rows:
+        rate = _rate(d)
+        print(f"{name:<48} {d['events']:>9,} {d['seconds']:>8.2f} {rate:>10,.0f} {project / rate if rate else 0:>12.2f}")
+    with open(args.out, "w") as handle:
+        json.dump(results, handle, indent=2)
+    print(f"\nwritten to {args.out}")
