@@ -33,7 +33,7 @@ def run_naive(broker: str, expected: int) -> None:
     app = faust.App("bench-naive", broker=f"kafka://{broker}", store="memory://", topic_partitions=4,
                     broker_rebalance_timeout=3, broker_session_timeout=10, broker_heartbeat_interval=1,
                     web_enabled=False, consumer_auto_offset_reset="earliest", topic_replication_factor=1)
-    topic = app.topic(NAIVE_TOPIC, key_type=bytes, value_type=bytes)
+    topic = app.topic(NAIVE_TOPIC, key_serializer="raw", value_serializer="raw")
     table = app.Table("bench-naive-state", default=dict, partitions=4)
     progress = {"n": 0, "t0": None}
 

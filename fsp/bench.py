@@ -90,9 +90,9 @@ def _single_event_topic(stack, folder, limit: int) -> int:
 def _baseline(kind: str, broker: str, events: int) -> dict:
     out = subprocess.run([sys.executable, "-m", "fsp.baselines", kind, broker, str(events)],
                          capture_output=True, text=True, timeout=900)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        raise RuntimeError(f"{kind} baseline failed: {out.stderr[-2000:]}")
+    lines = [line[line.index('{"events"'):] for line in out.stdout.splitlines() if '{"events"' in line]
+    if not lines:  # (Faust writes terminal control codes before our line)
+        raise RuntimeError(f"{kind} baseline failed: {out.stdout[-1000:]} {out.stderr[-2000:]}")
     return json.loads(lines[-1])
 
 

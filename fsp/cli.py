@@ -142,7 +142,7 @@ def cmd_get(args) -> None:
 
 
 def verify(dataset: str, source: str, redis_url: str, prefix: str = ""):
-    from stream.client import all_features, connect
+    from stream.client import all_features, connect, get_sessions
     from verify.compare import compare
 
     if dataset == "storj":
@@ -157,8 +157,13 @@ def verify(dataset: str, source: str, redis_url: str, prefix: str = ""):
         entities = ("user",)
     r = connect(redis_url)
     actual = {entity: all_features(r, dataset, entity, prefix) for entity in entities}
+    counts = {e: len(expected[e]) for e in entities}
+    if "sessions" in expected:  # closed session records, newest first, compared as one field per user
+        actual["session list"] = {u: {"sessions": get_sessions(r, dataset, u, prefix)} for u in expected["sessions"]}
+        expected["session list"] = {u: {"sessions": s} for u, s in expected["sessions"].items()}
+        entities = (*entities, "session list")
     expected = {entity: expected[entity] for entity in entities}
-    return compare(expected, actual), {e: len(expected[e]) for e in entities}
+    return compare(expected, actual), counts
 
 
 def cmd_verify(args) -> None:

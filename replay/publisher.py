@@ -22,6 +22,8 @@ from tqdm import tqdm
 from contract import tables, wire
 from fsp.topics import ensure_topics, partitions_of
 
+CHECKPOINT_ROWS = 20_000  # flush and record progress at least this often
+
 
 @dataclass
 class ReplaySummary:
@@ -83,6 +85,7 @@ def publish(ordered, bad, dataset: str, bootstrap: str, partitions: int = 4, pac
     producer = make_producer(bootstrap)
     started = time.perf_counter()
     seen: set[str] = set()
+    flushed_at = 0
     bar = tqdm(total=len(ordered), unit="row", disable=not progress, desc=f"replay {dataset}", smoothing=0.1)
     try:
         for record in bad:
@@ -105,9 +108,11 @@ def publish(ordered, bad, dataset: str, bootstrap: str, partitions: int = 4, pac
                 producer.send(topic, key=key.encode(), value=wire.encode_rows(rows))
                 summary.published += len(rows)
             summary.messages += len(messages)
-            producer.flush()
             done = start + len(chunk)
-            checkpoint.save({"run": run, "done_rows": done, "finished": False})
+            if done - flushed_at >= CHECKPOINT_ROWS:
+                producer.flush()  # everything before `done` is in the broker: safe to resume after it
+                checkpoint.save({"run": run, "done_rows": done, "finished": False})
+                flushed_at = done
             bar.update(len(chunk))
         if end_mark:
             send_end_marks(producer, dataset, run, partitions)

@@ -9,7 +9,7 @@ with pandas.
     compute_ucn(source) -> {"user": {user_id: {field: value}},
                             "sessions": {user_id: [session, …]},   # newest first, ≤ 100
                             "stats": {"rows": …, "bad": …, "bad_reasons": …,
-                                      "duplicates": …, "events": …}}
+                                      "duplicates": …, "events": …, "sessions": …}}
 
 ``source`` is a folder with one ``{table}.csv`` per table or a database URL
 (``postgresql://…``, ``sqlite:///…``).  ``httpreqs`` and ``httpreqs2`` are one
@@ -45,9 +45,11 @@ MIN_SESSION_US = 1 * US_PER_SECOND
 MIN_SESSION_EVENTS = 3
 SESSIONS_KEPT = 100
 TOP_DOMAINS = 10
-HIST_EDGES_US = np.array(
-    [0, 1_000, 10_000, 100_000, 1, 10, 60, 600, 3_600, 86_400, 604_800], dtype=np.int64
-) * np.array([1, 1, 1, 1] + [US_PER_SECOND] * 7, dtype=np.int64)
+# Bin edges of inter_event_hist and session_duration_hist: 0, 1 ms, 10 ms, 100 ms,
+# 1 s, 10 s, 1 min, 10 min, 1 h, 1 day, 1 week; bin i is edge[i] <= x < edge[i+1].
+HIST_EDGES_US = np.array([0, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 60_000_000,
+                          600_000_000, 3_600_000_000, 86_400_000_000, 604_800_000_000],
+                         dtype=np.int64)
 HOURS, WEEK_SLOTS, BINS = 24, 84, len(HIST_EDGES_US)
 PARIS, LONDON = "Europe/Paris", "Europe/London"
 DNS, HTTP = 0, 1  # table rank in the event order: "dnsreqs" < "httpreqs"
@@ -215,7 +217,7 @@ def _read_source(source) -> dict[str, tuple[pd.DataFrame, int, Counter]]:
 def _read_database(url: str) -> dict[str, tuple[pd.DataFrame, int, Counter]]:
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(url)
+    engine = sqlalchemy.create_engine(_with_driver(url))
     try:
         with engine.connect() as connection:
             present = set(sqlalchemy.inspect(connection).get_table_names())
@@ -228,6 +230,19 @@ def _read_database(url: str) -> dict[str, tuple[pd.DataFrame, int, Counter]]:
             return found
     finally:
         engine.dispose()
+
+
+def _with_driver(url: str):
+    """A bare ``postgresql://`` URL uses psycopg2 when psycopg (3) is not installed."""
+    import importlib.util
+
+    import sqlalchemy
+
+    parsed = sqlalchemy.engine.make_url(url)
+    if (parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg") is None
+            and importlib.util.find_spec("psycopg2") is not None):
+        return parsed.set(drivername="postgresql+psycopg2")
+    return parsed
 
 
 def _read_csv(path: Path) -> tuple[pd.DataFrame, int, Counter]:
@@ -268,8 +283,10 @@ def _validate(frame: pd.DataFrame, table: Table, bad: Counter) -> tuple[pd.DataF
     boolean that is not true/false/t/f/1/0/yes/no).
     """
     frame = frame.loc[:, ~frame.columns.duplicated()]
-    empty = pd.Series([None] * len(frame), index=frame.index, dtype=object)
-    column = lambda name: frame[name] if name in frame.columns else empty  # noqa: E731
+    missing = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+
+    def column(name: str) -> pd.Series:
+        return frame[name] if name in frame.columns else missing
 
     integers = {name: parse_integers(column(name)) for name in table.integers}
     booleans = {name: parse_booleans(column(name)) for name in table.booleans}
@@ -287,23 +304,22 @@ def _validate(frame: pd.DataFrame, table: Table, bad: Counter) -> tuple[pd.DataF
     reasons = bad + Counter(key=int(bad_key.sum()), id=int(bad_id.sum()),
                             time=int(bad_time.sum()), type=int(bad_type.sum()))
 
+    rows = pd.RangeIndex(int(good.sum()))
     clean = {}
     for name, (values, null, _) in integers.items():
-        if name in (table.key, table.ident):
-            clean[name] = values[good]
+        if name in (table.key, table.ident):  # never null in a good row
+            clean[name] = pd.Series(values[good], index=rows)
         else:
-            clean[name] = pd.arrays.IntegerArray(values[good], null[good])
+            clean[name] = pd.Series(pd.arrays.IntegerArray(values[good], null[good]), index=rows)
     for name, (values, null, _) in booleans.items():
-        clean[name] = pd.arrays.BooleanArray(values[good], null[good])
+        clean[name] = pd.Series(pd.arrays.BooleanArray(values[good], null[good]), index=rows)
     for name in table.texts:
-        clean[name] = pd.Series(parse_texts(column(name))[good], dtype=object)
+        clean[name] = pd.Series(parse_texts(column(name))[good], index=rows, dtype=object)
     if table.time is not None:
-        clean[table.time] = micros[good]
+        clean[table.time] = pd.Series(micros[good], index=rows)
     for name in table.other_times:
-        micros_other, valid_other = parse_times(column(name))
-        clean[name] = pd.arrays.IntegerArray(micros_other[good], ~valid_other[good])
-    clean = {name: pd.Series(values, index=pd.RangeIndex(int(good.sum())))
-             if not isinstance(values, pd.Series) else values for name, values in clean.items()}
+        other, valid_other = parse_times(column(name))
+        clean[name] = pd.Series(pd.arrays.IntegerArray(other[good], ~valid_other[good]), index=rows)
     return pd.DataFrame(clean), +reasons
 
 
@@ -314,7 +330,8 @@ def _validate(frame: pd.DataFrame, table: Table, bad: Counter) -> tuple[pd.DataF
 
 def _text_cells(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Factorised cells as stripped text: (codes, distinct texts); null and blank cells -> -1."""
-    codes, uniques = pd.factorize(values.to_numpy(dtype=object, na_value=None))
+    cells = values.to_numpy() if values.dtype == object else values.to_numpy(object, na_value=None)
+    codes, uniques = pd.factorize(cells)  # None, NaN and NA are missing: code -1
     texts = [str(item).strip() for item in uniques]
     blank = np.array([text == "" for text in texts] + [True], dtype=bool)
     codes = np.where(blank[codes], -1, codes)  # code -1 picks the extra last slot
@@ -328,12 +345,10 @@ def _take(per_text: np.ndarray, codes: np.ndarray, missing) -> np.ndarray:
 
 def parse_texts(values: pd.Series) -> np.ndarray:
     """Text cells as Python strings (object array); null and blank cells are None."""
-    cells = values.to_numpy(dtype=object, na_value=None)
-    if pd.api.types.is_string_dtype(values.dtype) or values.dtype == object:
-        return np.array([None if item is None or (isinstance(item, str) and not item.strip())
-                         else item if isinstance(item, str) else str(item) for item in cells],
-                        dtype=object)
-    return np.array([None if item is None else str(item) for item in cells], dtype=object)
+    texts = [None if item is None else item if isinstance(item, str) else str(item)
+             for item in values.to_numpy(dtype=object, na_value=None)]
+    return np.array([text if text is not None and text.strip() else None for text in texts],
+                    dtype=object)
 
 
 def parse_integers(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -343,6 +358,11 @@ def parse_integers(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarra
     (``12.0``, ``1e3``), with surrounding blanks; within int64.
     """
     dtype = values.dtype
+    if not pd.api.types.is_numeric_dtype(dtype):  # text or Python objects
+        codes, texts = _text_cells(values)
+        numbers, ok = _parse_integer_texts(texts)
+        null = codes < 0
+        return _take(numbers, codes, 0), null, ~null & ~_take(ok, codes, True)
     null = values.isna().to_numpy(bool)
     if pd.api.types.is_bool_dtype(dtype):
         return np.zeros(len(values), np.int64), null, ~null
@@ -352,10 +372,7 @@ def parse_integers(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarra
         numbers = values.to_numpy(np.float64, na_value=np.nan)
         ok = _integral_floats(numbers)
         return np.where(ok, numbers, 0).astype(np.int64), null, ~null & ~ok
-    codes, texts = _text_cells(values)
-    numbers, ok = _parse_integer_texts(texts)
-    null = codes < 0
-    return _take(numbers, codes, 0), null, ~null & ~_take(ok, codes, True)
+    return np.zeros(len(values), np.int64), null, ~null  # complex numbers and the like
 
 
 def _integral_floats(numbers: np.ndarray) -> np.ndarray:
@@ -397,10 +414,11 @@ def parse_booleans(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarra
     the numbers 0 and 1.
     """
     dtype = values.dtype
-    null = values.isna().to_numpy(bool)
     if pd.api.types.is_bool_dtype(dtype):
+        null = values.isna().to_numpy(bool)
         return values.to_numpy(bool, na_value=False), null, np.zeros(len(values), bool)
     if pd.api.types.is_numeric_dtype(dtype):
+        null = values.isna().to_numpy(bool)
         numbers = values.to_numpy(np.float64, na_value=np.nan)
         ok = (numbers == 0) | (numbers == 1)
         return numbers == 1, null, ~null & ~ok
@@ -551,7 +569,7 @@ def _local_time(micros: np.ndarray, paris_rows: np.ndarray) -> tuple[np.ndarray,
         if rows.any():
             local = pd.to_datetime(micros[rows], unit="us", utc=True).tz_convert(zone)
             hour[rows] = local.hour
-            weekday[rows] = local.dayofweek
+            weekday[rows] = local.day_of_week
     return hour, weekday
 
 

@@ -64,7 +64,7 @@ ZONES = {"uk": "Europe/London", "fr": "Europe/Paris"}  # anything else is London
 
 # Sizes at scale 1 (about 300,000 rows in all) and the floors that keep every case possible.
 USERS, MIN_USERS = 25, 8
-ACTIVITIES = 1_250  # bursts of requests, over all users, households and lone devices
+ACTIVITIES = 1_320  # bursts of requests, over all users, households and lone devices
 BACKGROUND_RUNS = 6_000  # short runs of traffic without requests (sync, push)
 MIN_ACTIVITIES_PER_ACTOR = 2
 BURSTS_PER_DAY = 4  # on the days an actor is online at all
@@ -130,8 +130,8 @@ DOMAINS = {  # by popularity
 }
 SERVICES = ((443, "https", 0.5), (80, "http", 0.22), (53, "dns", 0.06), (993, "imaps", 0.03),
             (5223, "apple-push", 0.03), (5228, "google-play", 0.03), (123, "ntp", 0.02),
-            (1935, "rtmp", 0.02), (3478, "stun", 0.02), (8080, "http-alt", 0.02),
-            (0, None, 0.05))  # 0: an unusual port, no service name
+            (1935, "rtmp", 0.02), (3478, "stun", 0.02), (8080, "http-alt", 0.02))
+UNNAMED_SERVICE = 0.05  # an unusual port, no service name
 
 # Local hour of an activity's start, Monday-Friday and Saturday-Sunday.
 HOUR_WEIGHTS = {
@@ -191,13 +191,14 @@ def generate_ucn(out: str, seed: int = 1, scale: float = 1.0, bad_rows: int = 0,
     duplicated_links = _duplicate_links(rng, tables)
     fmt = _format_of(out)
     bad = _bad_row_plan(rng, tables, bad_rows, CSV_BAD_KINDS if fmt == "csv" else DATABASE_BAD_KINDS)
-    cases = {**population.cases, "duplicated_ids": duplicated, "duplicated_links": duplicated_links}
+    _insert_bad_rows(tables, bad)
     if fmt == "csv":
-        target, records = _write_folder(Path(out), tables, bad)
+        target = _write_folder(Path(out), tables, bad)
+        records = [{"table": b.table, "line": b.slot + 2, "reason": b.reason} for b in bad]
     else:
-        _insert_bad_rows(tables, bad)
         target = _write_database(out, fmt, tables, schema)
         records = [{"table": b.table, "id": b.id, "reason": b.reason} for b in bad]
+    cases = {**population.cases, "duplicated_ids": duplicated, "duplicated_links": duplicated_links}
     rows = {name: len(frame) for name, frame in tables.items()}
     return {"format": fmt, "target": target, "schema": schema if fmt == "postgresql" else None,
             "rows": rows, "bad_rows": records, "cases": cases}
@@ -222,12 +223,12 @@ def _zipf(rng: np.random.Generator, n_items: int, n: int) -> np.ndarray:
 
 
 def _some(rng: np.random.Generator, n: int, share: float,
-          eligible: np.ndarray | None = None) -> np.ndarray:
-    """A random ``share`` of n rows, and at least two (of the eligible ones), so
-    that every kind of null cell exists at any scale."""
+          eligible: np.ndarray | None = None, least: int = 2) -> np.ndarray:
+    """A random ``share`` of n rows, and at least ``least`` (of the eligible
+    ones), so that every kind of null cell exists at any scale."""
     eligible = np.ones(n, dtype=bool) if eligible is None else eligible
     chosen = (rng.random(n) < share) & eligible
-    missing = 2 - int(chosen.sum())
+    missing = least - int(chosen.sum())
     if missing > 0:
         pool = np.flatnonzero(eligible & ~chosen)
         chosen[rng.choice(pool, min(missing, len(pool)), replace=False)] = True
@@ -468,17 +469,17 @@ def _presence(rng: np.random.Generator) -> tuple[int, int]:
 def _activities(rng: np.random.Generator, population: Population, scale: float) -> pd.DataFrame:
     """Bursts: actor, local and UTC start, number of requests, one or two devices."""
     actors = population.actors
-    n = max(MIN_ACTIVITIES_PER_ACTOR * len(actors), round(ACTIVITIES * scale))
+    least = np.array([max(MIN_ACTIVITIES_PER_ACTOR, len(a.devices)) for a in actors])
+    n = max(least.sum(), round(ACTIVITIES * scale))
     weights = np.array([a.weight * (a.hi - a.lo) for a in actors])
-    counts = MIN_ACTIVITIES_PER_ACTOR + rng.multinomial(n - MIN_ACTIVITIES_PER_ACTOR * len(actors),
-                                                        weights / weights.sum())
+    counts = least + rng.multinomial(n - least.sum(), weights / weights.sum())
     actor = np.repeat(np.arange(len(actors)), counts)
     day = _active_days(rng, actors, counts)
     weekend = _weekend(day)
     hour = np.where(weekend, _hours(rng, True, len(actor)), _hours(rng, False, len(actor)))
     local = day + hour * HOUR + rng.integers(0, HOUR, len(actor))
     countries = np.array([a.country for a in actors], dtype=object)[actor]
-    devices = _burst_devices(rng, actors, actor)
+    devices = _burst_devices(rng, actors, actor, _ramp(counts))
     return pd.DataFrame({
         "actor": actor, "local": local, "start": _local_to_utc(local, countries),
         "events": np.clip(rng.lognormal(np.log(55), 1.0, len(actor)), 3, 1_500).astype(np.int64),
@@ -502,15 +503,20 @@ def _hours(rng: np.random.Generator, weekend: bool, n: int) -> np.ndarray:
     return rng.choice(24, n, p=weights / weights.sum())
 
 
-def _burst_devices(rng: np.random.Generator, actors: list[Actor],
-                   actor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Device indexes of each burst: one, or (a third of the time) two interleaved (-1: none)."""
+def _burst_devices(rng: np.random.Generator, actors: list[Actor], actor: np.ndarray,
+                   rank: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Device indexes of each burst: one, or (a third of the time) two interleaved
+    (-1: none). An actor's first bursts go through all its devices, one each,
+    so that every device has requests at any scale."""
     width = max(len(a.devices) for a in actors)
     table = np.array([a.devices + [-1] * (width - len(a.devices)) for a in actors])
     count = np.array([len(a.devices) for a in actors])[actor]
     first = (rng.random(len(actor)) * count).astype(np.int64)
     second = (first + 1 + (rng.random(len(actor)) * np.maximum(count - 1, 1)).astype(np.int64)) % count
     two = (count >= 2) & (rng.random(len(actor)) < 1 / 3)
+    sweep = rank < count
+    first = np.where(sweep, rank, first)
+    two &= ~sweep
     return table[actor, first], np.where(two, table[actor, second], -1)
 
 
@@ -542,15 +548,17 @@ def _random_requests(rng: np.random.Generator, population: Population,
     hostview = np.array(population.platforms) == HOSTVIEW
     ts = np.where(hostview[device], ts // 1_000 * 1_000, ts)
     countries = np.array([a.country for a in population.actors], dtype=object)
-    return _requests(rng, device, ts, countries[activities["actor"].to_numpy()[burst]],
-                     burst_of=burst)
+    opens = np.zeros(len(burst), dtype=bool)
+    opens[first] = True
+    return _requests(rng, device, ts, countries[activities["actor"].to_numpy()[burst]], burst, opens)
 
 
 def _requests(rng: np.random.Generator, device: np.ndarray, ts: np.ndarray, countries: np.ndarray,
-              burst_of: np.ndarray) -> pd.DataFrame:
-    """Table, flag (1 true, 0 false; -1 null, set later) and domain of requests."""
+              burst_of: np.ndarray, opens: np.ndarray) -> pd.DataFrame:
+    """Table, flag (1 true, 0 false; -1 null, set later) and domain of requests;
+    a burst opens with a DNS lookup."""
     n = len(device)
-    dns = rng.random(n) < 0.45
+    dns = opens | (rng.random(n) < 0.45)
     dns_flag = (rng.random(n) < 0.7).astype(np.int8)
     http_flag = (rng.random(n) < 0.37).astype(np.int8)
     local = rng.random(n) < 0.3
@@ -629,7 +637,7 @@ def _tables(rng: np.random.Generator, population: Population, scale: float) -> d
     scripted, touching = _episodes(population)
     activities, requests = _clear_reserved(activities, requests, population.actors)
     requests = pd.concat([requests, scripted], ignore_index=True)
-    requests = requests[requests["ts"].to_numpy() < END]
+    requests = requests[(requests["ts"].to_numpy() >= START) & (requests["ts"].to_numpy() < END)]
     ids = population.device_ids
     traffic = _traffic(rng, population, requests, scale)
     return {
@@ -678,7 +686,9 @@ def _traffic(rng: np.random.Generator, population: Population, requests: pd.Data
     devices.append(np.repeat(run_device, run_length))
     starts.append(np.repeat(run_start, run_length) + _ramp(run_length))
     device_ids = population.device_ids[np.concatenate(devices)]
-    key = np.unique(device_ids.astype(np.int64) * 10**11 + np.concatenate(starts))
+    seconds = np.concatenate(starts)
+    inside = (seconds >= START // SECOND) & (seconds < END // SECOND)
+    key = np.unique(device_ids[inside].astype(np.int64) * 10**11 + seconds[inside])
     n = len(key)
     packets_in = 1 + rng.lognormal(np.log(12), 1.3, n).astype(np.int64)
     packets_out = np.round(packets_in * rng.uniform(0.2, 1.2, n)).astype(np.int64)
@@ -712,20 +722,22 @@ def _app_traffic(rng: np.random.Generator, traffic: pd.DataFrame) -> pd.DataFram
     rows = np.flatnonzero(rng.random(len(traffic)) < 0.15)
     rows = np.sort(np.concatenate([rows, rows[rng.random(len(rows)) < 0.15]]))
     n = len(rows)
-    service = rng.choice(len(SERVICES), n, p=[share for *_, share in SERVICES])
+    shares = np.array([share for *_, share in SERVICES])
+    service = rng.choice(len(SERVICES), n, p=shares / shares.sum())
     port = np.array([p for p, *_ in SERVICES])[service]
-    port = np.where(port == 0, rng.integers(1_024, 65_536, n), port)
     names = np.array([s for _, s, _ in SERVICES], dtype=object)[service]
-    unnamed = _some(rng, n, 0.0)
+    unnamed = _some(rng, n, UNNAMED_SERVICE)
     names[unnamed] = None
     port = np.where(unnamed, rng.integers(1_024, 65_536, n), port)
     packets_in = 1 + rng.lognormal(np.log(6), 1.2, n).astype(np.int64)
     packets_out = np.round(packets_in * rng.uniform(0.2, 1.0, n)).astype(np.int64)
     frame = pd.DataFrame({"devid": traffic["devid"].to_numpy()[rows],
                           "ts": traffic["ts"].to_numpy()[rows], "dstport": port, "service": names,
-                          **_byte_columns(rng, packets_in, packets_out)})
-    frame = frame.drop_duplicates(["devid", "ts", "dstport"])
-    return _numbered(frame, ["devid", "ts", "dstport"])
+                          "packets_in": packets_in, "packets_out": packets_out})
+    frame = frame.drop_duplicates(["devid", "ts", "dstport"]).reset_index(drop=True)
+    frame = frame.assign(**_byte_columns(rng, frame["packets_in"].to_numpy(),
+                                         frame["packets_out"].to_numpy()))
+    return _numbered(frame[list(TABLES["deviceapptraffic"])[1:]], ["devid", "ts", "dstport"])
 
 
 def _locations(rng: np.random.Generator, population: Population, activities: pd.DataFrame,
@@ -736,7 +748,7 @@ def _locations(rng: np.random.Generator, population: Population, activities: pd.
     actors = population.actors
     ends = requests.groupby("burst")["ts"].max()
     users = np.array([-1 if a.user is None else a.user for a in actors])[activities["actor"].to_numpy()]
-    chosen = (users >= 0) & (rng.random(len(activities)) < 0.5)
+    chosen = _some(rng, len(activities), 0.5, users >= 0, least=6)
     bursts = activities[chosen]
     n = len(bursts)
     start = bursts["start"].to_numpy()
@@ -844,7 +856,9 @@ def _bad_row_plan(rng: np.random.Generator, tables: dict[str, pd.DataFrame], cou
 
 
 def _insert_bad_rows(tables: dict[str, pd.DataFrame], plan: list[BadRow]) -> None:
-    """Put the bad rows (null cells only) at their slots, in place."""
+    """Put the bad rows at their slots, in place: copies under a new id, their
+    null cells set (an unparsable time or an extra cell is spelled when a CSV
+    file is written)."""
     for name in EVENT_TIME:
         mine = [bad for bad in plan if bad.table == name]
         if not mine:
@@ -928,12 +942,10 @@ def _format_of(out: str) -> str:
     raise ValueError(f"unsupported database URL: {text}")
 
 
-def _write_folder(folder: Path, tables: dict[str, pd.DataFrame],
-                  plan: list[BadRow]) -> tuple[str, list[dict]]:
-    """One ``{table}.csv`` per table, as ``DataFrame.to_csv`` writes it (index column first)."""
+def _write_folder(folder: Path, tables: dict[str, pd.DataFrame], plan: list[BadRow]) -> str:
+    """One ``{table}.csv`` per table, as ``DataFrame.to_csv`` writes it (index
+    column first); the bad rows that only text can hold are spelled here."""
     folder.mkdir(parents=True, exist_ok=True)
-    _insert_bad_rows(tables, plan)
-    records = []
     for name, frame in tables.items():
         cells = _cells(frame, name)
         mine = [bad for bad in plan if bad.table == name]
@@ -944,9 +956,8 @@ def _write_folder(folder: Path, tables: dict[str, pd.DataFrame],
         for bad in mine:
             if bad.kind == "wrong width":
                 lines[bad.slot + 1] = _one_cell_more(lines[bad.slot + 1])
-            records.append({"table": name, "line": bad.slot + 2, "reason": bad.reason})
         (folder / f"{name}.csv").write_text("\n".join(lines), encoding="utf-8")
-    return str(folder), records
+    return str(folder)
 
 
 def _one_cell_more(line: str) -> str:

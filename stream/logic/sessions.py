@@ -89,7 +89,11 @@ class SessionWindow:
         lateness_us: int = DEFAULT_LATENESS_US,
         min_duration_us: int = DEFAULT_MIN_DURATION_US,
         min_events: int = 1,
+        auto_watermark: bool = True,
     ) -> None:
+        """`auto_watermark=False`: `add` does not move the watermark; the caller
+        moves it with `advance_to` (e.g. to the minimum over its input channels,
+        when events of one key come through several partitions)."""
         _require_int("gap_us", gap_us, minimum=0)
         _require_int("lateness_us", lateness_us, minimum=0)
         _require_int("min_duration_us", min_duration_us, minimum=0)
@@ -98,6 +102,7 @@ class SessionWindow:
         self.lateness_us = lateness_us
         self.min_duration_us = min_duration_us
         self.min_events = min_events
+        self.auto_watermark = auto_watermark
         self.watermark: int | None = None
         self.late_events = 0
         self._last_final_ts: int | None = None
@@ -122,7 +127,8 @@ class SessionWindow:
             self.late_events += 1
             return False
         self._place(Event(ts_us, tuple(order), payload))
-        self.advance_to(ts_us)
+        if self.auto_watermark:
+            self.advance_to(ts_us)
         return True
 
     def advance_to(self, ts_us: int) -> None:

@@ -35,6 +35,9 @@ Stage 1: one device
 * Every owner of a device with a ``devices`` row (shared or not) gets a
   record with the device's link info, so the user can count
   ``devices_personal`` / ``devices_shared``.
+* Known limit, de-duplication scope: ids are remembered per device and
+  table, so a row repeating an id already seen on *another* device counts
+  again (duplicates in the sources are exact copies, same device).
 * Known limit, ``late_links``: an owner linked after some of the device's
   events were already forwarded gets the events from then on only (the
   earlier ones are not kept); such links are counted in
@@ -89,6 +92,7 @@ one it applied from that device, so a redelivered record is harmless.
 """
 from __future__ import annotations
 
+import time
 from bisect import bisect_right
 from collections import Counter
 from datetime import timezone
@@ -103,6 +107,8 @@ from .sessions import DEFAULT_LATENESS_US, SessionWindow
 SESSION_GAP_US = 600 * US_PER_S
 SESSION_MIN_EVENTS = 3
 LATENESS_US = DEFAULT_LATENESS_US
+CHANNEL_TABLES = ("devicetraffic", "deviceapptraffic", "httpreqs", "dnsreqs", "locations")
+IDLE_CHANNEL_S = 30.0  # processing-time seconds after which a silent input channel stops holding event time
 TOP_DOMAINS = 10
 HOUR_US = 3_600 * US_PER_S
 HIST_EDGES_US = (0, 1_000, 10_000, 100_000, US_PER_S, 10 * US_PER_S, 60 * US_PER_S, 600 * US_PER_S,
@@ -357,6 +363,7 @@ def new_user(user_id=None) -> dict:
         "win": None,
         "events": 0,
         "wm": None,
+        "ch": {},  # input channel "device:table" -> [newest event time, processing time last seen]
     }
 
 
@@ -375,14 +382,24 @@ def apply_user_rows(state: dict, rows) -> None:
 
 
 def _window(state: dict) -> SessionWindow:
-    params = {"gap_us": SESSION_GAP_US, "lateness_us": LATENESS_US, "min_events": SESSION_MIN_EVENTS}
+    params = {"gap_us": SESSION_GAP_US, "lateness_us": LATENESS_US, "min_events": SESSION_MIN_EVENTS,
+              "auto_watermark": False}
     if state["win"] is None:
         return SessionWindow(**params)
     return SessionWindow.from_state(state["win"], **params)
 
 
-def apply_user_records(state: dict, records) -> list[dict]:
-    """Fold stage-1 records into the user; return the kept sessions that closed (oldest first)."""
+def apply_user_records(state: dict, records, now_s: float | None = None) -> list[dict]:
+    """Fold stage-1 records into the user; return the kept sessions that closed (oldest first).
+
+    The user's event time is the minimum over its input channels (device x
+    source table, each in order in its own partition) of the newest event
+    time seen, so that one channel running ahead of another (partitions
+    consumed at different speeds) cannot close a session early. A channel
+    with nothing new for IDLE_CHANNEL_S seconds of processing time stops
+    holding the event time back (like an idle source in Flink).
+    """
+    now_s = time.time() if now_s is None else now_s
     window = None
     for record in records:
         if record.get("k") != "device":
@@ -395,14 +412,24 @@ def apply_user_records(state: dict, records) -> list[dict]:
         if state["id"] is None:
             state["id"] = record["user"]
         state["devices"][dev_key] = [record["platform"], bool(record["shared"])]
+        if "src" in record:  # from the stream: every event table of a linked device is a channel, held
+            for table in CHANNEL_TABLES:  # back until it sends something or goes idle
+                state["ch"].setdefault(f"{device}:{table}", [None, now_s])
         contribution = record.get("ev")
         if contribution is None:
             continue
         if window is None:
             window = _window(state)
         _fold_contribution(state, window, device, contribution)
+        if contribution.get("wm") is not None:
+            channel = f"{device}:{record.get('src', '*')}"
+            newest = state["ch"].get(channel, [None, 0])[0]
+            state["ch"][channel] = [contribution["wm"] if newest is None else max(newest, contribution["wm"]), now_s]
     if window is None:
         return []
+    event_time = _channel_event_time(state, now_s)
+    if event_time is not None:
+        window.advance_to(event_time)
     closed = _finalise(state, window.close_due())
     state["win"] = window.to_state()
     return closed
@@ -442,10 +469,19 @@ def _fold_contribution(state: dict, window: SessionWindow, device, ev: dict) -> 
                 state["locs"].append([enter, exit_ts, name])
     state["events"] += ev.get("n", 0)
     wm = ev.get("wm")
-    if wm is not None:
-        window.advance_to(wm)
-        if state["wm"] is None or wm > state["wm"]:
-            state["wm"] = wm
+    if wm is not None and (state["wm"] is None or wm > state["wm"]):
+        state["wm"] = wm
+
+
+def _channel_event_time(state: dict, now_s: float) -> int | None:
+    """Minimum newest event time over the channels not idle; idle ones are forgotten."""
+    channels = state["ch"]
+    for channel in [c for c, (_, seen) in channels.items() if now_s - seen > IDLE_CHANNEL_S]:
+        del channels[channel]
+    newest_times = [newest for newest, _ in channels.values()]
+    if any(newest is None for newest in newest_times):
+        return None  # a channel has not started yet: hold the event time
+    return min(newest_times, default=None)
 
 
 def _finalise(state: dict, closed) -> list[dict]:

@@ -60,11 +60,12 @@ class SnapshotSink:
         self._pending: list = []
 
     def snapshot(self, dataset: str, entity: str, entity_id, version: int, features: dict | None,
-                 events: int = 0, watermark: str | None = None) -> None:
+                 events: int = 0, watermark: str | None = None, **meta) -> None:
         """Queue a snapshot (features None deletes the entity's snapshot)."""
         fkey = keys.feature_key(self.prefix, dataset, entity, entity_id)
         ekey = keys.entities_key(self.prefix, dataset, entity)
-        meta = orjson.dumps({"version": version, "updated_at": now_iso(), "events": events, "watermark": watermark})
+        meta = orjson.dumps({"version": version, "updated_at": now_iso(), "events": events, "watermark": watermark,
+                             **meta})
         if features is None:
             self._pending.append((self._write, [fkey, ekey], [version, str(entity_id), "del"]))
             return

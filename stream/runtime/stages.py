@@ -43,7 +43,11 @@ class Stage:
     dataset: str
     topics: list[str]
     downstream: list[str] = []
-    source = True  # source topics carry rows to normalise; internal ones carry records
+
+    @staticmethod
+    def is_source(topic: str) -> bool:
+        """Source topics carry rows to normalise; internal ones carry records of another stage."""
+        return ".internal." not in topic
 
     def __init__(self, runtime):
         self.runtime = runtime
@@ -93,7 +97,7 @@ class StageRunner:
         if not segment:
             return
         groups: dict[str, list] = defaultdict(list)
-        if stage.source:
+        if stage.is_source(tp.topic):
             spec = tables.table_of_topic(tp.topic)
             for record, rows in segment:
                 message_key = record.key.decode("utf-8", "replace") if record.key is not None else None

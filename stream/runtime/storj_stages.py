@@ -82,7 +82,6 @@ class OperatorStage(Stage):
     name, dataset = "operator", "storj"
     topics = [OPERATOR_TOPIC]
     downstream = [USER_TOPIC]
-    source = False
 
     def expected_marks(self) -> int:
         return 2 * self.runtime.partitions  # from every node and account partition
@@ -110,7 +109,6 @@ class OperatorStage(Stage):
 class UserStage(Stage):
     name, dataset = "user", "storj"
     topics = [USER_TOPIC]
-    source = False
 
     def expected_marks(self) -> int:
         return 3 * self.runtime.partitions  # from every project, account and operator partition

@@ -1,0 +1,84 @@
+"""The ucn stages: devices (key devid) -> users (key user id), see stream.logic.ucn."""
+from __future__ import annotations
+
+import orjson
+
+from contract.timeutil import format_ts
+from stream.logic import ucn
+from stream.runtime.sink import next_version
+from stream.runtime.stages import Outbox, Stage
+
+USER_TOPIC = "ucn.internal.user"
+SESSIONS_TOPIC = "ucn.sessions"
+DEVICE_TOPICS = ["ucn.devices", "ucn.user_devices", "ucn.devicetraffic", "ucn.deviceapptraffic", "ucn.httpreqs",
+                 "ucn.httpreqs2", "ucn.dnsreqs", "ucn.locations"]
+
+
+class DeviceStage(Stage):
+    name, dataset = "device", "ucn"
+    topics = DEVICE_TOPICS
+    downstream = [USER_TOPIC]
+
+    def expected_marks(self) -> int:
+        return len(self.topics)
+
+    async def apply(self, partition, topic, groups, outbox: Outbox) -> None:
+        table = topic.split(".", 1)[1]
+        store = self.runtime.store("ucn_device")
+        for key, rows in groups.items():
+            state = store.get(key) or ucn.new_device()
+            before = state["events"]
+            ucn.apply_device_rows(state, table, rows)
+            if state["events"] == before:
+                continue
+            for user, record in ucn.device_outbox(state, key):
+                record["src"] = table  # the user's input channel: this device's rows of this table
+                outbox.add(USER_TOPIC, user, record)
+            store.put(partition, key, state)
+
+
+class UserStage(Stage):
+    name, dataset = "user", "ucn"
+    topics = ["ucn.users", USER_TOPIC]
+
+    def expected_marks(self) -> int:
+        return 1 + self.runtime.partitions  # its users partition and every device partition
+
+    async def apply(self, partition, topic, groups, outbox) -> None:
+        store = self.runtime.store("ucn_user")
+        for user, items in groups.items():
+            state = store.get(user) or ucn.new_user(user)
+            if topic == USER_TOPIC:
+                closed = ucn.apply_user_records(state, items)
+            else:
+                ucn.apply_user_rows(state, items)
+                closed = []
+            self._publish(partition, user, state, closed, outbox)
+            store.put(partition, user, state)
+
+    async def on_run_complete(self, partition, run, outbox) -> None:
+        store = self.runtime.store("ucn_user")
+        for user, state in store.items_in_partition(partition):
+            if state.get("win") and state["win"].get("sessions"):
+                closed = ucn.close_user_windows(state)
+                self._publish(partition, user, state, closed, outbox)
+                store.put(partition, user, state)
+
+    def _publish(self, partition: int, user: str, state: dict, closed: list[dict], outbox: Outbox) -> None:
+        sink = self.runtime.sink
+        if state.get("user") is None:
+            return  # a snapshot exists for every users row; data of others waits in the state
+        state["ver"] = next_version(state.get("ver", 0))
+        watermark = ucn.user_watermark(state)
+        sink.snapshot("ucn", "user", user, state["ver"], ucn.user_features(state), ucn.user_events(state),
+                      format_ts(watermark) if watermark is not None else None,
+                      late_events=ucn.user_late_events(state))
+        if closed:
+            sink.sessions("ucn", user, closed)
+            for record in closed:
+                outbox.add(SESSIONS_TOPIC, user, record)
+
+
+STAGES = [DeviceStage, UserStage]
+TABLES = ["ucn_device", "ucn_user"]
+INTERNAL_TOPICS = [USER_TOPIC, SESSIONS_TOPIC]
