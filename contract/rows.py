@@ -15,7 +15,7 @@ from typing import NamedTuple
 import orjson
 
 from .tables import TableSpec
-from .timeutil import BadTime, format_ts, parse_ts
+from .timeutil import BadTime, parse_ts_canonical
 
 _INT = re.compile(r"^[+-]?\d+$")
 _TRUE = {"true", "t", "1", "yes", "y"}
@@ -81,34 +81,53 @@ def _is_storj_id_column(name: str) -> bool:
     return name == "id" or name.endswith("_id") or name.endswith("_hash") or name in ("wallet", "receipt")
 
 
+def _lowered_columns(spec: TableSpec, columns) -> frozenset:
+    if spec.dataset != "storj":
+        return frozenset()
+    return frozenset(c for c in columns if _is_storj_id_column(c))
+
+
+_LOWERED: dict = {}
+
+
 def normalise(spec: TableSpec, raw: dict) -> Row:
-    """Validate and normalise one source row of `spec`'s table."""
+    """Validate and normalise one source row of `spec`'s table (hot path: keep it lean)."""
     if not isinstance(raw, dict):
         raise BadRow(f"row is not an object: {type(raw).__name__}")
+    shape = (spec.name, spec.dataset, tuple(raw))
+    lowered = _LOWERED.get(shape)
+    if lowered is None:
+        lowered = _LOWERED[shape] = _lowered_columns(spec, raw)
+    int_cols, bool_cols = spec.int_cols, spec.bool_cols
     values = {}
-    storj = spec.dataset == "storj"
     for column, value in raw.items():
+        if value is None:
+            values[column] = None
+            continue
         if not isinstance(column, str) or not column or column.startswith("Unnamed"):
             continue
-        if column in spec.int_cols:
-            value = to_int(value, column)
-        elif column in spec.bool_cols:
-            value = to_bool(value, column)
-        elif _blank(value):
-            value = None
-        elif storj and _is_storj_id_column(column):
-            value = str(value).strip().lower()
+        if column in int_cols:
+            if type(value) is not int:
+                value = to_int(value, column)
+        elif column in bool_cols:
+            if type(value) is not bool:
+                value = to_bool(value, column)
+        elif type(value) is str:
+            if not value or value.isspace():
+                value = None
+            elif column in lowered:
+                value = value.strip().lower()
         values[column] = value
     key = values.get(spec.key)
-    if _blank(key):
+    if key is None or (type(key) is str and not key):
         raise BadRow(f"missing key {spec.key}")
     ts = None
     if spec.time is not None:
         try:
-            ts = parse_ts(values.get(spec.time))
+            ts, canonical = parse_ts_canonical(values.get(spec.time))
         except BadTime as exc:
             raise BadRow(f"{exc} in {spec.time}") from None
-        values[spec.time] = format_ts(ts)
+        values[spec.time] = canonical
     return Row(str(key), ts, _eid(spec, values), values)
 
 

@@ -46,6 +46,25 @@ def parse_ts(value) -> int:
     return (dt - EPOCH) // ONE_US
 
 
+def _is_canonical(text: str, dt: datetime) -> bool:
+    """Already as `isoformat()` writes a naive time (the wire format's own spelling)?"""
+    n = len(text)
+    return dt.tzinfo is None and text[10:11] == "T" and (n == 19 and dt.microsecond == 0 or n == 26 and dt.microsecond)
+
+
+def parse_ts_canonical(value) -> tuple[int, str]:
+    """(microseconds, canonical ISO string); the string is reused when already canonical."""
+    if type(value) is str and len(value) in (19, 26) and value[10:11] == "T":
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            dt = None
+        if dt is not None and _is_canonical(value, dt):
+            return (dt - EPOCH) // ONE_US, value
+    ts = parse_ts(value)
+    return ts, format_ts(ts)
+
+
 def parse_ts_or_none(value) -> int | None:
     """Lenient parse for non-key time columns: None when missing or unparsable."""
     try:

@@ -17,13 +17,13 @@ import time
 import uuid
 
 import orjson
-from kafka import KafkaProducer
 
 from fsp.baselines import NAIVE_TOPIC
 from fsp.config import Settings
 from fsp.demo import start_worker, stop_worker
 from fsp.stack import bring_up
 from fsp.topics import ensure_topics
+from replay.publisher import make_producer
 
 
 def _machine() -> dict:
@@ -78,11 +78,10 @@ def _single_event_topic(stack, folder, limit: int) -> int:
 
     ordered, _ = read_source("storj", folder)
     ensure_topics(stack.kafka_broker, [NAIVE_TOPIC], 4)
-    producer = KafkaProducer(bootstrap_servers=stack.kafka_broker, linger_ms=20, batch_size=1 << 20)
+    producer = make_producer(stack.kafka_broker)
     for item in ordered[:limit]:
         producer.send(NAIVE_TOPIC, key=item.row.key.encode(),
                       value=orjson.dumps({**item.row.values, "__table": item.spec.name}))
-    producer.flush()
     producer.close()
     return min(limit, len(ordered))
 

@@ -17,7 +17,7 @@ a redelivered or reordered summary is harmless. Nothing here knows Kafka.
 """
 from __future__ import annotations
 
-from contract.timeutil import US_PER_S, date_of, format_ts, month_of, parse_ts_or_none, year_of
+from contract.timeutil import US_PER_S, date_of, format_ts, parse_ts_or_none, year_of
 
 from .sessions import SessionWindow
 
@@ -86,7 +86,7 @@ def apply_project_rows(state: dict, table: str, rows) -> None:
 
 
 def _apply_bandwidth(state: dict, row) -> None:
-    action, settled, month = row.values.get("action"), row.values.get("settled"), month_of(row.ts)
+    action, settled, month = row.values.get("action"), row.values.get("settled"), row.values["interval_start"][:7]
     if action == 1:
         state["up"] += 1
         state["up_m"][month] = _add(state["up_m"].get(month), settled)
@@ -187,7 +187,7 @@ def apply_node_rows(state: dict, table: str, rows) -> None:
                     "email_hash", "wallet", "last_contact_success", "disqualified", "suspended",
                     "free_disk", "piece_count")}}
         elif table == "payments":
-            month = month_of(row.ts)
+            month = values["period"][:7]  # the canonical ISO time: YYYY-MM first
             state["paid"][month] = _add(state["paid"].get(month), values.get("amount"))
         # receipts feed no feature: they are only de-duplicated and counted
 
