@@ -20,6 +20,13 @@ from .base import BadRecord, SourceRow
 CHUNK = 20_000
 
 
+def engine_for(url: str):
+    """SQLAlchemy engine; a bare postgresql:// URL uses psycopg2 (the driver this project installs)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return sa.create_engine(url)
+
+
 def _plain(value):
     """Database values as the wire format has them (JSON types, ISO timestamps)."""
     if isinstance(value, dt.datetime):
@@ -43,7 +50,7 @@ def table_names(engine, dataset: str) -> list[tuple[str, tables.TableSpec]]:
 
 
 def count_rows(url: str, dataset: str) -> int:
-    engine = sa.create_engine(url)
+    engine = engine_for(url)
     try:
         with engine.connect() as conn:
             return sum(conn.execute(sa.text(f'SELECT COUNT(*) FROM "{name}"')).scalar_one()
@@ -69,7 +76,7 @@ def read_table(engine, name: str, spec: tables.TableSpec):
 
 def read_database(url: str, dataset: str):
     """Every table of the dataset, one after the other (the caller merges by event time)."""
-    engine = sa.create_engine(url)
+    engine = engine_for(url)
     try:
         found = table_names(engine, dataset)
         if not found:
