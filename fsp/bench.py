@@ -31,43 +31,54 @@ def _machine() -> dict:
             "platform": platform.platform()}
 
 
-def _warm_up(stack, settings, alive) -> None:
+def _warm_up(stack, settings, alive, dataset: str) -> None:
     """Wait until the worker has joined its group: a run with no rows, only end marks."""
+    from contract.tables import topics
     from replay.publisher import make_producer, send_end_marks
     from stream.client import connect, wait_finished
 
-    ensure_topics(stack.kafka_broker, __import__("contract.tables", fromlist=["x"]).topics("storj"),
-                  settings.partitions)
+    ensure_topics(stack.kafka_broker, topics(dataset), settings.partitions)
     producer = make_producer(stack.kafka_broker)
     run = "warmup-" + uuid.uuid4().hex[:6]
-    send_end_marks(producer, "storj", run, settings.partitions)
-    producer.flush()
+    send_end_marks(producer, dataset, run, settings.partitions)
     producer.close()
-    wait_finished(connect(stack.redis_url), "storj", run, "user", settings.partitions, settings.prefix, 120,
+    wait_finished(connect(stack.redis_url), dataset, run, "user", settings.partitions, settings.prefix, 120,
                   alive=alive)
 
 
-def _e2e(stack, settings, folder, pack: int, prefix: str) -> dict:
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj") -> dict:
     from fsp.cli import replay
 
     from fsp.stack import Stack, start_broker
 
     broker = start_broker()  # a broker of its own: no state or offsets left by another run
     stack = Stack(broker.address, stack.redis_url, [broker])
-    worker = start_worker(stack.kafka_broker, stack.redis_url, prefix, settings.partitions, "storj",
-                          os.path.join(folder, f"worker-{pack}.log"))
+    worker = start_worker(stack.kafka_broker, stack.redis_url, prefix, settings.partitions, dataset,
+                          os.path.join(folder, f"worker-{dataset}-{pack}.log"))
     alive = lambda: worker.poll() is None  # noqa: E731
     try:
         _warm_up(stack, Settings(settings.kafka_broker, settings.redis_url, prefix, settings.partitions,
-                                 settings.sessions_cap), alive)
+                                 settings.sessions_cap), alive, dataset)
         t0 = time.perf_counter()
-        summary = replay("storj", folder, stack.kafka_broker, stack.redis_url, partitions=settings.partitions,
+        summary = replay(dataset, folder, stack.kafka_broker, stack.redis_url, partitions=settings.partitions,
                          prefix=prefix, pack=pack, wait=True, timeout=600, progress=False, alive=alive,
                          state_dir=os.path.join(folder, ".state-" + uuid.uuid4().hex[:6]))
         # replay() reads and sorts the source before publishing: time from the first publish
         seconds = summary.seconds + summary.wait_seconds
         return {"events": summary.published, "seconds": seconds, "publish_rows_per_s": summary.rate,
-                "messages": summary.messages, "total_with_read_s": time.perf_counter() - t0}
+                "messages": summary.messages, "total_with_read_s": time.perf_counter() - t0,
+                "worker_peak_rss_mb": _peak_rss_mb(worker.pid)}
     finally:
         stop_worker(worker)
         stack.stop()
@@ -124,6 +135,11 @@ def run_bench(args) -> None:
         results["naive_faust"] = _baseline("naive", stack.kafka_broker, events)
         results["raw_aiokafka"] = _baseline("raw", stack.kafka_broker, events)
         results["pandas_batch"] = _pandas(folder)
+        from replay.generate.ucn import generate_ucn
+
+        ucn_folder = os.path.abspath("bench-data/ucn")
+        generate_ucn(ucn_folder, seed=1, scale=args.scale)
+        results["ucn_packed"] = _e2e(stack, settings, ucn_folder, 20_000, f"bench-{uuid.uuid4().hex[:6]}:", "ucn")
     finally:
         stack.stop()
     project = _rate(results["project_packed"])
@@ -139,6 +155,10 @@ def run_bench(args) -> None:
     for name, d in rows:
         rate = _rate(d)
         print(f"{name:<48} {d['events']:>9,} {d['seconds']:>8.2f} {rate:>10,.0f} {project / rate if rate else 0:>12.2f}")
+    ucn = results["ucn_packed"]
+    print(f"\nucn scale {args.scale}: {ucn['events']:,} events end to end in {ucn['seconds']:.2f}s = "
+          f"{_rate(ucn):,.0f} events/s; worker peak RSS {ucn['worker_peak_rss_mb']:.0f} MB "
+          f"(storj worker {results['project_packed']['worker_peak_rss_mb']:.0f} MB)")
     with open(args.out, "w") as handle:
         json.dump(results, handle, indent=2)
     print(f"\nwritten to {args.out}")

@@ -1,0 +1,11 @@
+FROM python:3.11.10-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY contract contract
+COPY replay replay
+COPY stream stream
+COPY verify verify
+COPY fsp fsp
+RUN pip install --no-cache-dir .
+ENV PYTHONUNBUFFERED=1
+CMD ["fsp", "worker"]

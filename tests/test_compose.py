@@ -1,0 +1,67 @@
+"""docker-compose.yml is valid for a real deployment (no container engine runs here: checked statically)."""
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import yaml
+
+from fsp.cli import build_parser
+from fsp.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def test_the_four_services_exist_with_health_checks():
+    assert set(SERVICES) == {"kafka", "redis", "postgres", "worker"}
+    for name in ("kafka", "redis", "postgres"):
+        assert SERVICES[name]["healthcheck"]["test"], name
+        assert SERVICES[name]["volumes"], f"{name} keeps its data in a volume"
+    for dependency in ("kafka", "redis", "postgres"):
+        assert SERVICES["worker"]["depends_on"][dependency]["condition"] == "service_healthy"
+
+
+def test_images_are_pinned():
+    for name, service in SERVICES.items():
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and re.match(r"^\d+(\.\d+)+", tag), f"{name}: {image} is not pinned to a version"
+    base = (ROOT / "Dockerfile").read_text().splitlines()[0]
+    assert re.match(r"^FROM \S+:\d+\.\d+\.\d+", base), base
+
+
+def test_kafka_runs_kraft_without_zookeeper():
+    env = SERVICES["kafka"]["environment"]
+    assert "controller" in env["KAFKA_PROCESS_ROLES"] and "broker" in env["KAFKA_PROCESS_ROLES"]
+    assert not any("ZOOKEEPER" in key for key in env)
+
+
+def test_worker_gets_every_setting_the_app_reads_and_a_valid_command():
+    env = SERVICES["worker"]["environment"]
+    read_by_app = {"KAFKA_BROKER", "REDIS_URL", "FEATURE_PREFIX", "PARTITIONS", "SESSIONS_CAP"}
+    assert read_by_app <= set(env)
+    assert env["KAFKA_BROKER"].split(":")[0] == "kafka" and "redis://redis:" in env["REDIS_URL"]
+    command = SERVICES["worker"]["command"]
+    assert command[0] == "fsp"
+    args = build_parser().parse_args(command[1:])
+    assert args.command == "worker" and set(args.datasets.split(",")) == {"storj", "ucn"}
+    assert SERVICES["worker"]["deploy"]["replicas"] >= 2
+
+
+def test_settings_fields_are_all_in_the_compose_file():
+    """A new setting must reach the deployment too."""
+    env = SERVICES["worker"]["environment"]
+    names = {"kafka_broker": "KAFKA_BROKER", "redis_url": "REDIS_URL", "prefix": "FEATURE_PREFIX",
+             "partitions": "PARTITIONS", "sessions_cap": "SESSIONS_CAP"}
+    assert set(Settings.__dataclass_fields__) == set(names)
+    assert all(names[f] in env for f in names)
+
+
+def test_dockerfile_installs_the_project_and_runs_the_worker():
+    text = (ROOT / "Dockerfile").read_text()
+    for package in ("contract", "replay", "stream", "verify", "fsp"):
+        assert f"COPY {package} {package}" in text
+    assert "pip install" in text and shlex.split(text.splitlines()[-1])[0] == "CMD"
