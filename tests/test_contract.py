@@ -1,0 +1,103 @@
+"""The contract in code: time parsing, row normalisation, event ids, wire format, marks, comparison."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from contract import tables, wire
+from contract.rows import BadRow, normalise
+from contract.timeutil import BadTime, format_ts, parse_ts, parse_ts_canonical
+from stream.logic.marks import MarkTracker
+from verify.compare import compare
+
+BBR = tables.table("storj", "bbr")
+
+
+@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2100, 1, 1)))
+def test_time_round_trips_through_iso_exactly(dt):
+    text = dt.isoformat()
+    ts = parse_ts(text)
+    assert format_ts(ts) == text
+    assert parse_ts_canonical(text) == (ts, text)
+    assert parse_ts(dt.isoformat(sep=" ") + "Z") == ts
+    assert parse_ts(dt.isoformat() + "+02:00") == ts - 2 * 3600 * 1_000_000
+
+
+@pytest.mark.parametrize("bad", ["not-a-date", "2021-13-45 10:00:00", "20210420", "2021-04-20 17", "", None, 5])
+def test_unparsable_times_are_refused(bad):
+    with pytest.raises(BadTime):
+        parse_ts(bad)
+
+
+def test_microsecond_edges_are_integers():
+    a, b = parse_ts("2015-11-10T10:00:00"), parse_ts("2015-11-10T10:10:00.000001")
+    assert b - a == 600_000_001
+
+
+def test_storj_row_is_lower_cased_typed_and_hashed():
+    row = normalise(BBR, {"interval_start": "2021-04-20 17:00:00", "action": "2", "inline": "0",
+                          "settled": "1.5e3", "project_id": " AB12 "})
+    assert row.key == "ab12" and row.values["settled"] == 1500 and row.values["action"] == 2
+    assert row.values["interval_start"] == "2021-04-20T17:00:00"
+    same = normalise(BBR, {"interval_start": "2021-04-20T17:00:00Z", "action": 2, "inline": 0, "settled": 1500,
+                           "project_id": "ab12"})
+    assert same.eid == row.eid  # duplicates are judged on the normalised row
+    other = normalise(BBR, {**same.values, "settled": 1501})
+    assert other.eid != row.eid
+
+
+@pytest.mark.parametrize("raw, reason", [
+    ({"interval_start": "2021-04-20 17:00:00", "action": "x", "project_id": "a"}, "wrong type in action"),
+    ({"interval_start": "2021-04-20 17:00:00", "action": "1.5", "project_id": "a"}, "wrong type in action"),
+    ({"interval_start": "2021-04-20 17:00:00", "action": 1, "project_id": " "}, "missing key"),
+    ({"interval_start": "never", "action": 1, "project_id": "a"}, "unparsable time"),
+    ({"action": 1, "project_id": "a"}, "missing time"),
+])
+def test_bad_rows_say_why(raw, reason):
+    with pytest.raises(BadRow, match=reason):
+        normalise(BBR, raw)
+
+
+def test_ucn_ids_are_table_and_id_and_httpreqs2_is_httpreqs():
+    spec = tables.table("ucn", "httpreqs2")
+    assert spec.name == "httpreqs" and spec.topic == "ucn.httpreqs"
+    row = normalise(spec, {"id": "7", "devid": "3", "ts": "2015-11-10 10:12:38.772903", "user_url": "t"})
+    assert row.eid == "httpreqs:7" and row.key == "3" and row.values["user_url"] is True
+    link = normalise(tables.table("ucn", "user_devices"), {"user_id": 1, "device_id": 3})
+    assert link.eid == "user_devices:1:3"
+
+
+def test_wire_decodes_rows_arrays_and_marks_and_refuses_the_rest():
+    assert wire.decode(b'{"a": 1}') == ("rows", [{"a": 1}])
+    assert wire.decode(b'[{"a": 1}, {"a": 2}]') == ("rows", [{"a": 1}, {"a": 2}])
+    kind, mark = wire.decode(wire.encode_mark("r1", "replay:storj.bbr:0"))
+    assert kind == "mark" and mark["run"] == "r1"
+    for bad in (b"not json", b"42", b'"text"'):
+        with pytest.raises(wire.BadMessage):
+            wire.decode(bad)
+
+
+@settings(max_examples=50)
+@given(st.permutations(list(range(6))), st.integers(min_value=0, max_value=3))
+def test_mark_tracker_completes_once_whatever_the_order(order, repeats):
+    tracker = MarkTracker(expected=6)
+    origins = [f"o{i}" for i in order] + [f"o{i}" for i in order[:repeats]]
+    completions = [tracker.add("run", 0, origin) for origin in origins]
+    assert completions.count(True) == 1
+    assert completions.index(True) == 5  # on the last distinct origin
+
+
+def test_compare_is_exact_about_types_and_reports_missing_snapshots():
+    expected = {"user": {"a": {"n": 1, "m": {"x": 1}}, "b": {"n": 0}}}
+    actual = {"user": {"a": {"n": 1.0, "m": {"x": 1}, "_meta": {"version": 3}}, "c": {"n": 0}}}
+    found = {(m.entity_id, m.field) for m in compare(expected, actual)}
+    assert found == {("a", "n"), ("b", "<snapshot>"), ("c", "<snapshot>")}
+    assert compare(expected, {"user": {"a": {"n": 1, "m": {"x": 1}}, "b": {"n": 0}}}) == []
+
+
+def test_a_day_has_24_hours_of_microseconds():
+    start = parse_ts("2015-10-25T00:00:00")
+    assert parse_ts((datetime(2015, 10, 25) + timedelta(days=1)).isoformat()) - start == 86_400_000_000
