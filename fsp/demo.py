@@ -11,11 +11,12 @@ from fsp.stack import bring_up
 
 
 def start_worker(kafka_broker: str, redis_url: str, prefix: str, partitions: int, datasets: str,
-                 log_path: str | None = None) -> subprocess.Popen:
+                 log_path: str | None = None, metrics_port: int | None = None) -> subprocess.Popen:
     env = {**os.environ, "KAFKA_BROKER": kafka_broker, "REDIS_URL": redis_url, "FEATURE_PREFIX": prefix,
            "PARTITIONS": str(partitions)}
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-m", "fsp", "worker", "--datasets", datasets], env=env,
+    extra = ["--metrics-port", str(metrics_port)] if metrics_port else []
+    return subprocess.Popen([sys.executable, "-m", "fsp", "worker", "--datasets", datasets, *extra], env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 

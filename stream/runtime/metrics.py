@@ -13,6 +13,9 @@ class Metrics:
         self.rerouted = Counter("fsp_rerouted_rows", "Rows re-published under their normalised key",
                                 registry=self.registry)
         self.redis_up = Gauge("fsp_redis_up", "1 when the last Redis write succeeded", registry=self.registry)
+        self.batches = Counter("fsp_batches", "Record batches handled", ["stage"], registry=self.registry)
+        self.batch_records = Counter("fsp_batch_records", "Kafka records in handled batches", ["stage"],
+                                     registry=self.registry)
         self.redis_errors = Counter("fsp_redis_errors", "Failed Redis pipeline writes", registry=self.registry)
 
     def events_in(self, dataset: str, table: str, count: int) -> None:

@@ -74,6 +74,8 @@ class StageRunner:
         stage = self.by_topic.get(tp.topic)
         if stage is None:
             return
+        self.runtime.metrics.batches.labels(stage.name).inc()
+        self.runtime.metrics.batch_records.labels(stage.name).inc(len(records))
         outbox = Outbox()
         segment: list = []
         for record in records:
