@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 from fsp.config import Settings
+from replay.sources.base import BadRecord
 
 FINAL_STAGE = {"storj": "user", "ucn": "user"}
 
@@ -82,25 +84,56 @@ def read_source(dataset: str, source: str):
     return in_event_order(good), bad
 
 
+def source_stream(dataset: str, source: str):
+    """(rows and bad records in event-time order, read lazily where the source allows it; row count).
+
+    Database tables are streamed with server-side cursors, sorted by the database, and merged
+    lazily; CSV files carry no order, so a CSV folder is read and sorted in memory."""
+    if "://" in source:
+        from replay.merge import merge_streams
+        from replay.sources.database import count_rows, database_streams
+
+        return merge_streams(database_streams(source, dataset)), count_rows(source, dataset)
+    ordered, bad = read_source(dataset, source)
+    return [*bad, *ordered], len(ordered) + len(bad)
+
+
 def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, *, partitions: int, prefix: str = "",
            pack: int = 20_000, resume: bool = False, wait: bool = False, timeout: float = 300.0,
            progress: bool = True, max_bad: int | None = None, state_dir: str = ".fsp", alive=None):
     from replay.publisher import Checkpoint, publish
     from stream.client import connect, wait_finished
 
-    ordered, bad = read_source(dataset, source)
-    if max_bad is not None and len(bad) > max_bad:
-        raise SystemExit(f"error: {len(bad)} bad rows exceed --max-bad {max_bad}; first: "
-                         + "; ".join(f"{b.origin} {b.reason}" for b in bad[:5]))
-    tag = abs(hash((dataset, os.path.abspath(source) if "://" not in source else source))) % 10**10
-    checkpoint = Checkpoint(Path(state_dir) / f"replay-{dataset}-{tag}.json")
-    summary = publish(ordered, bad, dataset, kafka_broker, partitions, pack, checkpoint, resume, progress)
+    items, total = source_stream(dataset, source)
+    if max_bad is not None:
+        items = _fail_past(items, max_bad)
+    checkpoint = Checkpoint(checkpoint_path(dataset, source, state_dir))
+    summary = publish(items, dataset, kafka_broker, partitions, pack, checkpoint, resume, progress, total=total)
     if wait:
         r = connect(redis_url)
         started = time.monotonic()
         wait_finished(r, dataset, summary.run, FINAL_STAGE[dataset], partitions, prefix, timeout, alive=alive)
         summary.wait_seconds = time.monotonic() - started
     return summary
+
+
+def checkpoint_path(dataset: str, source: str, state_dir: str = ".fsp") -> Path:
+    """Where a replay of this source records its progress (stable across processes)."""
+    where = os.path.abspath(source) if "://" not in source else source
+    tag = hashlib.blake2b(f"{dataset}|{where}".encode(), digest_size=6).hexdigest()
+    return Path(state_dir) / f"replay-{dataset}-{tag}.json"
+
+
+def _fail_past(items, max_bad: int):
+    """Stop the replay (before its end mark) once bad rows pass the threshold."""
+    bad = 0
+    for item in items:
+        if isinstance(item, BadRecord):
+            bad += 1
+            if bad > max_bad:
+                raise SystemExit(f"error: more than --max-bad {max_bad} bad rows; the last: {item.origin} "
+                                 f"{item.reason}")
+        yield item
 
 
 def cmd_replay(args) -> None:

@@ -5,9 +5,14 @@ means the later file, then the later row); ucn breaks them by (table, id).
 """
 from __future__ import annotations
 
+import heapq
+from typing import Iterator
+
 
 def _key(item):
-    row = item.row
+    row = getattr(item, "row", None)
+    if row is None:  # a bad record: no time to order it by; it only goes to the dead letters
+        return (-1, 0, "", 0)
     if row.ts is None:
         return (0, 0, "", 0)
     if item.spec.dataset == "ucn":
@@ -18,3 +23,8 @@ def _key(item):
 def in_event_order(items: list) -> list:
     """Stable sort: equal keys keep their read order."""
     return sorted(items, key=_key)
+
+
+def merge_streams(streams) -> "Iterator":
+    """Merge per-table streams, each already in (time, id) order, lazily (a k-way merge)."""
+    return heapq.merge(*streams, key=_key)

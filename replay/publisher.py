@@ -21,6 +21,8 @@ from tqdm import tqdm
 
 from contract import tables, wire
 from fsp.topics import ensure_topics, partitions_of
+from replay.sources.base import BadRecord
+from stream.logic.idset import IdRanges
 
 CHECKPOINT_ROWS = 20_000  # flush and record progress at least this often
 
@@ -108,54 +110,83 @@ def make_producer(bootstrap: str) -> FastProducer:
     return FastProducer(bootstrap)
 
 
-def publish(ordered, bad, dataset: str, bootstrap: str, partitions: int = 4, pack: int = 20_000,
+class SeenEvents:
+    """Event ids already published in this run, kept compact: ucn ids (`table:id`) as id ranges per table."""
+
+    def __init__(self):
+        self._ranges: dict[str, IdRanges] = {}
+        self._other: set[str] = set()
+
+    def add(self, eid: str) -> bool:
+        """True when new."""
+        table, sep, rest = eid.partition(":")
+        if sep and rest.isdigit():
+            ranges = self._ranges.get(table)
+            if ranges is None:
+                ranges = self._ranges[table] = IdRanges()
+            return ranges.add(int(rest))
+        if eid in self._other:
+            return False
+        self._other.add(eid)
+        return True
+
+
+def publish(items, dataset: str, bootstrap: str, partitions: int = 4, pack: int = 20_000,
             checkpoint: Checkpoint | None = None, resume: bool = False, progress: bool = True,
-            end_mark: bool = True, run: str | None = None) -> ReplaySummary:
-    """Publish `ordered` SourceRows; `bad` BadRecords go to the dead-letter topic."""
+            end_mark: bool = True, run: str | None = None, total: int | None = None) -> ReplaySummary:
+    """Publish SourceRows of `items` (an iterable in event-time order, read lazily); BadRecords go
+    to the dead-letter topic with their reason and origin."""
     checkpoint = checkpoint or Checkpoint(None)
     previous = checkpoint.load() if resume else {}
     run = run or previous.get("run") or uuid.uuid4().hex[:12]
     skip = previous.get("done_rows", 0) if resume and not previous.get("finished") else 0
-    summary = ReplaySummary(dataset, run, rows_read=len(ordered) + len(bad), bad_rows=len(bad))
-    summary.bad_examples = [b.as_dict() for b in bad[:20]]
+    summary = ReplaySummary(dataset, run)
     ensure_topics(bootstrap, tables.topics(dataset) + [f"{dataset}.dlq"], partitions)
     partitions = partitions_of(bootstrap, tables.DATASETS[dataset][next(iter(tables.DATASETS[dataset]))].topic)
     producer = make_producer(bootstrap)
     started = time.perf_counter()
-    seen: set[str] = set()
-    flushed_at = 0
-    bar = tqdm(total=len(ordered), unit="row", disable=not progress, desc=f"replay {dataset}", smoothing=0.1)
+    seen = SeenEvents()
+    index = flushed_at = 0
+    bar = tqdm(total=total, unit="row", disable=not progress, desc=f"replay {dataset}", smoothing=0.1)
+    messages: dict[tuple[str, str], list] = defaultdict(list)
+
+    def send_chunk() -> None:
+        for (topic, key), rows in messages.items():
+            producer.send(topic, key=key.encode(), value=wire.encode_rows(rows))
+            summary.published += len(rows)
+        summary.messages += len(messages)
+        messages.clear()
+
     try:
-        for record in bad:
-            producer.send(f"{dataset}.dlq", value=orjson.dumps({"reason": record.reason, "origin": record.origin,
-                                                              "table": record.table, "original": record.original}))
-        for start in range(0, len(ordered), pack):
-            chunk = ordered[start:start + pack]
-            messages: dict[tuple[str, str], list] = defaultdict(list)
-            for index, item in enumerate(chunk, start):
-                eid = item.row.eid
-                if eid in seen:
-                    summary.duplicates += 1
-                    continue
-                seen.add(eid)
-                if index < skip:
-                    summary.skipped_by_resume += 1
-                    continue
+        for item in items:
+            summary.rows_read += 1
+            if isinstance(item, BadRecord):
+                summary.bad_rows += 1
+                if len(summary.bad_examples) < 20:
+                    summary.bad_examples.append(item.as_dict())
+                producer.send(f"{dataset}.dlq", value=orjson.dumps({
+                    "reason": item.reason, "origin": item.origin, "table": item.table, "original": item.original}))
+                continue
+            index += 1
+            if not seen.add(item.row.eid):
+                summary.duplicates += 1
+            elif index <= skip:
+                summary.skipped_by_resume += 1
+            else:
                 messages[(item.spec.topic, item.row.key)].append(item.row.values)
-            for (topic, key), rows in messages.items():
-                producer.send(topic, key=key.encode(), value=wire.encode_rows(rows))
-                summary.published += len(rows)
-            summary.messages += len(messages)
-            done = start + len(chunk)
-            if done - flushed_at >= CHECKPOINT_ROWS:
-                producer.flush()  # everything before `done` is in the broker: safe to resume after it
-                checkpoint.save({"run": run, "done_rows": done, "finished": False})
-                flushed_at = done
-            bar.update(len(chunk))
+            if index % pack == 0:
+                send_chunk()
+                bar.update(pack)
+                if index - flushed_at >= CHECKPOINT_ROWS:
+                    producer.flush()  # everything up to `index` is in the broker: safe to resume after it
+                    checkpoint.save({"run": run, "done_rows": index, "finished": False})
+                    flushed_at = index
+        send_chunk()
+        bar.update(index % pack)
         if end_mark:
             send_end_marks(producer, dataset, run, partitions)
         producer.flush()
-        checkpoint.save({"run": run, "done_rows": len(ordered), "finished": True})
+        checkpoint.save({"run": run, "done_rows": index, "finished": True})
     finally:
         bar.close()
         producer.close()

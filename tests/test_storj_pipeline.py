@@ -113,7 +113,41 @@ def test_restarted_worker_recovers_state_from_the_changelog(pipeline, tmp_path):
     stop_worker(pipeline.worker)
     pipeline.worker = start_worker(pipeline.broker, pipeline.redis_url, pipeline.prefix, pipeline.partitions,
                                    "storj", pipeline.log_path + ".2")
-    pipeline.replay("storj", str(folder))
+    pipeline.replay("storj", str(folder), timeout=30)
     assert _without_meta(pipeline.features("storj", "user")) == before
     mismatches, _ = pipeline.verify("storj", str(folder))
     assert [str(m) for m in mismatches] == []
+
+
+def test_interrupted_replay_resumes_and_ends_exact(pipeline, tmp_path, monkeypatch):
+    from fsp.cli import checkpoint_path, source_stream
+    from replay import publisher
+
+    monkeypatch.setattr(publisher, "CHECKPOINT_ROWS", 1000)
+    folder = tmp_path / "dump"
+    generate_storj(folder, seed=13, scale=0.03)
+    items, total = source_stream("storj", str(folder))
+
+    def cut_after(rows, n):
+        for i, item in enumerate(rows):
+            if i == n:
+                raise KeyboardInterrupt("replay stopped by its user")
+            yield item
+
+    state_dir = str(tmp_path / "state")
+    checkpoint = publisher.Checkpoint(checkpoint_path("storj", str(folder), state_dir))
+    with pytest.raises(KeyboardInterrupt):
+        publisher.publish(cut_after(items, total // 2), "storj", pipeline.broker, pipeline.partitions, pack=500,
+                          checkpoint=checkpoint, progress=False)
+    assert 0 < checkpoint.load()["done_rows"] < total
+    resumed = pipeline.replay("storj", str(folder), resume=True, state_dir=state_dir, pack=500)
+    assert resumed.skipped_by_resume >= 1000 and resumed.published + resumed.skipped_by_resume < total
+    mismatches, _ = pipeline.verify("storj", str(folder))
+    assert [str(m) for m in mismatches] == []
+
+
+def test_replay_fails_when_bad_rows_pass_the_threshold(pipeline, tmp_path):
+    folder = tmp_path / "dump"
+    generate_storj(folder, seed=3, scale=0.01, bad_rows=5)
+    with pytest.raises(SystemExit, match="--max-bad 2"):
+        pipeline.replay("storj", str(folder), max_bad=2, wait=False)

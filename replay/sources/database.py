@@ -74,14 +74,17 @@ def read_table(engine, name: str, spec: tables.TableSpec):
                 yield BadRecord(spec.dataset, spec.name, origin, str(exc), repr(raw))
 
 
-def read_database(url: str, dataset: str):
-    """Every table of the dataset, one after the other (the caller merges by event time)."""
+def database_streams(url: str, dataset: str) -> list:
+    """One lazy stream per table, each in (event time, id) order, for a k-way merge."""
     engine = engine_for(url)
-    try:
-        found = table_names(engine, dataset)
-        if not found:
-            raise FileNotFoundError(f"no {dataset} tables in {url}")
-        for name, spec in found:
-            yield from read_table(engine, name, spec)
-    finally:
+    found = table_names(engine, dataset)
+    if not found:
         engine.dispose()
+        raise FileNotFoundError(f"no {dataset} tables in {url}")
+    return [read_table(engine, name, spec) for name, spec in found]
+
+
+def read_database(url: str, dataset: str):
+    """Every row of every table of the dataset, one table after the other."""
+    for stream in database_streams(url, dataset):
+        yield from stream
