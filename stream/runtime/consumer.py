@@ -20,9 +20,48 @@ log = logging.getLogger(__name__)
 BatchHandler = Callable[[object, list], Awaitable[None]]
 
 
+def true_end_offsets(bootstrap: str, reported: dict) -> dict:
+    """End offsets read off the log itself: from the reported end, fetch until nothing more comes.
+
+    Tansu answers ListOffsets(LATEST) with the last batch's base offset + 1, not the end of that
+    batch; Faust's changelog recovery stops at what it is told, so it would miss the rest of the
+    last batch of every changelog partition. Reading on from there costs one batch per partition.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    tps = {TopicPartition(tp.topic, tp.partition): tp for tp, end in reported.items() if end}
+    ends = dict(reported)
+    if not tps:
+        return ends
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
+                             auto_offset_reset="earliest", max_poll_records=10_000)
+    try:
+        consumer.assign(list(tps))
+        for ktp, tp in tps.items():
+            consumer.seek(ktp, max(reported[tp] - 1, 0))
+        empty = 0
+        while empty < 2:
+            batch = consumer.poll(timeout_ms=200)
+            if not batch:
+                empty += 1
+                continue
+            empty = 0
+            for ktp, records in batch.items():
+                tp = tps[ktp]
+                ends[tp] = max(ends[tp], records[-1].offset + 1)
+    finally:
+        consumer.close()
+    return ends
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     batch_handler: BatchHandler | None = None
+    bootstrap: str = ""
     batch_topics: frozenset = frozenset()  # topics of the stages; the rest (changelogs) go Faust's way
+
+    async def highwaters(self, *partitions):
+        reported = await super().highwaters(*partitions)
+        return await asyncio.to_thread(true_end_offsets, self.bootstrap, dict(reported))
 
     def _ack_offsets(self, tp, offsets: list[int]) -> None:
         committed = self._committed_offset[tp]
@@ -54,9 +93,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         continue
                     if self.app.consumer_generation_id != generation or not self.flow_active:
                         break
-                    last = read_offset.get(tp)
-                    if last is not None:
-                        batch = [r for r in batch if r.offset > last]
+                    next_offset = read_offset.get(tp)  # the next offset to read (Faust seeds it on seek)
+                    if next_offset is not None:
+                        batch = [r for r in batch if r.offset >= next_offset]
                     if not batch:
                         continue
                     if tp.topic in batch_topics:
@@ -65,7 +104,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     else:  # changelog recovery and anything else Faust routes itself
                         for record in batch:
                             await callback(to_message(tp, record))
-                    read_offset[tp] = batch[-1].offset
+                    read_offset[tp] = batch[-1].offset + 1
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
@@ -83,8 +122,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
             raise
 
 
-def install(app, handler: BatchHandler, topics) -> None:
+def install(app, handler: BatchHandler, topics, bootstrap: str) -> None:
     """Make `app` consume with BatchConsumer, feeding `handler` the batches of `topics`."""
     BatchConsumer.batch_handler = staticmethod(handler)
+    BatchConsumer.bootstrap = bootstrap
     BatchConsumer.batch_topics = frozenset(topics)
     app.transport.Consumer = BatchConsumer

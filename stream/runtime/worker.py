@@ -142,7 +142,7 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
     for stage in stages:
         for topic in stage.topics:
             app.topics.add(app.topic(topic, key_serializer="raw", value_serializer="raw"))
-    consumer.install(app, runner.handle, runner.by_topic)
+    consumer.install(app, runner.handle, runner.by_topic, kafka_broker)
     return app, runtime
 
 
