@@ -35,15 +35,46 @@ class Pipeline:
     worker: object
     log_path: str
 
-    def replay(self, dataset: str, source: str, **kwargs):
+    def replay(self, dataset: str, source: str, watch_worker: bool = True, **kwargs):
         from fsp.cli import replay
 
         kwargs.setdefault("wait", True)
         kwargs.setdefault("timeout", 120)
         kwargs.setdefault("progress", False)
         kwargs.setdefault("state_dir", os.path.join(os.path.dirname(self.log_path), "state"))
+        alive = (lambda: self.worker.poll() is None) if watch_worker else None
         return replay(dataset, source, self.broker, self.redis_url, partitions=self.partitions, prefix=self.prefix,
-                      alive=lambda: self.worker.poll() is None, **kwargs)
+                      alive=alive, **kwargs)
+
+    def wait_ready(self, dataset: str = "storj", timeout: float = 120) -> None:
+        """Block until the worker has joined its group and runs: an empty run (end marks only) completes."""
+        from contract.tables import topics
+        from fsp.topics import ensure_topics
+        from replay.publisher import make_producer, send_end_marks
+        from stream.client import connect, wait_finished
+
+        ensure_topics(self.broker, topics(dataset), self.partitions)
+        producer = make_producer(self.broker)
+        run = f"ready-{uuid.uuid4().hex[:6]}"
+        send_end_marks(producer, dataset, run, self.partitions)
+        producer.close()
+        wait_finished(connect(self.redis_url), dataset, run, "user", self.partitions, self.prefix, timeout,
+                      alive=lambda: self.worker.poll() is None)
+
+    def restart_worker(self, datasets: str = "storj", kill: bool = False) -> None:
+        """Stop the worker (SIGKILL when `kill`, else a clean stop) and start a new one in the same group."""
+        import signal
+
+        from fsp.demo import start_worker, stop_worker
+
+        if kill:
+            self.worker.send_signal(signal.SIGKILL)
+            self.worker.wait()
+        else:
+            stop_worker(self.worker)
+        self.log_path += ".next"
+        self.worker = start_worker(self.broker, self.redis_url, self.prefix, self.partitions, datasets,
+                                   self.log_path)
 
     def redis(self):
         from stream.client import connect

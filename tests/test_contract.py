@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from contract import tables, wire
 from contract.rows import BadRow, normalise
 from contract.timeutil import BadTime, format_ts, parse_ts, parse_ts_canonical
-from stream.logic.marks import MarkTracker
+from stream.logic.marks import record_mark
 from verify.compare import compare
 
 BBR = tables.table("storj", "bbr")
@@ -83,9 +83,9 @@ def test_wire_decodes_rows_arrays_and_marks_and_refuses_the_rest():
 @settings(max_examples=50)
 @given(st.permutations(list(range(6))), st.integers(min_value=0, max_value=3))
 def test_mark_tracker_completes_once_whatever_the_order(order, repeats):
-    tracker = MarkTracker(expected=6)
+    state: dict = {}
     origins = [f"o{i}" for i in order] + [f"o{i}" for i in order[:repeats]]
-    completions = [tracker.add("run", 0, origin) for origin in origins]
+    completions = [record_mark(state, "run", origin, 6) for origin in origins]
     assert completions.count(True) == 1
     assert completions.index(True) == 5  # on the last distinct origin
 

@@ -101,15 +101,11 @@ def test_live_single_row_messages_give_the_same_features(pipeline, tmp_path):
 def test_restarted_worker_recovers_state_from_the_changelog(pipeline, tmp_path):
     """A new worker process rebuilds its tables from the changelog (the broker reports end offsets oddly:
     recovery must still read to the true end), then a rerun of the replay changes nothing."""
-    from fsp.demo import start_worker, stop_worker
-
     folder = tmp_path / "dump"
     generate_storj(folder, seed=11, scale=0.02)
     pipeline.replay("storj", str(folder))
     before = _without_meta(pipeline.features("storj", "user"))
-    stop_worker(pipeline.worker)
-    pipeline.worker = start_worker(pipeline.broker, pipeline.redis_url, pipeline.prefix, pipeline.partitions,
-                                   "storj", pipeline.log_path + ".2")
+    pipeline.restart_worker()
     pipeline.replay("storj", str(folder), timeout=90)
     assert _without_meta(pipeline.features("storj", "user")) == before
     mismatches, _ = pipeline.verify("storj", str(folder))

@@ -4,26 +4,18 @@ The replay sends an `end` mark to every partition of every source topic. A
 stage partition is complete for a run once it has a mark from each of its
 upstream origins; it then closes its windows and sends its own mark on to
 every partition downstream. Kafka keeps order within a partition, so a mark
-arrives after everything its origin sent before it.
+arrives after everything its origin sent before it. The marks seen are kept
+in the stage's changelog-backed state (a plain dict), so a worker that dies
+between two marks of one run resumes counting where it stopped.
 """
 from __future__ import annotations
 
 
-class MarkTracker:
-    def __init__(self, expected: int):
-        self.expected = expected
-        self._seen: dict[tuple[str, int], set[str]] = {}
-        self._done: set[tuple[str, int]] = set()
-
-    def add(self, run: str, partition: int, origin: str) -> bool:
-        """Record a mark; True exactly once, when the partition becomes complete for the run."""
-        key = (run, partition)
-        if key in self._done:
-            return False
-        origins = self._seen.setdefault(key, set())
-        origins.add(origin)
-        if len(origins) < self.expected:
-            return False
-        self._done.add(key)
-        del self._seen[key]
-        return True
+def record_mark(state: dict, run: str, origin: str, expected: int) -> bool:
+    """Record a mark in `state` (run -> sorted origins); True exactly once: when the run becomes complete."""
+    origins = state.setdefault(run, [])
+    if origin in origins or len(origins) >= expected:
+        return False
+    origins.append(origin)
+    origins.sort()
+    return len(origins) == expected

@@ -20,6 +20,7 @@ from __future__ import annotations
 from contract.timeutil import US_PER_S, date_of, format_ts, parse_ts_or_none, year_of
 
 from .sessions import SessionWindow
+from .sequence import next_seq
 
 FREE_BANDWIDTH_LIMIT = 50_000_000_000
 USAGE_SESSION_GAP_US = 7_200 * US_PER_S
@@ -139,7 +140,7 @@ def project_outbox(state: dict, project_id: str) -> list[tuple[str, dict]]:
     row = state["row"]
     if row is None:
         return []
-    state["seq"] += 1
+    state["seq"] = next_seq(state["seq"])
     owner = row["user_id"]
     out = []
     recipients = [u for u in state["announced"] if u != owner]
@@ -202,7 +203,7 @@ def node_outbox(state: dict, node_id: str) -> list[tuple[str, dict]]:
     row = state["row"]
     if row is None:
         return []
-    state["seq"] += 1
+    state["seq"] = next_seq(state["seq"])
     email = row["email_hash"]
     out = []
     if state["owner"] is not None and state["owner"] != email:
@@ -239,7 +240,7 @@ def apply_account_rows(state: dict, rows) -> bool:
 def account_outbox(state: dict, user_id: str) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
     """(records for the user stage, link records for the operator stage)."""
     row = state["row"]
-    state["seq"] += 1
+    state["seq"] = next_seq(state["seq"])
     seq, email = state["seq"], row["email_hash"]
     to_users = [(user_id, {"k": "account", "seq": seq, "email_hash": email, "created_at": date_of(row["ts"]),
                            "events": state.get("events", 0)})]

@@ -103,6 +103,7 @@ from contract.timeutil import ONE_US, US_PER_S, format_ts, parse_ts_or_none, to_
 
 from .idset import IdRanges
 from .sessions import DEFAULT_LATENESS_US, SessionWindow
+from .sequence import next_seq
 
 SESSION_GAP_US = 600 * US_PER_S
 SESSION_MIN_EVENTS = 3
@@ -319,7 +320,7 @@ def device_outbox(state: dict, device_id) -> list[tuple[str, dict]]:
         targets = owners if contribution is not None else new_owners
     if not targets:
         return []
-    state["seq"] += 1
+    state["seq"] = next_seq(state["seq"])
     device = _as_id(device_id)
     out = []
     for user in targets:

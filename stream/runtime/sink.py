@@ -8,13 +8,13 @@ rebalance) cannot go back in time. One pipeline per batch.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime, timezone
 
 import orjson
 import redis.asyncio as aioredis
 
 from contract import keys
+from stream.logic.sequence import next_seq
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ return 1
 
 def next_version(previous: int) -> int:
     """Grows per entity and survives a restart from an older changelog state."""
-    return max(previous + 1, time.time_ns() // 1000)
+    return next_seq(previous)
 
 
 def now_iso() -> str:

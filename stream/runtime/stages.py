@@ -17,9 +17,12 @@ import orjson
 
 from contract import tables, wire
 from contract.rows import BadRow, normalise
-from stream.logic.marks import MarkTracker
+from stream.logic.marks import record_mark
 
 log = logging.getLogger(__name__)
+
+
+MARKS_KEY = "__marks__:"  # state key prefix of a stage partition's end-of-run marks
 
 
 class Outbox:
@@ -49,9 +52,10 @@ class Stage:
         """Source topics carry rows to normalise; internal ones carry records of another stage."""
         return ".internal." not in topic
 
+    marks_table: str  # the store that also keeps this stage's end-of-run marks
+
     def __init__(self, runtime):
         self.runtime = runtime
-        self.marks = MarkTracker(self.expected_marks())
 
     def expected_marks(self) -> int:
         raise NotImplementedError
@@ -122,7 +126,12 @@ class StageRunner:
 
     async def _on_mark(self, stage: Stage, partition: int, mark: dict, outbox: Outbox) -> None:
         run = str(mark.get("run"))
-        if not stage.marks.add(run, partition, str(mark.get("origin"))):
+        store = self.runtime.store(stage.marks_table)
+        key = f"{MARKS_KEY}{stage.name}:{partition}"
+        seen = store.get(key) or {}
+        complete = record_mark(seen, run, str(mark.get("origin")), stage.expected_marks())
+        store.put(partition, key, seen)
+        if not complete:
             return
         await stage.on_run_complete(partition, run, outbox)
         await self.runtime.send_outbox(outbox)

@@ -33,6 +33,8 @@ class StateStore:
     def items_in_partition(self, partition: int):
         for raw in list(self.table.data.keys()):
             key = raw.decode() if isinstance(raw, (bytes, bytearray)) else str(raw)
+            if key.startswith("__"):  # bookkeeping (end-of-run marks), not an entity
+                continue
             state = self.get(key)
             if state is not None and state.get(PARTITION_FIELD) == partition:
                 yield key, state

@@ -12,6 +12,7 @@ OPERATOR_TOPIC = "storj.internal.operator"
 
 class ProjectStage(Stage):
     name, dataset = "project", "storj"
+    marks_table = "storj_project"
     topics = ["storj.projects", "storj.bbr", "storj.bst"]
     downstream = [USER_TOPIC]
 
@@ -40,6 +41,7 @@ class ProjectStage(Stage):
 
 class NodeStage(Stage):
     name, dataset = "node", "storj"
+    marks_table = "storj_node"
     topics = ["storj.nodes", "storj.payments", "storj.receipts"]
     downstream = [OPERATOR_TOPIC]
 
@@ -61,6 +63,7 @@ class NodeStage(Stage):
 
 class AccountStage(Stage):
     name, dataset = "account", "storj"
+    marks_table = "storj_account"
     topics = ["storj.users"]
     downstream = [USER_TOPIC, OPERATOR_TOPIC]
 
@@ -80,6 +83,7 @@ class AccountStage(Stage):
 
 class OperatorStage(Stage):
     name, dataset = "operator", "storj"
+    marks_table = "storj_operator"
     topics = [OPERATOR_TOPIC]
     downstream = [USER_TOPIC]
 
@@ -108,6 +112,7 @@ class OperatorStage(Stage):
 
 class UserStage(Stage):
     name, dataset = "user", "storj"
+    marks_table = "storj_user"
     topics = [USER_TOPIC]
 
     def expected_marks(self) -> int:

@@ -16,6 +16,7 @@ DEVICE_TOPICS = ["ucn.devices", "ucn.user_devices", "ucn.devicetraffic", "ucn.de
 
 class DeviceStage(Stage):
     name, dataset = "device", "ucn"
+    marks_table = "ucn_device"
     topics = DEVICE_TOPICS
     downstream = [USER_TOPIC]
 
@@ -39,6 +40,7 @@ class DeviceStage(Stage):
 
 class UserStage(Stage):
     name, dataset = "user", "ucn"
+    marks_table = "ucn_user"
     topics = ["ucn.users", USER_TOPIC]
 
     def expected_marks(self) -> int:
