@@ -113,12 +113,13 @@ def pipeline_factory(redis_url, tmp_path):
 
     started = []
 
-    def make(datasets: str = "storj", partitions: int = 4) -> Pipeline:
+    def make(datasets: str = "storj", partitions: int = 4, redis: str | None = None) -> Pipeline:
         broker = start_broker()
+        redis_url_here = redis or redis_url
         prefix = f"test-{uuid.uuid4().hex[:8]}:"
         log_path = str(tmp_path / f"worker-{len(started)}.log")
-        worker = start_worker(broker.address, redis_url, prefix, partitions, datasets, log_path)
-        pipeline = Pipeline(broker.address, redis_url, prefix, partitions, worker, log_path)
+        worker = start_worker(broker.address, redis_url_here, prefix, partitions, datasets, log_path)
+        pipeline = Pipeline(broker.address, redis_url_here, prefix, partitions, worker, log_path)
         started.append((broker, pipeline))
         return pipeline
 
@@ -126,7 +127,8 @@ def pipeline_factory(redis_url, tmp_path):
     for broker, pipeline in started:
         stop_worker(pipeline.worker)
         broker.stop()
-        _cleanup(redis_url, pipeline.prefix)
+        if pipeline.redis_url == redis_url:
+            _cleanup(redis_url, pipeline.prefix)
 
 
 @pytest.fixture

@@ -57,3 +57,29 @@ def test_ucn_worker_killed_mid_replay_keeps_sessions_exact(pipeline_factory, tmp
     assert "error" not in result, result.get("error")
     mismatches, _ = pipeline.verify("ucn", folder)
     assert [str(m)[:300] for m in mismatches] == []
+
+
+def test_worker_rides_out_a_redis_outage_and_writes_complete_snapshots_after(pipeline_factory, tmp_path):
+    from fsp.stack import free_port, start_redis
+
+    port = free_port()
+    server = start_redis(port)
+    try:
+        pipeline = pipeline_factory("storj", redis=server.address)
+        pipeline.wait_ready()
+        server.stop()  # Redis goes away (and comes back empty)
+        folder = str(tmp_path / "dump")
+        generate_storj(folder, seed=31, scale=0.03)
+        summary = pipeline.replay("storj", folder, wait=False)
+        time.sleep(4)
+        assert pipeline.worker.poll() is None, "the worker must not crash while Redis is away"
+        server = start_redis(port)
+        from stream.client import connect, wait_finished
+
+        wait_finished(connect(server.address), "storj", summary.run, "user", pipeline.partitions, pipeline.prefix,
+                      timeout=60, alive=lambda: pipeline.worker.poll() is None)
+        mismatches, _ = pipeline.verify("storj", folder)
+        assert [str(m) for m in mismatches] == []
+        assert "Redis write failed" in pipeline.worker_log()
+    finally:
+        server.stop()

@@ -84,6 +84,10 @@ class SnapshotSink:
         key = keys.status_key(self.prefix, dataset)
         self._pending.append((None, key, (field, orjson.dumps(value))))
 
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
     async def flush(self) -> None:
         """Write everything queued in one pipeline; keep it queued if Redis is away."""
         if not self._pending:

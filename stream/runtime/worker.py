@@ -101,7 +101,7 @@ class Runtime:
         except Exception as exc:  # Redis away: keep the snapshots queued, say so, go on
             self.metrics.redis_up.set(0)
             self.metrics.redis_errors.inc()
-            log.warning("Redis write failed (%s); %d snapshot writes kept for retry", exc, len(self.sink._pending))
+            log.warning("Redis write failed (%s); %d snapshot writes kept for retry", exc, self.sink.pending)
 
 
 def quiet_logs(level: str = "WARNING") -> None:
@@ -143,6 +143,13 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
         for topic in stage.topics:
             app.topics.add(app.topic(topic, key_serializer="raw", value_serializer="raw"))
     consumer.install(app, runner.handle, runner.by_topic, kafka_broker)
+
+    @app.timer(1.0)
+    async def retry_redis_writes() -> None:
+        """Snapshots queued while Redis was away are written once it is back, even with no new events."""
+        if runtime.sink.pending:
+            await runtime.flush_sink()
+
     return app, runtime
 
 
