@@ -21,8 +21,6 @@ payments per operator.  Time is integer microseconds since the epoch (UTC).
 """
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .csv_cells import read_csv_cells
 
 US_PER_SECOND = 1_000_000
 US_PER_DAY = 86_400 * US_PER_SECOND
@@ -86,7 +86,6 @@ TABLES = {  # file name (after the region prefix) -> table
 }
 
 _FILE_NAME = re.compile(r"[^_]+_(?P<file>.+)\.csv")
-_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes kept by surrogateescape
 _TIMESTAMP = (
     r"(?a)\A(?P<date>\d{4}-\d{2}-\d{2})"
     r"(?:[T ](?P<hour>\d{2}):(?P<minute>\d{2})"
@@ -150,7 +149,7 @@ def _read_raw(paths: list[Path], table: Table) -> tuple[pd.DataFrame, int, Count
     """Concatenate the table's files as text; count rows and unreadable lines."""
     frames, rows, bad = [], 0, Counter()
     for path in paths:
-        frame, file_rows, file_bad = _read_csv(path)
+        frame, file_rows, file_bad = read_csv_cells(path, dtype="str")
         frames.append(frame)
         rows += file_rows
         bad += file_bad
@@ -160,34 +159,6 @@ def _read_raw(paths: list[Path], table: Table) -> tuple[pd.DataFrame, int, Count
             frame[column] = pd.Series(pd.NA, index=frame.index, dtype="str")
     frame[ORDER] = np.arange(len(frame), dtype=np.int64)
     return frame, rows, bad
-
-
-def _read_csv(path: Path) -> tuple[pd.DataFrame, int, Counter]:
-    """One CSV file as text cells, its number of rows and its unreadable rows.
-
-    Blank lines are not rows.  A row with a cell count other than the
-    header's, or with bytes that are not UTF-8, is bad.
-    """
-    data = path.read_bytes()
-    try:
-        text, clean = data.decode("utf-8-sig"), True
-    except UnicodeDecodeError:
-        text, clean = data.decode("utf-8-sig", errors="surrogateescape"), False
-    lines = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
-    if not lines:
-        return pd.DataFrame(), 0, Counter()
-    header, body = lines[0], lines[1:]
-    good = [row for row in body if len(row) == len(header)]
-    bad = Counter(columns=len(body) - len(good))
-    if not clean:
-        decodable = [row for row in good if not _UNDECODABLE.search("".join(row))]
-        bad["encoding"] = len(good) - len(decodable)
-        good = decodable
-    frame = pd.DataFrame(good, columns=range(len(header)), dtype="str")
-    frame.columns = header
-    if header[0].strip() == "":
-        frame = frame.iloc[:, 1:]
-    return frame, len(body), +bad
 
 
 def _validate(frame: pd.DataFrame, table: Table, bad: Counter) -> tuple[pd.DataFrame, Counter]:

@@ -29,7 +29,6 @@ microseconds since the epoch (UTC) throughout; local hours come from
 from __future__ import annotations
 
 import csv
-import io
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -38,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .csv_cells import read_csv_cells
 
 US_PER_SECOND = 1_000_000
 SESSION_GAP_US = 600 * US_PER_SECOND
@@ -104,7 +105,6 @@ TABLES = {
 }
 EVENT_TABLES = ("devicetraffic", "deviceapptraffic", "httpreqs", "dnsreqs", "locations")
 
-_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes kept by surrogateescape
 _TIMESTAMP = (
     r"(?a)\A(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
     r"(?:[T ](?P<hour>\d{2}):(?P<minute>\d{2})"
@@ -210,7 +210,7 @@ def _read_source(source) -> dict[str, tuple[pd.DataFrame, int, Counter]]:
     if isinstance(source, str) and "://" in source:
         return _read_database(source)
     folder = Path(source)
-    return {name: _read_csv(folder / f"{name}.csv") for name in _wanted_names()
+    return {name: read_csv_cells(folder / f"{name}.csv") for name in _wanted_names()
             if (folder / f"{name}.csv").is_file()}
 
 
@@ -243,35 +243,6 @@ def _with_driver(url: str):
             and importlib.util.find_spec("psycopg2") is not None):
         return parsed.set(drivername="postgresql+psycopg2")
     return parsed
-
-
-def _read_csv(path: Path) -> tuple[pd.DataFrame, int, Counter]:
-    """One CSV file as text cells, its number of rows and its unreadable rows.
-
-    Blank lines are not rows.  A row with a cell count other than the
-    header's, or with bytes that are not UTF-8, is bad.  The first column is
-    dropped when its header is empty (a pandas index).
-    """
-    data = path.read_bytes()
-    try:
-        text, clean = data.decode("utf-8-sig"), True
-    except UnicodeDecodeError:
-        text, clean = data.decode("utf-8-sig", errors="surrogateescape"), False
-    lines = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
-    if not lines:
-        return pd.DataFrame(), 0, Counter()
-    header, body = lines[0], lines[1:]
-    good = [row for row in body if len(row) == len(header)]
-    bad = Counter(columns=len(body) - len(good))
-    if not clean:
-        decodable = [row for row in good if not _UNDECODABLE.search("".join(row))]
-        bad["encoding"] = len(good) - len(decodable)
-        good = decodable
-    frame = pd.DataFrame(good, columns=range(len(header)), dtype=object)
-    frame.columns = header
-    if header[0].strip() == "":
-        frame = frame.iloc[:, 1:]
-    return frame, len(body), +bad
 
 
 def _validate(frame: pd.DataFrame, table: Table, bad: Counter) -> tuple[pd.DataFrame, Counter]:
