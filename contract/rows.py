@@ -113,10 +113,10 @@ def normalise(spec: TableSpec, raw: dict) -> Row:
             if type(value) is not bool:
                 value = to_bool(value, column)
         elif type(value) is str:
-            if not value or value.isspace():
+            if column in lowered:  # ids and hashes: blank after stripping is missing
+                value = value.strip().lower() or None
+            elif not value:  # other text: only an empty cell is missing (" " is text)
                 value = None
-            elif column in lowered:
-                value = value.strip().lower()
         values[column] = value
     key = values.get(spec.key)
     if key is None or (type(key) is str and not key):

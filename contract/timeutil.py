@@ -12,10 +12,9 @@ EPOCH = datetime(1970, 1, 1)
 ONE_US = timedelta(microseconds=1)
 US_PER_S = 1_000_000
 
-_ISO_SHAPE = re.compile(
+_ISO_SHAPE = re.compile(  # a zone only after a time: "2021-01-01+01:00" is not a time
     r"^\d{4}-\d{2}-\d{2}"
-    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?"
-    r"(?:Z|[+-]\d{2}(?::?\d{2})?)?$"
+    r"(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$"
 )
 
 

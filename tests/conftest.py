@@ -61,6 +61,15 @@ class Pipeline:
         wait_finished(connect(self.redis_url), dataset, run, "user", self.partitions, self.prefix, timeout,
                       alive=lambda: self.worker.poll() is None)
 
+    def extra_worker(self, datasets: str = "storj"):
+        """Start one more worker in the same consumer group (it takes over some partitions)."""
+        from fsp.demo import start_worker
+
+        self.extra_log = self.log_path + ".extra"
+        self.extra = start_worker(self.broker, self.redis_url, self.prefix, self.partitions, datasets,
+                                  self.extra_log)
+        return self.extra
+
     def restart_worker(self, datasets: str = "storj", kill: bool = False) -> None:
         """Stop the worker (SIGKILL when `kill`, else a clean stop) and start a new one in the same group."""
         import signal
@@ -126,6 +135,8 @@ def pipeline_factory(redis_url, tmp_path):
     yield make
     for broker, pipeline in started:
         stop_worker(pipeline.worker)
+        if getattr(pipeline, "extra", None) is not None:
+            stop_worker(pipeline.extra)
         broker.stop()
         if pipeline.redis_url == redis_url:
             _cleanup(redis_url, pipeline.prefix)

@@ -101,3 +101,11 @@ def test_compare_is_exact_about_types_and_reports_missing_snapshots():
 def test_a_day_has_24_hours_of_microseconds():
     start = parse_ts("2015-10-25T00:00:00")
     assert parse_ts((datetime(2015, 10, 25) + timedelta(days=1)).isoformat()) - start == 86_400_000_000
+
+
+def test_a_zone_needs_a_time_and_blank_text_is_text():
+    with pytest.raises(BadTime):
+        parse_ts("2021-01-01+01:00")
+    nodes = tables.table("storj", "nodes")
+    row = normalise(nodes, {"id": " N1 ", "created_at": "2021-01-01", "disqualified": " ", "email_hash": " "})
+    assert row.key == "n1" and row.values["disqualified"] == " " and row.values["email_hash"] is None

@@ -83,3 +83,51 @@ def test_worker_rides_out_a_redis_outage_and_writes_complete_snapshots_after(pip
         assert "Redis write failed" in pipeline.worker_log()
     finally:
         server.stop()
+
+
+def test_rebalance_a_worker_joins_then_one_is_killed_and_versions_never_go_back(pipeline, tmp_path):
+    """A second worker joins mid-replay (partitions move), later the first is killed: features stay exact,
+    and no snapshot version read from Redis ever decreases (compare-and-set in the write script)."""
+    import signal
+
+    from contract import keys
+
+    folder = str(tmp_path / "dump")
+    generate_storj(folder, seed=41, scale=0.25)
+    pipeline.wait_ready()
+    r = pipeline.redis()
+    seen_versions: dict[str, int] = {}
+    went_back = []
+    stop = threading.Event()
+
+    def watch_versions():
+        while not stop.is_set():
+            for key in list(r.scan_iter(match=keys.feature_key(pipeline.prefix, "storj", "user", "*"), count=500))[:300]:
+                meta = r.hget(key, "_meta")
+                if meta:
+                    version = __import__("orjson").loads(meta)["version"]
+                    if version < seen_versions.get(key, 0):
+                        went_back.append(key)
+                    seen_versions[key] = version
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch_versions)
+    watcher.start()
+    result: dict = {}
+    thread = _replay_in_background(pipeline, "storj", folder, result)
+    try:
+        time.sleep(0.5)
+        extra = pipeline.extra_worker()
+        time.sleep(12)  # the group rebalances onto two workers
+        pipeline.worker.send_signal(signal.SIGKILL)
+        pipeline.worker.wait()
+        pipeline.worker = extra  # the survivor takes every partition back
+        thread.join(300)
+    finally:
+        stop.set()
+        watcher.join()
+    assert "error" not in result, result.get("error")
+    mismatches, _ = pipeline.verify("storj", folder)
+    assert [str(m) for m in mismatches] == []
+    assert went_back == []
+    assert len(seen_versions) > 100

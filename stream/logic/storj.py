@@ -193,6 +193,11 @@ def apply_node_rows(state: dict, table: str, rows) -> None:
         # receipts feed no feature: they are only de-duplicated and counted
 
 
+def _filled(value) -> bool:
+    """A non-blank cell (disqualified / suspended hold a date when they apply)."""
+    return value is not None and str(value).strip() != ""
+
+
 def _never_contacted(value) -> bool:
     ts = parse_ts_or_none(value)
     return ts is None or year_of(ts) in (1970, 2070)
@@ -212,7 +217,7 @@ def node_outbox(state: dict, node_id: str) -> list[tuple[str, dict]]:
         out.append((email, {
             "k": "node", "id": node_id, "seq": state["seq"], "owner": email, "ts": row["ts"], "wallet": row["wallet"],
             "never_contacted": _never_contacted(row["last_contact_success"]),
-            "disqualified": row["disqualified"] is not None, "suspended": row["suspended"] is not None,
+            "disqualified": _filled(row["disqualified"]), "suspended": _filled(row["suspended"]),
             "free_disk": row["free_disk"], "piece_count": row["piece_count"], "paid": state["paid"],
             "events": state.get("events", 0),
         }))
