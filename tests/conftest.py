@@ -122,10 +122,11 @@ def pipeline_factory(redis_url, tmp_path):
 
     started = []
 
-    def make(datasets: str = "storj", partitions: int = 4, redis: str | None = None) -> Pipeline:
+    def make(datasets: str = "storj", partitions: int = 4, redis: str | None = None,
+             prefix: str | None = None) -> Pipeline:
         broker = start_broker()
         redis_url_here = redis or redis_url
-        prefix = f"test-{uuid.uuid4().hex[:8]}:"
+        prefix = prefix or f"test-{uuid.uuid4().hex[:8]}:"
         log_path = str(tmp_path / f"worker-{len(started)}.log")
         worker = start_worker(broker.address, redis_url_here, prefix, partitions, datasets, log_path)
         pipeline = Pipeline(broker.address, redis_url_here, prefix, partitions, worker, log_path)

@@ -153,9 +153,27 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
     return app, runtime
 
 
+def check_redis(redis_url: str) -> None:
+    """Fail at start, once and clearly, when Redis refuses our credentials (no retry storm later)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        raise SystemExit(f"error: Redis refused the credentials in REDIS_URL ({exc}); not starting") from None
+    except redis.ResponseError as exc:
+        if "NOPERM" in str(exc):  # an ACL user without PING still authenticated: fine
+            return
+        raise
+    finally:
+        client.close()
+
+
 def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
                datasets=("storj", "ucn"), loglevel: str = "warning", metrics_port: int | None = None) -> None:
     quiet_logs(os.environ.get("FSP_LOGLEVEL", "warning").upper())
+    check_redis(redis_url)
     app, runtime = build_app(kafka_broker, redis_url, prefix, partitions, datasets)
     if metrics_port:
         runtime.metrics.serve(metrics_port)
