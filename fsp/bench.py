@@ -116,6 +116,83 @@ def _pandas(folder) -> dict:
     return {"events": rows, "seconds": seconds}
 
 
+def _live_latency(redis_url: str, settings, rate: int, seconds: float, users: int = 50) -> dict:
+    """Single-row messages at a steady rate; latency from produce to the snapshot showing it in Redis."""
+    import threading
+
+    import redis as redis_lib
+
+    from contract import keys
+    from fsp.stack import Stack, start_broker
+
+    broker = start_broker()
+    stack = Stack(broker.address, redis_url, [broker])
+    prefix = f"bench-live-{uuid.uuid4().hex[:6]}:"
+    worker = start_worker(stack.kafka_broker, redis_url, prefix, settings.partitions, "storj")
+    alive = lambda: worker.poll() is None  # noqa: E731
+    try:
+        _warm_up(stack, Settings(stack.kafka_broker, redis_url, prefix, settings.partitions, 100), alive, "storj")
+        producer = make_producer(stack.kafka_broker)
+        projects = [(f"live-project-{i}", f"live-user-{i}") for i in range(users)]
+        for project, user in projects:
+            producer.send("storj.projects", key=project.encode(), value=orjson.dumps(
+                {"created_at": "2021-01-01T00:00:00", "project_id": project, "user_id": user,
+                 "usage_limit": 1, "bandwidth_limit": 1}))
+        producer.flush()
+        r = redis_lib.Redis.from_url(redis_url)
+        user_keys = [keys.feature_key(prefix, "storj", "user", user) for _, user in projects]
+        deadline = time.monotonic() + 60
+        while sum(r.exists(k) for k in user_keys) < users and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent: list[list[float]] = [[] for _ in projects]
+        latencies: list[float] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            seen = [0] * users
+            while True:
+                pipe = r.pipeline(transaction=False)
+                for key in user_keys:
+                    pipe.hget(key, "uploads")
+                now = time.perf_counter()
+                for i, value in enumerate(pipe.execute()):
+                    count = int(value or 0)
+                    for j in range(seen[i], min(count, len(sent[i]))):
+                        latencies.append(now - sent[i][j])
+                    seen[i] = max(seen[i], min(count, len(sent[i])))
+                if stop.is_set() and all(seen[i] == len(sent[i]) for i in range(users)):
+                    return
+                time.sleep(0.002)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        total, start = int(rate * seconds), time.perf_counter()
+        for n in range(total):
+            due = start + n / rate
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            index = n % users
+            project = projects[index][0]
+            sent[index].append(time.perf_counter())
+            producer.send("storj.bbr", key=project.encode(), value=orjson.dumps(
+                {"interval_start": "2021-01-01T00:00:00", "action": 1, "inline": n, "settled": 1,
+                 "project_id": project}))
+        producer.flush()
+        stop.set()
+        watcher.join(60)
+        ordered = sorted(latencies)
+
+        def pct(q: float) -> float:
+            return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+        return {"events": total, "seen": len(ordered), "rate": rate, "seconds": seconds,
+                "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": ordered[-1] * 1000 if ordered else None}
+    finally:
+        stop_worker(worker)
+        stack.stop()
+
+
 def _rate(d: dict) -> float:
     return d["events"] / d["seconds"] if d["seconds"] else 0.0
 
@@ -140,6 +217,8 @@ def run_bench(args) -> None:
         ucn_folder = os.path.abspath("bench-data/ucn")
         generate_ucn(ucn_folder, seed=1, scale=args.scale)
         results["ucn_packed"] = _e2e(stack, settings, ucn_folder, 20_000, f"bench-{uuid.uuid4().hex[:6]}:", "ucn")
+        if args.live_seconds:
+            results["live"] = _live_latency(stack.redis_url, settings, args.live_rate, args.live_seconds)
     finally:
         stack.stop()
     project = _rate(results["project_packed"])
@@ -159,6 +238,11 @@ def run_bench(args) -> None:
     print(f"\nucn scale {args.scale}: {ucn['events']:,} events end to end in {ucn['seconds']:.2f}s = "
           f"{_rate(ucn):,.0f} events/s; worker peak RSS {ucn['worker_peak_rss_mb']:.0f} MB "
           f"(storj worker {results['project_packed']['worker_peak_rss_mb']:.0f} MB)")
+    if "live" in results:
+        live = results["live"]
+        print(f"live: {live['events']:,} single-row messages at {live['rate']:,}/s: produce -> visible in Redis "
+              f"p50 {live['p50_ms']:.1f} ms, p99 {live['p99_ms']:.1f} ms, max {live['max_ms']:.1f} ms "
+              f"({live['seen']:,} seen)")
     with open(args.out, "w") as handle:
         json.dump(results, handle, indent=2)
     print(f"\nwritten to {args.out}")

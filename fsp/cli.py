@@ -280,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--out", default="bench-results.json")
     p.add_argument("--naive-events", type=int, default=30_000, help="events through the single-event baselines")
+    p.add_argument("--live-seconds", type=float, default=30, help="live-mode latency run length (0: skip)")
+    p.add_argument("--live-rate", type=int, default=1000, help="live-mode events per second")
     p.set_defaults(func=cmd_bench)
     return parser
 

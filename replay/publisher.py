@@ -76,7 +76,7 @@ class FastProducer:
 
     def __init__(self, bootstrap: str):
         self._producer = Producer({
-            "bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1 << 20, "partitioner": "murmur2_random",
+            "bootstrap.servers": bootstrap, "linger.ms": 5, "batch.size": 1 << 20, "partitioner": "murmur2_random",
             "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 1 << 21,
             "message.max.bytes": 16 << 20, "acks": 1, "log_level": 3,
         })

@@ -54,10 +54,23 @@ def true_end_offsets(bootstrap: str, reported: dict) -> dict:
     return ends
 
 
+FETCH_MAX_WAIT_MS = 10  # Faust hard-codes 1,500 ms: a quiet partition would hold a batch that long
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_consumer(self, *args, **kwargs):
+        consumer = super()._create_consumer(*args, **kwargs)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read by its fetcher when it starts
+        return consumer
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     batch_handler: BatchHandler | None = None
     bootstrap: str = ""
     batch_topics: frozenset = frozenset()  # topics of the stages; the rest (changelogs) go Faust's way
+
+    def _new_consumer_thread(self):
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def highwaters(self, *partitions):
         reported = await super().highwaters(*partitions)
