@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime, timedelta
 import platform
 import subprocess
 import sys
@@ -175,8 +176,10 @@ def _live_latency(redis_url: str, settings, rate: int, seconds: float, users: in
             index = n % users
             project = projects[index][0]
             sent[index].append(time.perf_counter())
+            # event time moves on like a real feed: one hourly rollup per project every 50 events
+            interval = datetime(2021, 1, 1) + timedelta(hours=n // users)
             producer.send("storj.bbr", key=project.encode(), value=orjson.dumps(
-                {"interval_start": "2021-01-01T00:00:00", "action": 1, "inline": n, "settled": 1,
+                {"interval_start": interval.isoformat(), "action": 1, "inline": n, "settled": 1,
                  "project_id": project}))
         producer.flush()
         stop.set()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from contract.timeutil import US_PER_S, date_of, format_ts, parse_ts_or_none, year_of
 
-from .sessions import SessionWindow
+from .intervals import GapIntervals
 from .sequence import next_seq
 
 FREE_BANDWIDTH_LIMIT = 50_000_000_000
@@ -74,15 +74,12 @@ def apply_project_rows(state: dict, table: str, rows) -> None:
             _apply_bandwidth(state, row)
             if window is None:
                 window = _usage_window(state)
-            if not window.add(row.ts, (row.eid,)):
+            if not window.add(row.ts):
                 state["late"] += 1
         elif table == "bst":
             _apply_storage(state, row)
     if window is not None:
-        for session in window.close_due():
-            if session.kept:
-                state["sess_n"] += 1
-                state["sess_us"] += session.duration_us
+        _count_closed(state, window.close_due())
         state["sess"] = window.to_state()
 
 
@@ -106,21 +103,20 @@ def _apply_storage(state: dict, row) -> None:
         state["st_sum"] += remote or 0
 
 
-def _usage_window(state: dict) -> SessionWindow:
-    if state["sess"] is None:
-        return SessionWindow(USAGE_SESSION_GAP_US)
-    return SessionWindow.from_state(state["sess"], gap_us=USAGE_SESSION_GAP_US)
+def _usage_window(state: dict) -> GapIntervals:
+    return GapIntervals(USAGE_SESSION_GAP_US, state=state["sess"])
+
+
+def _count_closed(state: dict, closed) -> None:
+    for start, end, kept in closed:
+        if kept:
+            state["sess_n"] += 1
+            state["sess_us"] += end - start
 
 
 def _pending_sessions(state: dict) -> tuple[int, int]:
     """Kept sessions still open (they count already; closing them changes nothing)."""
-    count = micros = 0
-    for events in (state["sess"] or {}).get("sessions", []):
-        duration = events[-1][0] - events[0][0]
-        if duration >= US_PER_S:
-            count += 1
-            micros += duration
-    return count, micros
+    return _usage_window(state).pending_kept() if state["sess"] else (0, 0)
 
 
 def close_project_windows(state: dict) -> None:
@@ -128,10 +124,7 @@ def close_project_windows(state: dict) -> None:
     if state["sess"] is None:
         return
     window = _usage_window(state)
-    for session in window.close_all():
-        if session.kept:
-            state["sess_n"] += 1
-            state["sess_us"] += session.duration_us
+    _count_closed(state, window.close_all())
     state["sess"] = window.to_state()
 
 

@@ -33,7 +33,7 @@ class ProjectStage(Stage):
     async def on_run_complete(self, partition, run, outbox) -> None:
         store = self.runtime.store("storj_project")
         for key, state in store.items_in_partition(partition):
-            if state.get("sess") and state["sess"].get("sessions"):
+            if state.get("sess") and state["sess"].get("p"):
                 storj.close_project_windows(state)
                 outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
                 store.put(partition, key, state)
