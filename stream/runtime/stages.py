@@ -18,6 +18,7 @@ import orjson
 from contract import tables, wire
 from contract.rows import BadRow, normalise
 from stream.logic.marks import record_mark
+from stream.runtime.sink import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -139,14 +140,8 @@ class StageRunner:
         origin = f"{stage.name}:{partition}"
         for topic in stage.downstream:
             await self.runtime.broadcast_mark(topic, run, origin)
-        self.runtime.sink.status(stage.dataset, f"{run}:{stage.name}:{partition}", {"at": _now()})
+        self.runtime.sink.status(stage.dataset, f"{run}:{stage.name}:{partition}", {"at": now_iso()})
         log.info("stage %s partition %d finished run %s", stage.name, partition, run)
-
-
-def _now() -> str:
-    from stream.runtime.sink import now_iso
-
-    return now_iso()
 
 
 def dead_letter_value(reason: str, tp, record, row=None) -> bytes:

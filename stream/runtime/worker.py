@@ -14,7 +14,7 @@ import orjson
 
 from contract import tables, wire
 from fsp.topics import ensure_topics
-from stream.runtime import consumer, storj_stages
+from stream.runtime import consumer, storj_stages, ucn_stages
 from stream.runtime.metrics import Metrics
 from stream.runtime.sink import SnapshotSink
 from stream.runtime.stages import StageRunner, dead_letter_value
@@ -22,14 +22,10 @@ from stream.runtime.store import StateStore
 
 log = logging.getLogger("fsp.worker")
 
-DATASET_STAGES = {"storj": storj_stages}
+DATASET_STAGES = {"storj": storj_stages, "ucn": ucn_stages}
 
 
 def _dataset_module(name):
-    if name == "ucn":
-        from stream.runtime import ucn_stages
-
-        return ucn_stages
     return DATASET_STAGES[name]
 
 
