@@ -196,6 +196,37 @@ def _live_latency(redis_url: str, settings, rate: int, seconds: float, users: in
         stack.stop()
 
 
+def _replay_rates(ucn_folder: str, scale: float) -> dict:
+    """The replay alone, per source kind (ucn in CSV, SQLite and PostgreSQL): rows/s read+published."""
+    from fsp.cli import replay
+    from fsp.stack import start_broker
+    from replay.generate.ucn import generate_ucn
+
+    sources = {"csv": ucn_folder}
+    sqlite_path = os.path.abspath("bench-data/ucn.db")
+    generate_ucn(f"sqlite:///{sqlite_path}", seed=1, scale=scale)
+    sources["sqlite"] = f"sqlite:///{sqlite_path}"
+    pg = os.environ.get("PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        generate_ucn(pg, seed=1, scale=scale, schema="fsp_bench")
+        sources["postgresql"] = f"{pg}?options=-csearch_path%3Dfsp_bench"
+    except Exception as exc:  # no PostgreSQL here: measure the others
+        print(f"(PostgreSQL skipped: {exc.__class__.__name__})")
+    rates = {}
+    for kind, source in sources.items():
+        broker = start_broker()
+        try:
+            t0 = time.perf_counter()
+            summary = replay("ucn", source, broker.address, None, partitions=4, progress=False,
+                             state_dir=os.path.join("bench-data", ".state-" + uuid.uuid4().hex[:6]))
+            total = time.perf_counter() - t0
+            rates[kind] = {"rows": summary.rows_read, "read_and_publish_rows_per_s": summary.rows_read / total,
+                           "publish_rows_per_s": summary.rate}
+        finally:
+            broker.stop()
+    return rates
+
+
 def _rate(d: dict) -> float:
     return d["events"] / d["seconds"] if d["seconds"] else 0.0
 
@@ -220,6 +251,7 @@ def run_bench(args) -> None:
         ucn_folder = os.path.abspath("bench-data/ucn")
         generate_ucn(ucn_folder, seed=1, scale=args.scale)
         results["ucn_packed"] = _e2e(stack, settings, ucn_folder, 20_000, f"bench-{uuid.uuid4().hex[:6]}:", "ucn")
+        results["replay_by_source"] = _replay_rates(ucn_folder, args.scale)
         if args.live_seconds:
             results["live"] = _live_latency(stack.redis_url, settings, args.live_rate, args.live_seconds)
     finally:
@@ -241,6 +273,9 @@ def run_bench(args) -> None:
     print(f"\nucn scale {args.scale}: {ucn['events']:,} events end to end in {ucn['seconds']:.2f}s = "
           f"{_rate(ucn):,.0f} events/s; worker peak RSS {ucn['worker_peak_rss_mb']:.0f} MB "
           f"(storj worker {results['project_packed']['worker_peak_rss_mb']:.0f} MB)")
+    for kind, r in results.get("replay_by_source", {}).items():
+        print(f"replay ucn from {kind:<10}: {r['rows']:,} rows, read + published {r['read_and_publish_rows_per_s']:,.0f} "
+              f"rows/s (publishing alone {r['publish_rows_per_s']:,.0f} rows/s)")
     if "live" in results:
         live = results["live"]
         print(f"live: {live['events']:,} single-row messages at {live['rate']:,}/s: produce -> visible in Redis "
