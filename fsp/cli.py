@@ -109,6 +109,10 @@ def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, 
         items = _fail_past(items, max_bad)
     checkpoint = Checkpoint(checkpoint_path(dataset, source, state_dir))
     summary = publish(items, dataset, kafka_broker, partitions, pack, checkpoint, resume, progress, total=total)
+    if "://" not in source:
+        from replay.sources.csv_folder import unknown_files
+
+        summary.ignored_files = unknown_files(source, dataset)
     if wait:
         r = connect(redis_url)
         started = time.monotonic()
@@ -150,6 +154,9 @@ def print_summary(summary) -> None:
     print(f"replay {d['dataset']} run {d['run']}: read {d['rows_read']} rows, published {d['published']} "
           f"in {d['messages']} messages ({d['rows_per_s']:,} rows/s), duplicates {d['duplicates']}, "
           f"bad rows {d['bad_rows']}" + (f", skipped by resume {d['skipped_by_resume']}" if d['skipped_by_resume'] else ""))
+    if d["ignored_files"]:
+        print(f"  ignored {len(d['ignored_files'])} files that are no {d['dataset']} table: "
+              + ", ".join(d["ignored_files"][:10]))
     for bad in d["bad_examples"][:10]:
         print(f"  bad row {bad['origin']} ({bad['table']}): {bad['reason']}")
     if "wait_seconds" in d:

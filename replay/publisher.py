@@ -39,6 +39,7 @@ class ReplaySummary:
     skipped_by_resume: int = 0
     seconds: float = 0.0
     bad_examples: list = field(default_factory=list)
+    ignored_files: list = field(default_factory=list)  # files of the source that are no known table
 
     @property
     def rate(self) -> float:

@@ -30,6 +30,13 @@ def discover(folder: Path, dataset: str) -> list[tuple[Path, tables.TableSpec]]:
     return found
 
 
+def unknown_files(folder, dataset: str) -> list[str]:
+    """CSV files of the folder that are no table of the dataset (reported, not read)."""
+    folder = Path(folder)
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.csv")
+                  if _table_for(p.stem, dataset) is None)
+
+
 def _table_for(stem: str, dataset: str):
     specs = tables.DATASETS[dataset]
     if dataset == "storj":
