@@ -82,7 +82,11 @@ class SnapshotSink:
 
     def status(self, dataset: str, field: str, value) -> None:
         key = keys.status_key(self.prefix, dataset)
-        self._pending.append((None, key, (field, orjson.dumps(value))))
+        self._pending.append(("hset", key, (field, orjson.dumps(value))))
+
+    def count(self, dataset: str, field: str, amount: int = 1) -> None:
+        """Add to a counter of the dataset's status hash (summed over every worker)."""
+        self._pending.append(("hincrby", keys.status_key(self.prefix, dataset), (field, amount)))
 
     @property
     def pending(self) -> int:
@@ -96,8 +100,10 @@ class SnapshotSink:
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for script, key_list, args in pending:
-                    if script is None:
+                    if script == "hset":
                         pipe.hset(key_list, args[0], args[1])
+                    elif script == "hincrby":
+                        pipe.hincrby(key_list, args[0], args[1])
                     else:
                         await script(keys=key_list, args=args, client=pipe)
                 await pipe.execute()

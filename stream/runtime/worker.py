@@ -88,7 +88,7 @@ class Runtime:
     def dead_letter(self, dataset: str, reason: str, tp, record, row=None) -> None:
         self.metrics.dead_letters.labels(dataset).inc()
         self._send(dlq_topic(dataset), None, dead_letter_value(reason, tp, record, row))
-        self.sink.status(dataset, "dead_letters", int(self.metrics.dead_letters.labels(dataset)._value.get()))
+        self.sink.count(dataset, "dead_letters")
 
     async def flush_sink(self) -> None:
         try:
