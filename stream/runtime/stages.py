@@ -114,8 +114,8 @@ class StageRunner:
                     except BadRow as exc:
                         self.runtime.dead_letter(stage.dataset, str(exc), tp, record, raw)
                         continue
-                    if message_key is not None and row.key != message_key:
-                        # keyed differently (e.g. an upper-case id): re-route to the owning partition
+                    if row.key != message_key:
+                        # keyed differently or not at all (e.g. an upper-case id): re-route to the owning partition
                         self.runtime.reroute(tp.topic, row.key, raw)
                         continue
                     groups[row.key].append(row)
