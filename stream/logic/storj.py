@@ -52,7 +52,7 @@ def _dedup(state: dict, rows):
 
 
 def new_project() -> dict:
-    return {"row": None, "seq": 0, "owner": None, "announced": [], "up": 0, "down": 0, "up_m": {}, "down_m": {},
+    return {"row": None, "seq": 0, "announced": [], "up": 0, "down": 0, "up_m": {}, "down_m": {},
             "first": None, "last": None, "st_ts": None, "st_sum": 0, "sess": None, "sess_n": 0, "sess_us": 0,
             "late": 0}
 
@@ -136,14 +136,14 @@ def project_outbox(state: dict, project_id: str) -> list[tuple[str, dict]]:
     state["seq"] = next_seq(state["seq"])
     owner = row["user_id"]
     out = []
-    recipients = [u for u in state["announced"] if u != owner]
-    for user in recipients:  # retraction: "this project is not yours (any more)"
-        out.append((user, {"k": "project", "id": project_id, "seq": state["seq"], "owner": owner}))
-    state["announced"] = [owner] if owner is not None else []
+    # Retract from every user the project ever named but its owner, every time: a retraction lost in a
+    # crash (its state already written) is sent again with the next emission.
+    for user in state["announced"]:
+        if user != owner:
+            out.append((user, {"k": "project", "id": project_id, "seq": state["seq"], "owner": owner}))
     if owner is not None:
         out.append((owner, {"k": "project", "id": project_id, "seq": state["seq"], "owner": owner,
                             **project_summary(state)}))
-    state["owner"] = owner
     return out
 
 
@@ -169,7 +169,7 @@ def project_summary(state: dict) -> dict:
 
 
 def new_node() -> dict:
-    return {"row": None, "seq": 0, "owner": None, "paid": {}}
+    return {"row": None, "seq": 0, "owners": [], "paid": {}}
 
 
 def apply_node_rows(state: dict, table: str, rows) -> None:
@@ -204,8 +204,12 @@ def node_outbox(state: dict, node_id: str) -> list[tuple[str, dict]]:
     state["seq"] = next_seq(state["seq"])
     email = row["email_hash"]
     out = []
-    if state["owner"] is not None and state["owner"] != email:
-        out.append((state["owner"], {"k": "node", "id": node_id, "seq": state["seq"], "owner": email}))
+    owners = state.setdefault("owners", [])  # every email the node ever had: retract from all but the current
+    if email is not None and email not in owners:
+        owners.append(email)
+    for past in owners:
+        if past != email:
+            out.append((past, {"k": "node", "id": node_id, "seq": state["seq"], "owner": email}))
     if email is not None:
         out.append((email, {
             "k": "node", "id": node_id, "seq": state["seq"], "owner": email, "ts": row["ts"], "wallet": row["wallet"],
@@ -214,7 +218,6 @@ def node_outbox(state: dict, node_id: str) -> list[tuple[str, dict]]:
             "free_disk": row["free_disk"], "piece_count": row["piece_count"], "paid": state["paid"],
             "events": state.get("events", 0),
         }))
-    state["owner"] = email
     return out
 
 
@@ -222,7 +225,7 @@ def node_outbox(state: dict, node_id: str) -> list[tuple[str, dict]]:
 
 
 def new_account() -> dict:
-    return {"row": None, "seq": 0, "linked": None}
+    return {"row": None, "seq": 0, "emails": []}
 
 
 def apply_account_rows(state: dict, rows) -> bool:
@@ -243,11 +246,11 @@ def account_outbox(state: dict, user_id: str) -> tuple[list[tuple[str, dict]], l
     to_users = [(user_id, {"k": "account", "seq": seq, "email_hash": email, "created_at": date_of(row["ts"]),
                            "events": state.get("events", 0)})]
     to_operators = []
-    if state["linked"] is not None and state["linked"] != email:
-        to_operators.append((state["linked"], {"k": "link", "user": user_id, "seq": seq, "email": email}))
-    if email is not None:
-        to_operators.append((email, {"k": "link", "user": user_id, "seq": seq, "email": email}))
-    state["linked"] = email
+    linked = state.setdefault("emails", [])  # every email the user ever had: unlink from all but the current
+    if email is not None and email not in linked:
+        linked.append(email)
+    for past in linked:
+        to_operators.append((past, {"k": "link", "user": user_id, "seq": seq, "email": email}))
     return to_users, to_operators
 
 

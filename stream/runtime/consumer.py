@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Awaitable, Callable
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -21,7 +22,7 @@ BatchHandler = Callable[[object, list], Awaitable[None]]
 
 
 def true_end_offsets(bootstrap: str, reported: dict) -> dict:
-    """End offsets read off the log itself: from the reported end, fetch until nothing more comes.
+    """End offsets read off the log itself: from just before the reported end, read to the last record.
 
     Tansu answers ListOffsets(LATEST) with the last batch's base offset + 1, not the end of that
     batch; Faust's changelog recovery stops at what it is told, so it would miss the rest of the
@@ -39,16 +40,18 @@ def true_end_offsets(bootstrap: str, reported: dict) -> dict:
         consumer.assign(list(tps))
         for ktp, tp in tps.items():
             consumer.seek(ktp, max(reported[tp] - 1, 0))
-        empty = 0
-        while empty < 2:
-            batch = consumer.poll(timeout_ms=200)
-            if not batch:
-                empty += 1
-                continue
-            empty = 0
+        # The reported end lies inside the last batch, so each partition has at least that record to
+        # return: wait for it (a loaded broker may answer slowly), then take what else comes at once.
+        missing, deadline = set(tps), time.monotonic() + 30
+        while missing and time.monotonic() < deadline:
+            for ktp, records in consumer.poll(timeout_ms=500).items():
+                missing.discard(ktp)
+                ends[tps[ktp]] = max(ends[tps[ktp]], records[-1].offset + 1)
+        if missing:
+            raise RuntimeError(f"could not read the end of {sorted(str(t) for t in missing)}")
+        while batch := consumer.poll(timeout_ms=200):
             for ktp, records in batch.items():
-                tp = tps[ktp]
-                ends[tp] = max(ends[tp], records[-1].offset + 1)
+                ends[tps[ktp]] = max(ends[tps[ktp]], records[-1].offset + 1)
     finally:
         consumer.close()
     return ends

@@ -24,11 +24,11 @@ class ProjectStage(Stage):
         store = self.runtime.store("storj_project")
         for key, rows in groups.items():
             state = store.get(key) or storj.new_project()
-            before = state.get("events", 0)
             storj.apply_project_rows(state, table, rows)
-            if state.get("events", 0) != before:
-                outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
-                store.put(partition, key, state)
+            # summaries are whole: send one even when every row was a duplicate, since a redelivered
+            # batch may be one whose state was written but whose records were lost in a crash
+            outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
+            store.put(partition, key, state)
 
     async def on_run_complete(self, partition, run, outbox) -> None:
         store = self.runtime.store("storj_project")
@@ -53,12 +53,10 @@ class NodeStage(Stage):
         store = self.runtime.store("storj_node")
         for key, rows in groups.items():
             state = store.get(key) or storj.new_node()
-            before = state.get("events", 0)
             storj.apply_node_rows(state, table, rows)
-            if state.get("events", 0) != before:
-                if table != "receipts":
-                    outbox.extend(OPERATOR_TOPIC, storj.node_outbox(state, key))
-                store.put(partition, key, state)
+            if table != "receipts":  # whole summaries, duplicates or not (see ProjectStage)
+                outbox.extend(OPERATOR_TOPIC, storj.node_outbox(state, key))
+            store.put(partition, key, state)
 
 
 class AccountStage(Stage):
@@ -74,7 +72,8 @@ class AccountStage(Stage):
         store = self.runtime.store("storj_account")
         for key, rows in groups.items():
             state = store.get(key) or storj.new_account()
-            if storj.apply_account_rows(state, rows):
+            storj.apply_account_rows(state, rows)
+            if state["row"] is not None:  # whole records, duplicates or not (see ProjectStage)
                 to_users, to_operators = storj.account_outbox(state, key)
                 outbox.extend(USER_TOPIC, to_users)
                 outbox.extend(OPERATOR_TOPIC, to_operators)
