@@ -21,7 +21,7 @@ import orjson
 
 from fsp.baselines import NAIVE_TOPIC
 from fsp.config import Settings
-from fsp.demo import start_worker, stop_worker
+from fsp.demo import start_worker, stop_worker, wait_worker_ready
 from fsp.stack import bring_up
 from fsp.topics import ensure_topics
 from replay.publisher import make_producer
@@ -30,21 +30,6 @@ from replay.publisher import make_producer
 def _machine() -> dict:
     return {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
             "platform": platform.platform()}
-
-
-def _warm_up(stack, settings, alive, dataset: str) -> None:
-    """Wait until the worker has joined its group: a run with no rows, only end marks."""
-    from contract.tables import topics
-    from replay.publisher import make_producer, send_end_marks
-    from stream.client import connect, wait_finished
-
-    ensure_topics(stack.kafka_broker, topics(dataset), settings.partitions)
-    producer = make_producer(stack.kafka_broker)
-    run = "warmup-" + uuid.uuid4().hex[:6]
-    send_end_marks(producer, dataset, run, settings.partitions)
-    producer.close()
-    wait_finished(connect(stack.redis_url), dataset, run, "user", settings.partitions, settings.prefix, 120,
-                  alive=alive)
 
 
 def _peak_rss_mb(pid: int) -> float | None:
@@ -69,8 +54,7 @@ def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj"
                           os.path.join(folder, f"worker-{dataset}-{pack}.log"))
     alive = lambda: worker.poll() is None  # noqa: E731
     try:
-        _warm_up(stack, Settings(settings.kafka_broker, settings.redis_url, prefix, settings.partitions,
-                                 settings.sessions_cap), alive, dataset)
+        wait_worker_ready(stack.kafka_broker, stack.redis_url, prefix, settings.partitions, dataset, alive=alive)
         t0 = time.perf_counter()
         summary = replay(dataset, folder, stack.kafka_broker, stack.redis_url, partitions=settings.partitions,
                          prefix=prefix, pack=pack, wait=True, timeout=600, progress=False, alive=alive,
@@ -132,7 +116,7 @@ def _live_latency(redis_url: str, settings, rate: int, seconds: float, users: in
     worker = start_worker(stack.kafka_broker, redis_url, prefix, settings.partitions, "storj")
     alive = lambda: worker.poll() is None  # noqa: E731
     try:
-        _warm_up(stack, Settings(stack.kafka_broker, redis_url, prefix, settings.partitions, 100), alive, "storj")
+        wait_worker_ready(stack.kafka_broker, redis_url, prefix, settings.partitions, "storj", alive=alive)
         producer = make_producer(stack.kafka_broker)
         projects = [(f"live-project-{i}", f"live-user-{i}") for i in range(users)]
         for project, user in projects:

@@ -20,6 +20,24 @@ def start_worker(kafka_broker: str, redis_url: str, prefix: str, partitions: int
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def wait_worker_ready(kafka_broker: str, redis_url: str, prefix: str, partitions: int, dataset: str = "storj",
+                      timeout: float = 120, alive=None) -> None:
+    """Block until a worker has joined its group and runs: an empty run (end marks only) completes."""
+    import uuid
+
+    from contract.tables import topics
+    from fsp.topics import ensure_topics
+    from replay.publisher import make_producer, send_end_marks
+    from stream.client import connect, wait_finished
+
+    ensure_topics(kafka_broker, topics(dataset), partitions)
+    producer = make_producer(kafka_broker)
+    run = f"ready-{uuid.uuid4().hex[:6]}"
+    send_end_marks(producer, dataset, run, partitions)
+    producer.close()
+    wait_finished(connect(redis_url), dataset, run, "user", partitions, prefix, timeout, alive=alive)
+
+
 def stop_worker(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()

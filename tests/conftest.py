@@ -47,19 +47,10 @@ class Pipeline:
                       alive=alive, **kwargs)
 
     def wait_ready(self, dataset: str = "storj", timeout: float = 120) -> None:
-        """Block until the worker has joined its group and runs: an empty run (end marks only) completes."""
-        from contract.tables import topics
-        from fsp.topics import ensure_topics
-        from replay.publisher import make_producer, send_end_marks
-        from stream.client import connect, wait_finished
+        from fsp.demo import wait_worker_ready
 
-        ensure_topics(self.broker, topics(dataset), self.partitions)
-        producer = make_producer(self.broker)
-        run = f"ready-{uuid.uuid4().hex[:6]}"
-        send_end_marks(producer, dataset, run, self.partitions)
-        producer.close()
-        wait_finished(connect(self.redis_url), dataset, run, "user", self.partitions, self.prefix, timeout,
-                      alive=lambda: self.worker.poll() is None)
+        wait_worker_ready(self.broker, self.redis_url, self.prefix, self.partitions, dataset, timeout,
+                          alive=lambda: self.worker.poll() is None)
 
     def extra_worker(self, datasets: str = "storj"):
         """Start one more worker in the same consumer group (it takes over some partitions)."""

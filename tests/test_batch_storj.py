@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from verify.batch_storj import compute_storj, parse_integers, parse_times
+from tests.expected import EMPTY_STORJ_USER, typed
 
 USERS = ["id", "email_hash", "password_hash", "created_at"]
 PROJECTS = ["created_at", "project_id", "user_id", "usage_limit", "bandwidth_limit"]
@@ -35,15 +36,6 @@ def write_csv(folder, name, columns, rows, index=True):
     return path
 
 
-def typed(value):
-    """The value with its types visible, so that 1 != 1.0 and True != 1."""
-    if isinstance(value, dict):
-        return {typed(key): typed(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [typed(item) for item in value]
-    return (type(value).__name__, value)
-
-
 def assert_user(result, user_id, **expected):
     actual = {field: result["user"][user_id][field] for field in expected}
     assert typed(actual) == typed(expected)
@@ -51,18 +43,7 @@ def assert_user(result, user_id, **expected):
 
 def assert_snapshot(result, user_id, **fields):
     """The whole snapshot equals a user with no data, updated with fields."""
-    expected = {
-        "email_hash": None, "created_at": None, "projects": 0,
-        "project_created_dates": [], "tier": "free",
-        "bandwidth_limit_bytes": 0, "usage_limit_bytes": 0,
-        "uploads": 0, "downloads": 0,
-        "upload_bytes_by_month": {}, "download_bytes_by_month": {},
-        "first_activity_at": None, "last_activity_at": None,
-        "storage_bytes": 0, "storage_updated_at": None,
-        "over_bandwidth_months": [], "over_storage_limit": False,
-        "usage_sessions_count": 0, "usage_sessions_seconds": 0.0,
-        "operator_nodes": 0, "operator_paid_by_month": {}, "operator_paid_total": 0.0,
-    }
+    expected = dict(EMPTY_STORJ_USER)
     expected.update(fields)
     assert typed(result["user"][user_id]) == typed(expected)
 

@@ -36,6 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from verify.batch_ucn import compute_ucn, parse_booleans, parse_integers, parse_times
+from tests.expected import typed
 
 POSTGRES_URL = os.environ.get("UCN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -383,15 +384,6 @@ STATS = {
     },
     "sessions": 3,
 }
-
-
-def typed(value):
-    """The value with its types visible, so that 1 != 1.0 and True != 1."""
-    if isinstance(value, dict):
-        return {typed(key): typed(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [typed(item) for item in value]
-    return (type(value).__name__, value)
 
 
 def assert_same(actual, expected):
