@@ -3,6 +3,12 @@
 Values live in the table as plain dicts; the changelog record is the dict as
 JSON (orjson), sent to the partition the key came from, so that recovery puts
 it back on the worker that owns that partition.
+
+The record goes through `send` (the runtime's producer queue), not Faust's
+`send_changelog`: that one parks it in Faust's producer buffer, which the
+flush before an offset commit may give up on after 0.1 s, so an input offset
+could be committed while its state write was still unsent; a crash then lost
+the write for good.
 """
 from __future__ import annotations
 
@@ -12,8 +18,10 @@ PARTITION_FIELD = "_p"
 
 
 class StateStore:
-    def __init__(self, table):
+    def __init__(self, table, send):
         self.table = table
+        self.topic = table.changelog_topic.get_topic_name()
+        self._send = send  # send(topic, key, value, partition)
 
     def get(self, key: str):
         data = self.table.data
@@ -28,7 +36,7 @@ class StateStore:
         state[PARTITION_FIELD] = partition
         raw = key.encode()
         self.table.data[raw] = state
-        self.table.send_changelog(partition, raw, orjson.dumps(state), key_serializer="raw", value_serializer="raw")
+        self._send(self.topic, key, orjson.dumps(state), partition)
 
     def items_in_partition(self, partition: int):
         for raw in list(self.table.data.keys()):

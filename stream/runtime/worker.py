@@ -56,7 +56,7 @@ class Runtime:
     def add_table(self, name: str) -> None:
         self.tables[name] = self.app.Table(name, partitions=self.partitions, key_type=bytes,
                                            value_type=bytes)
-        self._stores[name] = StateStore(self.tables[name])
+        self._stores[name] = StateStore(self.tables[name], self._send)
 
     def store(self, name: str) -> StateStore:
         return self._stores[name]
