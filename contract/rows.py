@@ -17,6 +17,12 @@ import orjson
 from .tables import TableSpec
 from .timeutil import BadTime, parse_ts_canonical
 
+# Longest text value a row may carry, in characters (integer and boolean cells
+# are measured without surrounding blanks). A longer cell is a broken file or
+# feed (a stray quote that swallowed lines, binary junk), not data: it becomes
+# a bad row, not a message that bloats state or exceeds a size limit.
+MAX_VALUE_CHARS = 64 * 1024
+
 _INT = re.compile(r"^[+-]?\d+$")
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
@@ -32,6 +38,10 @@ class Row(NamedTuple):
     ts: int | None  # event time in microseconds, None for reference tables
     eid: str  # de-duplication id
     values: dict  # normalised column values
+
+
+def _oversized(column: str, text: str) -> BadRow:
+    return BadRow(f"oversized value in column {column} ({len(text)} chars)")
 
 
 def _blank(value) -> bool:
@@ -52,14 +62,24 @@ def to_int(value, column: str):
         raise BadRow(f"wrong type in {column}: {value!r}")
     text = str(value).strip()
     if _INT.match(text):
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:  # more digits than int() converts
+            raise _not_an_integer(column, value, text) from None
     try:
         number = float(text)
     except ValueError:
-        raise BadRow(f"wrong type in {column}: {value!r}") from None
+        raise _not_an_integer(column, value, text) from None
     if math.isfinite(number) and number.is_integer():
         return int(number)
-    raise BadRow(f"wrong type in {column}: {value!r}")
+    raise _not_an_integer(column, value, text)
+
+
+def _not_an_integer(column: str, value, text: str) -> BadRow:
+    """Why a cell is no integer; its size is looked at only once it failed, to keep valid cells fast."""
+    if len(text) > MAX_VALUE_CHARS:
+        return _oversized(column, text)
+    return BadRow(f"wrong type in {column}: {value!r}")
 
 
 def to_bool(value, column: str):
@@ -74,6 +94,8 @@ def to_bool(value, column: str):
         return True
     if text in _FALSE:
         return False
+    if len(text) > MAX_VALUE_CHARS:
+        raise _oversized(column, text)
     raise BadRow(f"wrong type in {column}: {value!r}")
 
 
@@ -113,6 +135,8 @@ def normalise(spec: TableSpec, raw: dict) -> Row:
             if type(value) is not bool:
                 value = to_bool(value, column)
         elif type(value) is str:
+            if len(value) > MAX_VALUE_CHARS:
+                raise _oversized(column, value)
             if column in lowered:  # ids and hashes: blank after stripping is missing
                 value = value.strip().lower() or None
             elif not value:  # other text: only an empty cell is missing (" " is text)

@@ -4,10 +4,18 @@ Files are read in sorted order of their path relative to the folder; a first
 column with an empty header (a pandas index) is dropped; a line with the
 wrong number of cells or bytes that are not UTF-8 is a bad record with its
 file and line, never a crash.
+
+Records are physical lines, joined only while a quoted cell is open (RFC 4180).
+A quote that does not close within MAX_RECORD_LINES lines or MAX_RECORD_BYTES
+bytes, or closes into a record that does not fit the header, makes a bad record
+of its own line alone: reading resumes at the next line, so one stray quote
+costs one row, not the rows up to the next quote.
 """
 from __future__ import annotations
 
 import csv
+import re
+from collections import deque
 from pathlib import Path
 
 from contract import tables
@@ -16,6 +24,15 @@ from contract.rows import BadRow, normalise
 from .base import BadRecord, SourceRow
 
 csv.field_size_limit(1 << 24)
+
+MAX_RECORD_LINES = 50  # physical lines a record with an open quote may span
+MAX_RECORD_BYTES = 1 << 20  # bytes it may span; a longer open quote is a bad record
+MAX_ORIGINAL_CHARS = 1 << 20  # text of a bad record kept for its dead letter (messages have a size limit)
+
+# RFC 4180: a quoted cell (quotes doubled inside, newlines allowed) or a plain one (no quote, comma, newline).
+_CELL = r'(?:"[^"]*(?:""[^"]*)*"|[^",\r\n]*)'
+_WELL_QUOTED_RECORD = re.compile(rf"{_CELL}(?:,{_CELL})*(?:\r\n|\n|\r)?")
+_OPENS_QUOTED_CELL = re.compile(rf'(?:{_CELL},)*"[^"]*(?:""[^"]*)*')
 
 
 def discover(folder: Path, dataset: str) -> list[tuple[Path, tables.TableSpec]]:
@@ -58,38 +75,126 @@ def _has_surrogates(text: str) -> bool:
         return True
 
 
+def _printable(text: str) -> str:
+    """Text of a bad record as valid UTF-8 (undecodable bytes become U+FFFD), capped in size."""
+    text = text.rstrip("\r\n")
+    if len(text) > MAX_ORIGINAL_CHARS:
+        text = f"{text[:MAX_ORIGINAL_CHARS]}... [{len(text) - MAX_ORIGINAL_CHARS} more chars]"
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+class _Records:
+    """The records of one CSV file, read as RFC 4180 quotes them.
+
+    Iterating yields (first line number, text, cells, reason): cells is None and
+    reason says why when the record cannot be split into cells. A line without
+    quotes (nearly all of them) is split on commas, which is what the csv module
+    does with it; only records with quotes go through the csv module. `width`,
+    once set, is the number of cells a record spanning several lines must have:
+    otherwise its opening quote is taken for an unterminated one.
+    """
+
+    def __init__(self, handle):
+        self._lines = iter(handle)
+        self._again = deque()  # lines read ahead for a quote that did not close: read them again
+        self._number = 0
+        self.width: int | None = None
+
+    def _next_line(self):
+        if self._again:
+            return self._again.popleft()
+        return next(self._lines, None)
+
+    def __iter__(self):
+        lines, again = self._lines, self._again
+        while True:
+            line = again.popleft() if again else next(lines, None)
+            if line is None:
+                return
+            self._number += 1
+            if '"' not in line:
+                text = line.rstrip("\r\n")
+                yield self._number, text, text.split(",") if text else [], None
+            else:
+                yield self._quoted(line)
+
+    def _quoted(self, line: str):
+        """A record that starts with `line`, which has quotes: joined, validated, parsed."""
+        number = self._number
+        if line.count('"') % 2 == 0:
+            if not _WELL_QUOTED_RECORD.fullmatch(line):
+                return number, line, None, "stray quote"
+            return self._parse(number, line)
+        if not _OPENS_QUOTED_CELL.fullmatch(line):
+            return number, line, None, "stray quote"
+        parts = [line]
+        quotes, size = line.count('"'), len(line.encode("utf-8", "surrogateescape"))
+        while quotes % 2:
+            following = self._next_line() if len(parts) < MAX_RECORD_LINES and size <= MAX_RECORD_BYTES else None
+            if following is None:
+                return self._unterminated(number, parts)
+            parts.append(following)
+            quotes += following.count('"')
+            size += len(following.encode("utf-8", "surrogateescape"))
+        record = "".join(parts)
+        if size > MAX_RECORD_BYTES or not _WELL_QUOTED_RECORD.fullmatch(record):
+            return self._unterminated(number, parts)
+        parsed = self._parse(number, record)
+        if parsed[2] is None or (self.width is not None and len(parsed[2]) != self.width):
+            return self._unterminated(number, parts)
+        self._number += len(parts) - 1
+        return parsed
+
+    def _unterminated(self, number: int, parts: list):
+        """The first line alone is the bad record; the lines read after it are read again."""
+        self._again.extendleft(reversed(parts[1:]))
+        return number, parts[0], None, "unterminated quote"
+
+    @staticmethod
+    def _parse(number: int, record: str):
+        try:
+            return number, record, next(csv.reader((record,))), None
+        except csv.Error as exc:
+            return number, record, None, f"bad CSV: {exc}"
+
+
 def read_file(path: Path, spec: tables.TableSpec, folder: Path):
-    """Yield SourceRow or BadRecord for every data line of one file."""
+    """Yield SourceRow or BadRecord for every data record of one file."""
     relative = path.relative_to(folder).as_posix()
     with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
+        records = _Records(handle)
+        stream = iter(records)
+        first = next(stream, None)
+        if first is None:
+            return
+        number, text, header, reason = first
+        if header is None:
+            yield BadRecord(spec.dataset, spec.name, f"{relative}:{number}",
+                            f"unreadable header ({reason}): file skipped", _printable(text))
             return
         drop_first = bool(header) and header[0].strip() == ""
         columns = header[1:] if drop_first else header
-        width = len(header)
-        line = reader.line_num
-        for cells in reader:
-            start, line = line + 1, reader.line_num
-            if not cells:
-                continue
-            origin = f"{relative}:{start}"
-            text = ",".join(cells)
-            if len(cells) != width:
-                yield BadRecord(spec.dataset, spec.name, origin, f"wrong column count {len(cells)} (want {width})",
-                                text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
-                continue
-            if _has_surrogates(text):
-                yield BadRecord(spec.dataset, spec.name, origin, "not UTF-8",
-                                text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
-                continue
-            raw = dict(zip(columns, cells[1:] if drop_first else cells))
-            try:
-                yield SourceRow(spec, normalise(spec, raw), origin)
-            except BadRow as exc:
-                yield BadRecord(spec.dataset, spec.name, origin, str(exc), text)
+        width = records.width = len(header)
+        for number, text, cells, reason in stream:
+            if cells is not None:
+                if not cells:
+                    continue
+                if "\0" in text:
+                    reason = "NUL byte"
+                elif len(cells) != width:
+                    reason = f"wrong column count {len(cells)} (want {width})"
+                elif not text.isascii() and _has_surrogates(text):
+                    reason = "not UTF-8"
+                else:
+                    raw = dict(zip(columns, cells[1:] if drop_first else cells))
+                    try:
+                        row = normalise(spec, raw)
+                    except BadRow as exc:
+                        reason = str(exc)
+                    else:
+                        yield SourceRow(spec, row, f"{relative}:{number}")
+                        continue
+            yield BadRecord(spec.dataset, spec.name, f"{relative}:{number}", reason, _printable(text))
 
 
 def read_folder(folder, dataset: str):
