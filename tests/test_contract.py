@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from contract import tables, wire
 from contract.rows import BadRow, normalise
 from contract.timeutil import BadTime, format_ts, parse_ts, parse_ts_canonical
-from stream.logic.marks import record_mark
+from stream.logic.marks import record_mark, run_complete
 from verify.compare import compare
 
 BBR = tables.table("storj", "bbr")
@@ -88,6 +88,13 @@ def test_mark_tracker_completes_once_whatever_the_order(order, repeats):
     completions = [record_mark(state, "run", origin, 6) for origin in origins]
     assert completions.count(True) == 1
     assert completions.index(True) == 5  # on the last distinct origin
+    assert run_complete(state, "run", 6)  # a mark redelivered later still sees the run complete
+
+
+def test_a_run_is_not_complete_before_its_last_mark():
+    state: dict = {}
+    record_mark(state, "run", "a", 2)
+    assert not run_complete(state, "run", 2) and not run_complete(state, "other", 2)
 
 
 def test_compare_is_exact_about_types_and_reports_missing_snapshots():

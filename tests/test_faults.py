@@ -46,14 +46,38 @@ def test_worker_killed_mid_replay_loses_nothing_and_counts_nothing_twice(pipelin
           f"run done {recovered_in:.1f}s after the kill ({counts})")
 
 
-def test_ucn_worker_killed_mid_replay_keeps_sessions_exact(pipeline_factory, tmp_path):
+@pytest.mark.parametrize("seed, kill_after_s", [(22, 1.0), (25, 2.0)])
+def test_ucn_worker_killed_mid_replay_keeps_sessions_exact(pipeline_factory, tmp_path, seed, kill_after_s):
+    """Device contributions and closed sessions are deltas: they are owed in state until delivered."""
     pipeline = pipeline_factory("ucn")
     folder = str(tmp_path / "ucn")
-    generate_ucn(folder, seed=22, scale=0.3)
+    generate_ucn(folder, seed=seed, scale=0.3)
     pipeline.wait_ready("ucn")
     result: dict = {}
     thread = _replay_in_background(pipeline, "ucn", folder, result)
-    time.sleep(1.0)
+    time.sleep(kill_after_s)
+    assert pipeline.worker.poll() is None, "the worker was meant to be killed mid-run"
+    pipeline.restart_worker("ucn", kill=True)
+    thread.join(300)
+    assert "error" not in result, result.get("error")
+    mismatches, _ = pipeline.verify("ucn", folder)
+    assert [str(m)[:300] for m in mismatches] == []
+
+
+def test_ucn_worker_dying_between_state_write_and_records_loses_nothing(pipeline_factory, tmp_path, monkeypatch):
+    """The exact crash window of delta records: the state that says "forwarded" is durable, the records
+    are not sent. The next worker must send them again (and once only)."""
+    from stream.runtime.relay import FAULT_ENV, FAULT_EXIT
+
+    monkeypatch.setenv(FAULT_ENV, "40")  # the first worker dies before relaying its 40th owed batch
+    pipeline = pipeline_factory("ucn")
+    monkeypatch.delenv(FAULT_ENV)
+    folder = str(tmp_path / "ucn")
+    generate_ucn(folder, seed=26, scale=0.2)
+    pipeline.wait_ready("ucn")
+    result: dict = {}
+    thread = _replay_in_background(pipeline, "ucn", folder, result)
+    assert pipeline.worker.wait(120) == FAULT_EXIT
     pipeline.restart_worker("ucn", kill=True)
     thread.join(300)
     assert "error" not in result, result.get("error")

@@ -19,3 +19,8 @@ def record_mark(state: dict, run: str, origin: str, expected: int) -> bool:
     origins.append(origin)
     origins.sort()
     return len(origins) == expected
+
+
+def run_complete(state: dict, run: str, expected: int) -> bool:
+    """Has the run every mark it waits for? (True again for a mark redelivered after completion.)"""
+    return len(state.get(run, ())) >= expected

@@ -34,8 +34,10 @@ def true_end_offsets(bootstrap: str, reported: dict) -> dict:
     ends = dict(reported)
     if not tps:
         return ends
+    from fsp.kafka_security import kafka_python_args
+
     consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
-                             auto_offset_reset="earliest", max_poll_records=10_000)
+                             auto_offset_reset="earliest", max_poll_records=10_000, **kafka_python_args())
     try:
         consumer.assign(list(tps))
         for ktp, tp in tps.items():
@@ -71,6 +73,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
     batch_handler: BatchHandler | None = None
     bootstrap: str = ""
     batch_topics: frozenset = frozenset()  # topics of the stages; the rest (changelogs) go Faust's way
+    before_commit: Callable[[], Awaitable[None]] | None = None
 
     def _new_consumer_thread(self):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -78,6 +81,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def highwaters(self, *partitions):
         reported = await super().highwaters(*partitions)
         return await asyncio.to_thread(true_end_offsets, self.bootstrap, dict(reported))
+
+    async def _commit_offsets(self, offsets, start_new_transaction: bool = True) -> bool:
+        if self.before_commit is not None:  # records still owed for these offsets go to the producer first
+            await self.before_commit()
+        return await super()._commit_offsets(offsets, start_new_transaction=start_new_transaction)
 
     def _ack_offsets(self, tp, offsets: list[int]) -> None:
         committed = self._committed_offset[tp]
@@ -138,9 +146,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
             raise
 
 
-def install(app, handler: BatchHandler, topics, bootstrap: str) -> None:
+def install(app, handler: BatchHandler, topics, bootstrap: str, before_commit=None) -> None:
     """Make `app` consume with BatchConsumer, feeding `handler` the batches of `topics`."""
     BatchConsumer.batch_handler = staticmethod(handler)
+    BatchConsumer.before_commit = staticmethod(before_commit) if before_commit else None
     BatchConsumer.bootstrap = bootstrap
     BatchConsumer.batch_topics = frozenset(topics)
     app.transport.Consumer = BatchConsumer

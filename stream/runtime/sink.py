@@ -35,10 +35,24 @@ return 1
 """
 
 _SESSIONS = """
-for i = 2, #ARGV do redis.call('LPUSH', KEYS[1], ARGV[i]) end
+local newest = nil
+local head = redis.call('LINDEX', KEYS[1], 0)
+if head then
+  local ok, session = pcall(cjson.decode, head)
+  if ok then newest = session['start'] end
+end
+for i = 2, #ARGV do
+  local session = cjson.decode(ARGV[i])
+  if newest == nil or session['start'] > newest then
+    redis.call('LPUSH', KEYS[1], ARGV[i])
+    newest = session['start']
+  end
+end
 redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[1]) - 1)
 return 1
 """
+# Sessions close in start order, so a record not newer than the list's head is one the list has
+# already (a redelivery, or one sent again after a crash): skipping it keeps the list exact.
 
 
 def next_version(previous: int) -> int:

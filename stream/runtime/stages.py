@@ -17,7 +17,7 @@ import orjson
 
 from contract import tables, wire
 from contract.rows import BadRow, normalise
-from stream.logic.marks import record_mark
+from stream.logic.marks import record_mark, run_complete
 from stream.runtime.sink import now_iso
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,21 @@ MARKS_KEY = "__marks__:"  # state key prefix of a stage partition's end-of-run m
 
 
 class Outbox:
-    """Records to send this batch, grouped by (topic, key): one message per key."""
+    """Records to send this batch, grouped by (topic, key): one message per key.
+
+    Owed records (stream.logic.owed) are kept apart: the relay sends them once
+    the state writes of the batch are acknowledged.
+    """
 
     def __init__(self):
         self.by_topic: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        self.owed: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        self.owed_upto = 0
+
+    def owe(self, tag: list, messages) -> None:
+        for topic, key, record in messages:
+            self.owed[topic][key].append(record)
+        self.owed_upto = max(self.owed_upto, tag[1])
 
     def add(self, topic: str, key: str, record: dict) -> None:
         self.by_topic[topic][key].append(record)
@@ -64,8 +75,13 @@ class Stage:
     async def apply(self, partition: int, topic: str, groups: dict[str, list], outbox: Outbox) -> None:
         raise NotImplementedError
 
-    async def on_run_complete(self, partition: int, run: str, outbox: Outbox) -> None:
-        """Close what the end of a run closes (windows), before the mark moves on."""
+    async def on_run_complete(self, partition: int, run: str, outbox: Outbox, again: bool = False) -> None:
+        """Close what the end of a run closes (windows), before the mark moves on.
+
+        `again`: the run's end mark came back after the run completed (a crash before the input was
+        committed); what the first completion sent may be lost and must be sent again, but windows
+        opened since (live data) must not be closed.
+        """
 
 
 class StageRunner:
@@ -130,13 +146,20 @@ class StageRunner:
         store = self.runtime.store(stage.marks_table)
         key = f"{MARKS_KEY}{stage.name}:{partition}"
         seen = store.get(key) or {}
-        complete = record_mark(seen, run, str(mark.get("origin")), stage.expected_marks())
-        store.put(partition, key, seen)
-        if not complete:
+        expected = stage.expected_marks()
+        completes = record_mark(seen, run, str(mark.get("origin")), expected)
+        if not completes and not run_complete(seen, run, expected):
+            store.put(partition, key, seen)
             return
-        await stage.on_run_complete(partition, run, outbox)
+        # Complete now, or a mark redelivered after completion: a crash may have lost what completion sent
+        # (end-of-run records, the marks downstream), so that is sent again; each step is idempotent.
+        await stage.on_run_complete(partition, run, outbox, again=not completes)
         await self.runtime.send_outbox(outbox)
         outbox.by_topic.clear()
+        outbox.owed.clear()
+        # after the run's end writes, in the same changelog partition: durable marks imply durable windows
+        store.put(partition, key, seen)
+        await self.runtime.relay.drain()  # the mark must follow every record sent before it
         origin = f"{stage.name}:{partition}"
         for topic in stage.downstream:
             await self.runtime.broadcast_mark(topic, run, origin)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import orjson
 
 from contract.timeutil import format_ts
-from stream.logic import ucn
+from stream.logic import owed, ucn
 from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
 
@@ -24,17 +24,41 @@ class DeviceStage(Stage):
         return len(self.topics)
 
     async def apply(self, partition, topic, groups, outbox: Outbox) -> None:
+        """Contributions are deltas: they are owed (stream.logic.owed) until delivered."""
         table = topic.split(".", 1)[1]
         store = self.runtime.store("ucn_device")
+        relay = self.runtime.relay
+        delivered_upto = relay.delivered_upto
         for key, rows in groups.items():
             state = store.get(key) or ucn.new_device()
+            messages = owed.settle(state, relay.incarnation, delivered_upto)  # an earlier worker's, maybe lost
             before = state["events"]
             ucn.apply_device_rows(state, table, rows)
-            if state["events"] == before:
+            if state["events"] != before:
+                for user, record in ucn.device_outbox(state, key):
+                    record["src"] = table  # the user's input channel: this device's rows of this table
+                    messages.append([USER_TOPIC, user, record])
+            if messages:
+                tag = relay.next_tag()
+                owed.remember(state, tag, messages)
+                outbox.owe(tag, messages)
+            if messages or state["events"] != before:
+                store.put(partition, key, state)
+
+    async def on_run_complete(self, partition, run, outbox, again=False) -> None:
+        """Drop delivered contributions from the state: a device may not be touched again for a long time."""
+        relay = self.runtime.relay
+        await relay.delivered()
+        delivered_upto = relay.delivered_upto
+        store = self.runtime.store("ucn_device")
+        for key, state in store.items_in_partition(partition):
+            if not owed.owes(state):
                 continue
-            for user, record in ucn.device_outbox(state, key):
-                record["src"] = table  # the user's input channel: this device's rows of this table
-                outbox.add(USER_TOPIC, user, record)
+            messages = owed.settle(state, relay.incarnation, delivered_upto)
+            if messages:
+                tag = relay.next_tag()
+                owed.remember(state, tag, messages)
+                outbox.owe(tag, messages)
             store.put(partition, key, state)
 
 
@@ -48,6 +72,7 @@ class UserStage(Stage):
 
     async def apply(self, partition, topic, groups, outbox) -> None:
         store = self.runtime.store("ucn_user")
+        delivered_upto = self.runtime.relay.delivered_upto
         for user, items in groups.items():
             state = store.get(user) or ucn.new_user(user)
             if topic == USER_TOPIC:
@@ -55,30 +80,42 @@ class UserStage(Stage):
             else:
                 ucn.apply_user_rows(state, items)
                 closed = []
-            self._publish(partition, user, state, closed, outbox)
+            self._publish(partition, user, state, closed, outbox, delivered_upto)
             store.put(partition, user, state)
 
-    async def on_run_complete(self, partition, run, outbox) -> None:
+    async def on_run_complete(self, partition, run, outbox, again=False) -> None:
         store = self.runtime.store("ucn_user")
+        delivered_upto = self.runtime.relay.delivered_upto
         for user, state in store.items_in_partition(partition):
-            if state.get("win") and state["win"].get("sessions"):
+            if again and owed.owes(state):  # sessions closed at the first completion and maybe lost
+                self._publish(partition, user, state, [], outbox, delivered_upto)
+                store.put(partition, user, state)
+            elif state.get("win") and state["win"].get("sessions") or owed.owes(state):
                 closed = ucn.close_user_windows(state)
-                self._publish(partition, user, state, closed, outbox)
+                self._publish(partition, user, state, closed, outbox, delivered_upto)
                 store.put(partition, user, state)
 
-    def _publish(self, partition: int, user: str, state: dict, closed: list[dict], outbox: Outbox) -> None:
-        sink = self.runtime.sink
+    def _publish(self, partition: int, user: str, state: dict, closed: list[dict], outbox: Outbox,
+                 delivered_upto: int) -> None:
+        """The snapshot is whole; closed sessions are deltas, owed until delivered (stream.logic.owed)."""
+        sink, relay = self.runtime.sink, self.runtime.relay
         if state.get("user") is None:
             return  # a snapshot exists for every users row; data of others waits in the state
+        again = owed.settle(state, relay.incarnation, delivered_upto)
+        if again:  # an earlier worker's sessions, maybe lost; the Redis list skips those it has
+            sink.sessions("ucn", user, [record for _, _, record in again])
+        if closed:
+            sink.sessions("ucn", user, closed)
+        messages = again + [[SESSIONS_TOPIC, user, record] for record in closed]
+        if messages:
+            tag = relay.next_tag()
+            owed.remember(state, tag, messages)
+            outbox.owe(tag, messages)
         state["ver"] = next_version(state.get("ver", 0))
         watermark = ucn.user_watermark(state)
         sink.snapshot("ucn", "user", user, state["ver"], ucn.user_features(state), ucn.user_events(state),
                       format_ts(watermark) if watermark is not None else None,
                       late_events=ucn.user_late_events(state))
-        if closed:
-            sink.sessions("ucn", user, closed)
-            for record in closed:
-                outbox.add(SESSIONS_TOPIC, user, record)
 
 
 STAGES = [DeviceStage, UserStage]

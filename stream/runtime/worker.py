@@ -16,6 +16,7 @@ from contract import tables, wire
 from fsp.topics import ensure_topics
 from stream.runtime import consumer, storj_stages, ucn_stages
 from stream.runtime.metrics import Metrics
+from stream.runtime.relay import Relay
 from stream.runtime.sink import SnapshotSink
 from stream.runtime.stages import StageRunner, dead_letter_value
 from stream.runtime.store import StateStore
@@ -52,6 +53,7 @@ class Runtime:
         self.tables: dict[str, faust.Table] = {}
         self._stores: dict[str, StateStore] = {}
         self._pending_sends: list = []
+        self.relay = Relay()
 
     def add_table(self, name: str) -> None:
         self.tables[name] = self.app.Table(name, partitions=self.partitions, key_type=bytes,
@@ -64,17 +66,22 @@ class Runtime:
     def _send(self, topic: str, key: str | None, value: bytes, partition: int | None = None) -> None:
         self._pending_sends.append((topic, key.encode() if key is not None else None, value, partition))
 
-    async def _drain_sends(self) -> None:
+    async def _drain_sends(self) -> list:
+        """Hand queued sends to the producer; return their delivery futures."""
         sends, self._pending_sends = self._pending_sends, []
         producer = self.app.producer
-        for topic, key, value, partition in sends:
-            await producer.send(topic, key, value, partition, None, None)
+        return [await producer.send(topic, key, value, partition, None, None)
+                for topic, key, value, partition in sends]
 
     async def send_outbox(self, outbox) -> None:
         for topic, by_key in outbox.by_topic.items():
             for key, records in by_key.items():
                 self._send(topic, key, wire.encode_rows(records))
-        await self._drain_sends()
+        writes = await self._drain_sends()
+        if outbox.owed:
+            messages = [(topic, key.encode(), wire.encode_rows(records))
+                        for topic, by_key in outbox.owed.items() for key, records in by_key.items()]
+            self.relay.after(writes, messages, outbox.owed_upto)
 
     async def broadcast_mark(self, topic: str, run: str, origin: str) -> None:
         for partition in range(self.partitions):
@@ -109,9 +116,12 @@ def quiet_logs(level: str = "WARNING") -> None:
 def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
               datasets=("storj", "ucn"), app_id: str = "usage-features", sessions_cap: int = 100):
     ensure_topics(kafka_broker, all_topics(datasets), partitions)
+    from fsp.kafka_security import faust_credentials
+
     app = faust.App(
         app_id,
         broker=[f"kafka://{b}" for b in kafka_broker.split(",")],
+        broker_credentials=faust_credentials(),  # SASL / TLS from KAFKA_SECURITY_PROTOCOL etc.
         store="memory://",
         topic_partitions=partitions,
         topic_replication_factor=1,
@@ -138,7 +148,11 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
     for stage in stages:
         for topic in stage.topics:
             app.topics.add(app.topic(topic, key_serializer="raw", value_serializer="raw"))
-    consumer.install(app, runner.handle, runner.by_topic, kafka_broker)
+    consumer.install(app, runner.handle, runner.by_topic, kafka_broker, before_commit=runtime.relay.drain)
+
+    @app.task
+    async def relay_owed_records() -> None:
+        await runtime.relay.run(app.producer)
 
     @app.timer(1.0)
     async def retry_redis_writes() -> None:
@@ -166,10 +180,28 @@ def check_redis(redis_url: str) -> None:
         client.close()
 
 
+def dump_tasks_on_sigusr1() -> None:
+    """`kill -USR1 <worker pid>` writes every asyncio task's stack to the log: what is a stuck worker waiting on?"""
+    import asyncio
+    import signal
+    import sys
+
+    def dump(*_):
+        loop = asyncio._get_running_loop()
+        tasks = asyncio.all_tasks(loop) if loop is not None else set()
+        print(f"--- {len(tasks)} asyncio tasks ---", file=sys.stderr)
+        for task in tasks:
+            task.print_stack(limit=8, file=sys.stderr)
+        sys.stderr.flush()
+
+    signal.signal(signal.SIGUSR1, dump)
+
+
 def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
                datasets=("storj", "ucn"), loglevel: str = "warning", metrics_port: int | None = None) -> None:
     quiet_logs(os.environ.get("FSP_LOGLEVEL", "warning").upper())
     check_redis(redis_url)
+    dump_tasks_on_sigusr1()
     app, runtime = build_app(kafka_broker, redis_url, prefix, partitions, datasets)
     if metrics_port:
         runtime.metrics.serve(metrics_port)
