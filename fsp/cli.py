@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from fsp.config import Settings
+from fsp.kafka_access import check_kafka
 from replay.sources.base import BadRecord
 
 FINAL_STAGE = {"storj": "user", "ucn": "user"}
@@ -48,6 +49,7 @@ def cmd_worker(args) -> None:
 
     settings = _settings()
     sys.argv = [sys.argv[0]]  # Faust's command line must not see ours
+    check_kafka(_need(settings.kafka_broker, "Kafka broker", "KAFKA_BROKER"))
     run_worker(_need(settings.kafka_broker, "Kafka broker", "KAFKA_BROKER"),
                _need(settings.redis_url, "Redis", "REDIS_URL"), settings.prefix, settings.partitions,
                tuple(args.datasets.split(",")), metrics_port=args.metrics_port)
@@ -104,6 +106,7 @@ def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, 
     from replay.publisher import Checkpoint, publish
     from stream.client import connect, wait_finished
 
+    check_kafka(kafka_broker)
     items, total = source_stream(dataset, source)
     if max_bad is not None:
         items = _fail_past(items, max_bad)
@@ -289,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive-events", type=int, default=30_000, help="events through the single-event baselines")
     p.add_argument("--live-seconds", type=float, default=30, help="live-mode latency run length (0: skip)")
     p.add_argument("--live-rate", type=int, default=1000, help="live-mode events per second")
+    p.add_argument("--skip-scaling", action="store_true", help="skip the storj run with two workers in one group")
     p.set_defaults(func=cmd_bench)
     return parser
 

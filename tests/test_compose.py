@@ -60,6 +60,18 @@ def test_settings_fields_are_all_in_the_compose_file():
     assert all(names[f] in env for f in names)
 
 
+def test_kafka_security_settings_are_in_the_compose_file():
+    """Every KAFKA_* security variable the clients read (fsp/kafka_security.py) reaches the workers."""
+    import inspect
+
+    from fsp import kafka_security
+
+    read = set(re.findall(r'"(KAFKA_[A-Z_]+)"', inspect.getsource(kafka_security.KafkaSecurity.from_env)))
+    assert read and read <= set(SERVICES["worker"]["environment"])
+    assert not kafka_security.KafkaSecurity.from_env(
+        {k: v or "" for k, v in SERVICES["worker"]["environment"].items()}).secured
+
+
 def test_dockerfile_installs_the_project_and_runs_the_worker():
     text = (ROOT / "Dockerfile").read_text()
     for package in ("contract", "replay", "stream", "verify", "fsp"):
