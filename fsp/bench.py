@@ -3,8 +3,10 @@
 Figures: replay publish rate; end-to-end events/s (first publish -> last
 snapshot written in Redis) with packed messages and with one event per
 message; the same events through a naive Faust agent and a raw aiokafka
-consumer; pandas computing the features in batch. Results are printed as a
-table of ratios and written, with the machine description, to a JSON file.
+consumer; pandas computing the features in batch; the state the worker keeps
+per user (changelogs) and the Redis snapshot size; the packed run again with
+two workers in one consumer group. Results are printed as a table of ratios
+and written, with the machine description, to a JSON file.
 """
 from __future__ import annotations
 
@@ -43,29 +45,58 @@ def _peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj") -> dict:
+def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj", workers: int = 1,
+         measure_state: bool = False) -> dict:
+    """One replay through `workers` workers in one consumer group, timed from the first publish until
+    Redis shows the run finished; with `measure_state`, the state left in the changelogs too."""
+    from fsp.bench_measure import cpu_seconds, redis_bytes_per_user, state_sizes, wait_group_settled
     from fsp.cli import replay
 
     from fsp.stack import Stack, start_broker
 
     broker = start_broker()  # a broker of its own: no state or offsets left by another run
     stack = Stack(broker.address, stack.redis_url, [broker])
-    worker = start_worker(stack.kafka_broker, stack.redis_url, prefix, settings.partitions, dataset,
-                          os.path.join(folder, f"worker-{dataset}-{pack}.log"))
-    alive = lambda: worker.poll() is None  # noqa: E731
+    procs = []
+
+    def start(n: int) -> None:
+        suffix = f"-w{n + 1}" if n else ""
+        procs.append(start_worker(stack.kafka_broker, stack.redis_url, prefix, settings.partitions, dataset,
+                                  os.path.join(folder, f"worker-{dataset}-{pack}{suffix}.log")))
+
+    start(0)
+    worker = procs[0]
+    alive = lambda: all(proc.poll() is None for proc in procs)  # noqa: E731
     try:
         wait_worker_ready(stack.kafka_broker, stack.redis_url, prefix, settings.partitions, dataset, alive=alive)
+        rebalance_s = None
+        if workers > 1:  # join the others once the first runs, so that the group rebalances as in production
+            for n in range(1, workers):
+                start(n)
+            rebalance_s = wait_group_settled(stack.kafka_broker, workers, alive=alive)
+            wait_worker_ready(stack.kafka_broker, stack.redis_url, prefix, settings.partitions, dataset,
+                              alive=alive)
+        cpu_before = [cpu_seconds(proc.pid) for proc in procs]
         t0 = time.perf_counter()
         summary = replay(dataset, folder, stack.kafka_broker, stack.redis_url, partitions=settings.partitions,
                          prefix=prefix, pack=pack, wait=True, timeout=600, progress=False, alive=alive,
                          state_dir=os.path.join(folder, ".state-" + uuid.uuid4().hex[:6]))
         # replay() reads and sorts the source before publishing: time from the first publish
         seconds = summary.seconds + summary.wait_seconds
-        return {"events": summary.published, "seconds": seconds, "publish_rows_per_s": summary.rate,
-                "messages": summary.messages, "total_with_read_s": time.perf_counter() - t0,
-                "worker_peak_rss_mb": _peak_rss_mb(worker.pid)}
+        result = {"events": summary.published, "seconds": seconds, "publish_rows_per_s": summary.rate,
+                  "messages": summary.messages, "total_with_read_s": time.perf_counter() - t0,
+                  "worker_peak_rss_mb": _peak_rss_mb(worker.pid)}
+        # Tansu does not report assignments: each worker's CPU time during the run shows the split
+        result["worker_cpu_s"] = [None if b is None else cpu_seconds(p.pid) - b for p, b in zip(procs, cpu_before)]
+        if workers > 1:
+            result.update(workers=workers, group_settle_s=rebalance_s,
+                          worker_peak_rss_mb_each=[_peak_rss_mb(p.pid) for p in procs])
+        if measure_state:
+            result["state"] = state_sizes(stack.kafka_broker, dataset)
+            result["redis"] = redis_bytes_per_user(stack.redis_url, prefix, dataset)
+        return result
     finally:
-        stop_worker(worker)
+        for proc in procs:
+            stop_worker(proc)
         stack.stop()
 
 
@@ -215,6 +246,54 @@ def _rate(d: dict) -> float:
     return d["events"] / d["seconds"] if d["seconds"] else 0.0
 
 
+def _scaling_wanted(args) -> bool:
+    """The two-worker run is on unless `--skip-scaling` says otherwise."""
+    return not getattr(args, "skip_scaling", False)
+
+
+def _print_state(results: dict) -> None:
+    print("\nstate kept by the worker (changelogs read to the end, latest value per key, bookkeeping keys left out)")
+    print(f"{'table':<16} {'keys':>9} {'value bytes':>13} {'bytes/key':>10}")
+    for run in ("project_packed", "ucn_packed"):
+        state = results.get(run, {}).get("state")
+        if not state:
+            continue
+        for table, t in state["tables"].items():
+            print(f"{table:<16} {t['keys']:>9,} {t['value_bytes']:>13,} {t['mean_bytes_per_key']:>10,.0f}")
+    for dataset, run in (("storj", "project_packed"), ("ucn", "ucn_packed")):
+        state, redis_size = results.get(run, {}).get("state"), results.get(run, {}).get("redis") or {}
+        if not state or not state["users"]:
+            continue
+        line = (f"{dataset}: state bytes per user {state['state_bytes_per_user']:,.0f} "
+                f"({state['state_bytes']:,} bytes / {state['users']:,} users)")
+        if redis_size.get("sampled"):
+            line += (f"; Redis per user {redis_size['bytes_per_user']:,.0f} bytes (MEMORY USAGE of the snapshot"
+                     + (" and session list" if redis_size["sessions_bytes_per_user"] else "")
+                     + f", {redis_size['sampled']:,} of {redis_size['users']:,} users sampled; snapshot fields "
+                     f"and values {redis_size['snapshot_payload_bytes_per_user']:,.0f} bytes)")
+        print(line)
+
+
+def _scaling(one: dict, two: dict) -> dict:
+    rate_one, rate_two = _rate(one), _rate(two)
+    return {"cpus": os.cpu_count(), "events": one["events"], "events_per_s_1_worker": rate_one,
+            "events_per_s_2_workers": rate_two, "ratio": rate_two / rate_one if rate_one else None,
+            "worker_cpu_s_1_worker": one.get("worker_cpu_s"), "worker_cpu_s_2_workers": two.get("worker_cpu_s")}
+
+
+def _print_scaling(results: dict) -> None:
+    scaling = results.get("scaling")
+    if not scaling:
+        return
+    cpu = lambda seconds: ", ".join(f"{c:.1f}" for c in seconds or [] if c is not None)  # noqa: E731
+    print(f"\nscaling, storj packed end to end on {scaling['cpus']} CPUs: 1 worker "
+          f"{scaling['events_per_s_1_worker']:,.0f} events/s, 2 workers in one group "
+          f"{scaling['events_per_s_2_workers']:,.0f} events/s: ratio {scaling['ratio']:.2f} "
+          f"(worker CPU s during the run: 1 worker {cpu(scaling['worker_cpu_s_1_worker'])}; 2 workers "
+          f"{cpu(scaling['worker_cpu_s_2_workers'])}; group settled "
+          f"{results['project_packed_2_workers']['group_settle_s']:.1f}s after the second joined)")
+
+
 def run_bench(args) -> None:
     from replay.generate.storj import generate_storj
 
@@ -224,7 +303,11 @@ def run_bench(args) -> None:
     stack = bring_up(settings.kafka_broker, settings.redis_url)
     results: dict = {"machine": _machine(), "scale": args.scale, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     try:
-        results["project_packed"] = _e2e(stack, settings, folder, 20_000, f"bench-{uuid.uuid4().hex[:6]}:")
+        results["project_packed"] = _e2e(stack, settings, folder, 20_000, f"bench-{uuid.uuid4().hex[:6]}:",
+                                         measure_state=True)
+        if _scaling_wanted(args):  # right after the one-worker run, on the same data, for a fair ratio
+            results["project_packed_2_workers"] = _e2e(stack, settings, folder, 20_000,
+                                                       f"bench-{uuid.uuid4().hex[:6]}:", workers=2)
         results["project_single"] = _e2e(stack, settings, folder, 1, f"bench-{uuid.uuid4().hex[:6]}:")
         events = _single_event_topic(stack, folder, args.naive_events)
         results["naive_faust"] = _baseline("naive", stack.kafka_broker, events)
@@ -234,12 +317,15 @@ def run_bench(args) -> None:
 
         ucn_folder = os.path.abspath("bench-data/ucn")
         generate_ucn(ucn_folder, seed=1, scale=args.scale)
-        results["ucn_packed"] = _e2e(stack, settings, ucn_folder, 20_000, f"bench-{uuid.uuid4().hex[:6]}:", "ucn")
+        results["ucn_packed"] = _e2e(stack, settings, ucn_folder, 20_000, f"bench-{uuid.uuid4().hex[:6]}:", "ucn",
+                                     measure_state=True)
         results["replay_by_source"] = _replay_rates(ucn_folder, args.scale)
         if args.live_seconds:
             results["live"] = _live_latency(stack.redis_url, settings, args.live_rate, args.live_seconds)
     finally:
         stack.stop()
+    if "project_packed_2_workers" in results:
+        results["scaling"] = _scaling(results["project_packed"], results["project_packed_2_workers"])
     project = _rate(results["project_packed"])
     rows = [
         ("project, packed messages (end to end)", results["project_packed"]),
@@ -260,6 +346,8 @@ def run_bench(args) -> None:
     for kind, r in results.get("replay_by_source", {}).items():
         print(f"replay ucn from {kind:<10}: {r['rows']:,} rows, read + published {r['read_and_publish_rows_per_s']:,.0f} "
               f"rows/s (publishing alone {r['publish_rows_per_s']:,.0f} rows/s)")
+    _print_state(results)
+    _print_scaling(results)
     if "live" in results:
         live = results["live"]
         print(f"live: {live['events']:,} single-row messages at {live['rate']:,}/s: produce -> visible in Redis "
