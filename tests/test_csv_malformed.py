@@ -316,3 +316,16 @@ def test_normalise_accepts_a_value_at_the_limit_and_rejects_one_past_it():
 def test_normalise_refuses_an_integer_too_long_to_convert():
     with pytest.raises(BadRow, match="wrong type in amount"):
         normalise(PAYMENT, {"period": "2020-03-01", "node_id": "n", "amount": "9" * 5_000})
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_header(tmp_path):
+    """Spreadsheet exports often start with a BOM; it must not become part of the first column's name."""
+    from replay.sources.csv_folder import read_folder
+
+    folder = tmp_path / "dump"
+    folder.mkdir()
+    (folder / "eu_users_a.csv").write_bytes(
+        "\ufeffid,email_hash,created_at\nu1,e1,2021-01-01T00:00:00\n".encode("utf-8"))
+    items = list(read_folder(folder, "storj"))
+    assert [type(i).__name__ for i in items] == ["SourceRow"]
+    assert items[0].row.key == "u1" and set(items[0].row.values) == {"id", "email_hash", "created_at"}

@@ -262,6 +262,8 @@ def _integer(text: str):
     text = text.strip()
     if not text:
         return None
+    if len(text) > 4_000:  # far beyond int64, and int() refuses over 4,300 digits
+        return _NOT_INTEGER
     if _INTEGER.fullmatch(text):
         number = int(text)
     elif _FLOAT.fullmatch(text) and float(text).is_integer():

@@ -369,6 +369,8 @@ def _parse_integer_texts(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def _integer(text: str) -> int | None:
     """A long integer or a float spelling of an integer, within int64; else None."""
+    if len(text) > 4_000:  # far beyond int64, and int() refuses over 4,300 digits
+        return None
     if _INTEGER.fullmatch(text):
         number = int(text)
     elif _FLOAT.fullmatch(text) and float(text).is_integer():

@@ -161,7 +161,8 @@ class _Records:
 def read_file(path: Path, spec: tables.TableSpec, folder: Path):
     """Yield SourceRow or BadRecord for every data record of one file."""
     relative = path.relative_to(folder).as_posix()
-    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
+    # utf-8-sig: a byte-order mark is not part of the first header cell
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         records = _Records(handle)
         stream = iter(records)
         first = next(stream, None)
