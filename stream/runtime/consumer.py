@@ -74,6 +74,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
     bootstrap: str = ""
     batch_topics: frozenset = frozenset()  # topics of the stages; the rest (changelogs) go Faust's way
     before_commit: Callable[[], Awaitable[None]] | None = None
+    after_fetch: Callable[[], Awaitable[None]] | None = None  # once per fetch, after every batch of it
 
     def _new_consumer_thread(self):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -130,6 +131,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                             await callback(to_message(tp, record))
                     read_offset[tp] = batch[-1].offset + 1
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                if self.after_fetch is not None:
+                    await self.after_fetch()
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
@@ -146,10 +149,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
             raise
 
 
-def install(app, handler: BatchHandler, topics, bootstrap: str, before_commit=None) -> None:
-    """Make `app` consume with BatchConsumer, feeding `handler` the batches of `topics`."""
+def install(app, handler: BatchHandler, topics, bootstrap: str, before_commit=None, after_fetch=None) -> None:
+    """Make `app` consume with BatchConsumer, feeding `handler` the batches of `topics`.
+
+    `before_commit` runs before every offset commit, `after_fetch` after the batches of one fetch.
+    """
     BatchConsumer.batch_handler = staticmethod(handler)
     BatchConsumer.before_commit = staticmethod(before_commit) if before_commit else None
+    BatchConsumer.after_fetch = staticmethod(after_fetch) if after_fetch else None
     BatchConsumer.bootstrap = bootstrap
     BatchConsumer.batch_topics = frozenset(topics)
     app.transport.Consumer = BatchConsumer

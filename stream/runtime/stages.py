@@ -114,7 +114,7 @@ class StageRunner:
                 segment.append((record, payload))
         await self._apply_segment(stage, tp, segment, outbox)
         await self.runtime.send_outbox(outbox)
-        await self.runtime.flush_sink()
+        # snapshots go to Redis once per fetch (all its batches) and before every commit: see worker.py
 
     async def _apply_segment(self, stage: Stage, tp, segment: list, outbox: Outbox) -> None:
         if not segment:

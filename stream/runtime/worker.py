@@ -97,6 +97,12 @@ class Runtime:
         self._send(dlq_topic(dataset), None, dead_letter_value(reason, tp, record, row))
         self.sink.count(dataset, "dead_letters")
 
+    async def before_commit(self) -> None:
+        """Owed records go to the producer (whose flush then delivers them) and snapshots to Redis, so that
+        a committed input has its outputs out; with Redis away the snapshots stay queued (see flush_sink)."""
+        await self.relay.drain()
+        await self.flush_sink()
+
     async def flush_sink(self) -> None:
         try:
             await self.sink.flush()
@@ -148,7 +154,8 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
     for stage in stages:
         for topic in stage.topics:
             app.topics.add(app.topic(topic, key_serializer="raw", value_serializer="raw"))
-    consumer.install(app, runner.handle, runner.by_topic, kafka_broker, before_commit=runtime.relay.drain)
+    consumer.install(app, runner.handle, runner.by_topic, kafka_broker, before_commit=runtime.before_commit,
+                     after_fetch=runtime.flush_sink)
 
     @app.task
     async def relay_owed_records() -> None:
