@@ -114,7 +114,9 @@ class StageRunner:
                 segment.append((record, payload))
         await self._apply_segment(stage, tp, segment, outbox)
         await self.runtime.send_outbox(outbox)
-        # snapshots go to Redis once per fetch (all its batches) and before every commit: see worker.py
+        # snapshots go to Redis once per fetch (all its batches) and before every commit, or sooner when
+        # many are queued (see worker.py)
+        await self.runtime.flush_sink_if_full()
 
     async def _apply_segment(self, stage: Stage, tp, segment: list, outbox: Outbox) -> None:
         if not segment:

