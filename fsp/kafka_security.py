@@ -82,14 +82,20 @@ def _current(security: KafkaSecurity | None) -> KafkaSecurity:
     return security if security is not None else KafkaSecurity.from_env()
 
 
+def _protocol_and_sasl_args(s: KafkaSecurity) -> dict:
+    """What kafka-python and aiokafka spell alike (both name the SCRAM credentials sasl_plain_* too)."""
+    args: dict = {"security_protocol": s.protocol}
+    if s.sasl:
+        args.update(sasl_mechanism=s.mechanism, sasl_plain_username=s.username, sasl_plain_password=s.password)
+    return args
+
+
 def kafka_python_args(security: KafkaSecurity | None = None) -> dict:
     """Keyword arguments for kafka-python's KafkaAdminClient, KafkaConsumer and KafkaProducer."""
     s = _current(security)
     if not s.secured:
         return {}
-    args: dict = {"security_protocol": s.protocol}
-    if s.sasl:  # kafka-python names the SCRAM credentials sasl_plain_* too
-        args.update(sasl_mechanism=s.mechanism, sasl_plain_username=s.username, sasl_plain_password=s.password)
+    args = _protocol_and_sasl_args(s)
     if s.tls:
         args["ssl_check_hostname"] = True
         for key, value in (("ssl_cafile", s.cafile), ("ssl_certfile", s.certfile), ("ssl_keyfile", s.keyfile)):
@@ -119,9 +125,7 @@ def aiokafka_args(security: KafkaSecurity | None = None) -> dict:
     s = _current(security)
     if not s.secured:
         return {}
-    args: dict = {"security_protocol": s.protocol}
-    if s.sasl:
-        args.update(sasl_mechanism=s.mechanism, sasl_plain_username=s.username, sasl_plain_password=s.password)
+    args = _protocol_and_sasl_args(s)
     if s.tls:
         args["ssl_context"] = s.ssl_context()
     return args

@@ -24,6 +24,16 @@ def _replay_in_background(pipeline, dataset, source, result):
     return thread
 
 
+def _restart_and_finish(pipeline, dataset, folder, thread, result, since):
+    """Start a new worker in place of the dead one, let the replay end, compare with the batch result."""
+    pipeline.restart_worker(dataset, kill=True)
+    thread.join(300)
+    assert "error" not in result, result.get("error")
+    recovered_in = time.monotonic() - since
+    mismatches, counts = pipeline.verify(dataset, folder)
+    return recovered_in, mismatches, counts
+
+
 @pytest.mark.parametrize("seed, kill_after_s", [(21, 0.3), (21, 1.5), (23, 0.8), (24, 1.2)])
 def test_worker_killed_mid_replay_loses_nothing_and_counts_nothing_twice(pipeline, tmp_path, seed, kill_after_s):
     """Seed 21 at 1.5 s used to leave a moved node with its old operator: a state write parked in Faust's
@@ -35,12 +45,8 @@ def test_worker_killed_mid_replay_loses_nothing_and_counts_nothing_twice(pipelin
     thread = _replay_in_background(pipeline, "storj", folder, result)
     time.sleep(kill_after_s)
     assert pipeline.worker.poll() is None, "the worker was meant to be killed mid-run"
-    killed_at = time.monotonic()
-    pipeline.restart_worker(kill=True)
-    thread.join(300)
-    assert "error" not in result, result.get("error")
-    recovered_in = time.monotonic() - killed_at
-    mismatches, counts = pipeline.verify("storj", folder)
+    recovered_in, mismatches, counts = _restart_and_finish(pipeline, "storj", folder, thread, result,
+                                                           time.monotonic())
     assert not mismatches, "\n".join(str(m) for m in mismatches)
     print(f"\nseed {seed}, kill -9 after {kill_after_s}s: {result['summary'].published} events, 0 lost, 0 double counted, "
           f"run done {recovered_in:.1f}s after the kill ({counts})")
@@ -57,12 +63,8 @@ def test_ucn_worker_killed_mid_replay_keeps_sessions_exact(pipeline_factory, tmp
     thread = _replay_in_background(pipeline, "ucn", folder, result)
     time.sleep(kill_after_s)
     assert pipeline.worker.poll() is None, "the worker was meant to be killed mid-run"
-    killed_at = time.monotonic()
-    pipeline.restart_worker("ucn", kill=True)
-    thread.join(300)
-    assert "error" not in result, result.get("error")
-    recovered_in = time.monotonic() - killed_at
-    mismatches, counts = pipeline.verify("ucn", folder)
+    recovered_in, mismatches, counts = _restart_and_finish(pipeline, "ucn", folder, thread, result,
+                                                           time.monotonic())
     assert [str(m)[:300] for m in mismatches] == []
     print(f"\nucn seed {seed}, kill -9 after {kill_after_s}s: {result['summary'].published} events, 0 lost, "
           f"0 double counted, run done {recovered_in:.1f}s after the kill ({counts})")
@@ -82,12 +84,8 @@ def test_ucn_worker_dying_between_state_write_and_records_loses_nothing(pipeline
     result: dict = {}
     thread = _replay_in_background(pipeline, "ucn", folder, result)
     assert pipeline.worker.wait(120) == FAULT_EXIT
-    died_at = time.monotonic()
-    pipeline.restart_worker("ucn", kill=True)
-    thread.join(300)
-    assert "error" not in result, result.get("error")
-    recovered_in = time.monotonic() - died_at
-    mismatches, counts = pipeline.verify("ucn", folder)
+    recovered_in, mismatches, counts = _restart_and_finish(pipeline, "ucn", folder, thread, result,
+                                                           time.monotonic())
     assert [str(m)[:300] for m in mismatches] == []
     print(f"\nucn worker died with owed records unsent: {result['summary'].published} events, 0 lost, "
           f"0 double counted, run done {recovered_in:.1f}s after ({counts})")

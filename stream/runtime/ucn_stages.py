@@ -38,10 +38,7 @@ class DeviceStage(Stage):
                 for user, record in ucn.device_outbox(state, key):
                     record["src"] = table  # the user's input channel: this device's rows of this table
                     messages.append([USER_TOPIC, user, record])
-            if messages:
-                tag = relay.next_tag()
-                owed.remember(state, tag, messages)
-                outbox.owe(tag, messages)
+            self.runtime.owe(state, messages, outbox)
             if messages or state["events"] != before:
                 store.put(partition, key, state)
 
@@ -55,10 +52,7 @@ class DeviceStage(Stage):
             if not owed.owes(state):
                 continue
             messages = owed.settle(state, relay.incarnation, delivered_upto)
-            if messages:
-                tag = relay.next_tag()
-                owed.remember(state, tag, messages)
-                outbox.owe(tag, messages)
+            self.runtime.owe(state, messages, outbox)
             store.put(partition, key, state)
 
 
@@ -107,10 +101,7 @@ class UserStage(Stage):
         if closed:
             sink.sessions("ucn", user, closed)
         messages = again + [[SESSIONS_TOPIC, user, record] for record in closed]
-        if messages:
-            tag = relay.next_tag()
-            owed.remember(state, tag, messages)
-            outbox.owe(tag, messages)
+        self.runtime.owe(state, messages, outbox)
         state["ver"] = next_version(state.get("ver", 0))
         watermark = ucn.user_watermark(state)
         sink.snapshot("ucn", "user", user, state["ver"], ucn.user_features(state), ucn.user_events(state),

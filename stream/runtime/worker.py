@@ -14,6 +14,7 @@ import orjson
 
 from contract import tables, wire
 from fsp.topics import ensure_topics
+from stream.logic import owed
 from stream.runtime import consumer, storj_stages, ucn_stages
 from stream.runtime.metrics import Metrics
 from stream.runtime.relay import Relay
@@ -98,6 +99,13 @@ class Runtime:
         self.metrics.dead_letters.labels(dataset).inc()
         self._send(dlq_topic(dataset), None, dead_letter_value(reason, tp, record, row))
         self.sink.count(dataset, "dead_letters")
+
+    def owe(self, state: dict, messages: list, outbox) -> None:
+        """Keep delta records in the key's state and queue them for the relay (stream.logic.owed)."""
+        if messages:
+            tag = self.relay.next_tag()
+            owed.remember(state, tag, messages)
+            outbox.owe(tag, messages)
 
     async def before_commit(self) -> None:
         """Owed records go to the producer (whose flush then delivers them) and snapshots to Redis, so that
