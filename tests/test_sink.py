@@ -8,6 +8,7 @@ import orjson
 import pytest
 import redis
 
+from stream.runtime import sink as sink_module
 from stream.runtime.sink import SnapshotSink
 
 pytestmark = pytest.mark.integration
@@ -77,3 +78,71 @@ def test_an_older_snapshot_version_never_overwrites_a_newer_one(sink, redis_url)
         client.close()
     assert orjson.loads(stored[b"uploads"]) == 2
     assert orjson.loads(stored[b"_meta"])["version"] == 5
+
+
+def _client(redis_url):
+    return redis.Redis.from_url(redis_url)
+
+
+def test_a_large_mixed_flush_writes_every_snapshot_session_list_and_counter(sink, redis_url):
+    n = 2 * sink_module.ENTITIES_PER_CALL + 50  # three script calls' worth of snapshots
+
+    async def run():
+        for i in range(n):
+            sink.snapshot("storj", "user", f"u{i}", 10 + i, {"uploads": i, "ratio": i / 7, "months": {"2023-01": i}})
+            sink.sessions("ucn", i % 4, [_session(f"2023-01-01T0{i % 10}:00:00")])
+        sink.count("storj", "dead_letters", 3)
+        sink.snapshot("storj", "user", "u0", 5, {"uploads": -1})  # older: must not win
+        sink.snapshot("storj", "user", "gone", 100, None)
+        sink.status("storj", "run-1:user:0", {"at": "2023-01-01T00:00:00"})
+        await sink.flush()
+        await sink.close()
+
+    asyncio.run(run())
+    client = _client(redis_url)
+    try:
+        for i in (0, 1, n // 2, n - 1):
+            stored = client.hgetall(f"{sink.prefix}feat:storj:user:u{i}")
+            assert orjson.loads(stored[b"uploads"]) == i
+            assert orjson.loads(stored[b"ratio"]) == i / 7  # floats exact: values are stored as sent
+            assert orjson.loads(stored[b"_meta"])["version"] == 10 + i
+        assert client.scard(f"{sink.prefix}entities:storj:user") == n
+        assert client.hget(f"{sink.prefix}status:storj", "dead_letters") == b"3"
+        assert client.hexists(f"{sink.prefix}status:storj", "run-1:user:0")
+        assert client.llen(f"{sink.prefix}sessions:ucn:user:1") == 3  # the cap
+    finally:
+        client.close()
+
+
+def test_a_redis_that_lost_its_scripts_still_takes_writes(sink, redis_url):
+    async def run():
+        sink.snapshot("storj", "user", "u1", 1, {"uploads": 1})
+        await sink.flush()
+        _client(redis_url).script_flush()  # as after a restart of Redis
+        sink.snapshot("storj", "user", "u1", 2, {"uploads": 2})
+        await sink.flush()
+        await sink.close()
+
+    asyncio.run(run())
+    assert _client(redis_url).hget(f"{sink.prefix}feat:storj:user:u1", "uploads") == b"2"
+
+
+def test_an_error_reply_keeps_the_writes_queued_and_the_connection_usable(sink, redis_url):
+    client = _client(redis_url)
+    client.set(f"{sink.prefix}entities:storj:user", "not a set")  # SADD on it fails with WRONGTYPE
+
+    async def run():
+        sink.snapshot("storj", "user", "u1", 1, {"uploads": 1})
+        sink.count("storj", "dead_letters")
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            await sink.flush()
+        assert sink.pending == 2
+        client.delete(f"{sink.prefix}entities:storj:user")
+        await sink.flush()  # the same connection, its replies read in step
+        assert sink.pending == 0
+        await sink.close()
+
+    asyncio.run(run())
+    assert client.smembers(f"{sink.prefix}entities:storj:user") == {b"u1"}
+    assert client.hget(f"{sink.prefix}feat:storj:user:u1", "uploads") == b"1"
+    client.close()
