@@ -103,9 +103,11 @@ def source_stream(dataset: str, source: str):
 def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, *, partitions: int, prefix: str = "",
            pack: int = 20_000, resume: bool = False, wait: bool = False, timeout: float = 300.0,
            progress: bool = True, max_bad: int | None = None, state_dir: str = ".fsp", alive=None):
+    from fsp.gc_tuning import tune_gc
     from replay.publisher import Checkpoint, publish
     from stream.client import connect, wait_finished
 
+    tune_gc()  # the rows of a run are held and sorted in memory: see fsp.gc_tuning
     check_kafka(kafka_broker)
     items, total = source_stream(dataset, source)
     if max_bad is not None:

@@ -13,6 +13,7 @@ import faust
 import orjson
 
 from contract import tables, wire
+from fsp.gc_tuning import tune_gc
 from fsp.topics import ensure_topics
 from stream.logic import owed
 from stream.runtime import consumer, storj_stages, ucn_stages
@@ -223,6 +224,7 @@ def dump_tasks_on_sigusr1() -> None:
 def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
                datasets=("storj", "ucn"), loglevel: str = "warning", metrics_port: int | None = None) -> None:
     quiet_logs(os.environ.get("FSP_LOGLEVEL", "warning").upper())
+    tune_gc()
     check_redis(redis_url)
     dump_tasks_on_sigusr1()
     app, runtime = build_app(kafka_broker, redis_url, prefix, partitions, datasets)
