@@ -94,8 +94,11 @@ async def _raw(broker: str, expected: int) -> None:
 def main() -> None:
     kind, broker, expected = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if kind == "naive":
-        run_naive(broker, expected)
+        run_naive(broker, expected)  # Faust as it comes
     else:
+        from fsp.gc_tuning import tune_gc
+
+        tune_gc()  # the ceiling gets the collector settings the project runs with
         asyncio.run(_raw(broker, expected))
 
 
