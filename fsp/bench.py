@@ -146,6 +146,7 @@ def _live_latency(redis_url: str, settings, rate: int, seconds: float, users: in
     prefix = f"bench-live-{uuid.uuid4().hex[:6]}:"
     worker = start_worker(stack.kafka_broker, redis_url, prefix, settings.partitions, "storj")
     alive = lambda: worker.poll() is None  # noqa: E731
+    r, previous_events = redis_lib.Redis.from_url(redis_url), None
     try:
         wait_worker_ready(stack.kafka_broker, redis_url, prefix, settings.partitions, "storj", alive=alive)
         producer = make_producer(stack.kafka_broker)
@@ -155,7 +156,6 @@ def _live_latency(redis_url: str, settings, rate: int, seconds: float, users: in
                 {"created_at": "2021-01-01T00:00:00", "project_id": project, "user_id": user,
                  "usage_limit": 1, "bandwidth_limit": 1}))
         producer.flush()
-        r = redis_lib.Redis.from_url(redis_url)
         user_keys = [keys.feature_key(prefix, "storj", "user", user) for _, user in projects]
         deadline = time.monotonic() + 60
         while sum(r.exists(k) for k in user_keys) < users and time.monotonic() < deadline:
@@ -163,22 +163,32 @@ def _live_latency(redis_url: str, settings, rate: int, seconds: float, users: in
         sent: list[list[float]] = [[] for _ in projects]
         latencies: list[float] = []
         stop = threading.Event()
+        index_of = {key.encode(): i for i, key in enumerate(user_keys)}
+        # Redis tells when a snapshot is written (keyspace notifications): polling 50 keys every few ms
+        # took a good part of a core away from the worker on a 2-core machine, and timed coarsely.
+        previous_events = r.config_get("notify-keyspace-events").get("notify-keyspace-events", "")
+        r.config_set("notify-keyspace-events", "Kh")
+        db = r.connection_pool.connection_kwargs.get("db", 0)
+        pubsub = r.pubsub(ignore_subscribe_messages=True)
+        pubsub.psubscribe(f"__keyspace@{db}__:{prefix}feat:storj:user:*")
 
         def watch() -> None:
             seen = [0] * users
-            while True:
-                pipe = r.pipeline(transaction=False)
-                for key in user_keys:
-                    pipe.hget(key, "uploads")
+            reader = redis_lib.Redis.from_url(redis_url)
+            while not (stop.is_set() and all(seen[i] == len(sent[i]) for i in range(users))):
+                message = pubsub.get_message(timeout=0.5)
+                if message is None:
+                    continue
                 now = time.perf_counter()
-                for i, value in enumerate(pipe.execute()):
-                    count = int(value or 0)
-                    for j in range(seen[i], min(count, len(sent[i]))):
-                        latencies.append(now - sent[i][j])
-                    seen[i] = max(seen[i], min(count, len(sent[i])))
-                if stop.is_set() and all(seen[i] == len(sent[i]) for i in range(users)):
-                    return
-                time.sleep(0.002)
+                key = message["channel"].split(b":", 1)[1]
+                i = index_of.get(key)
+                if i is None:
+                    continue
+                count = min(int(reader.hget(key, "uploads") or 0), len(sent[i]))
+                for j in range(seen[i], count):
+                    latencies.append(now - sent[i][j])
+                seen[i] = max(seen[i], count)
+            reader.close()
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
@@ -209,6 +219,9 @@ def _live_latency(redis_url: str, settings, rate: int, seconds: float, users: in
     finally:
         stop_worker(worker)
         stack.stop()
+        if previous_events is not None:
+            r.config_set("notify-keyspace-events", previous_events)
+        r.close()
 
 
 def _replay_rates(ucn_folder: str, scale: float) -> dict:
