@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 import faust
 import orjson
@@ -26,6 +27,11 @@ from stream.runtime.store import StateStore
 log = logging.getLogger("fsp.worker")
 
 SINK_FLUSH_EVERY = 500  # queued Redis writes that trigger a flush before the fetch's end
+
+# Faust's Kafka consumer runs in a thread of its own; each fetch it hands over waits for the GIL, which
+# CPython passes between busy threads every 5 ms by default. At 0.5 ms, live latency p99 (1,000 events/s,
+# 3 runs of 15 s each way) went from 55-68 ms to 49-60 ms; throughput did not change.
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 DATASET_STAGES = {"storj": storj_stages, "ucn": ucn_stages}
 
@@ -208,7 +214,6 @@ def dump_tasks_on_sigusr1() -> None:
     """`kill -USR1 <worker pid>` writes every asyncio task's stack to the log: what is a stuck worker waiting on?"""
     import asyncio
     import signal
-    import sys
 
     def dump(*_):
         loop = asyncio._get_running_loop()
@@ -225,6 +230,7 @@ def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: 
                datasets=("storj", "ucn"), loglevel: str = "warning", metrics_port: int | None = None) -> None:
     quiet_logs(os.environ.get("FSP_LOGLEVEL", "warning").upper())
     tune_gc()
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     check_redis(redis_url)
     dump_tasks_on_sigusr1()
     app, runtime = build_app(kafka_broker, redis_url, prefix, partitions, datasets)
