@@ -12,7 +12,7 @@ def test_tune_gc_sets_the_thresholds_and_keeps_the_collector_enabled():
         tune_gc()
         assert gc.get_threshold() == THRESHOLDS
         assert gc.isenabled()
-        assert THRESHOLDS[0] > before[0] and THRESHOLDS[2] > 0  # full collections still happen
+        assert THRESHOLDS[0] > 700 and THRESHOLDS[2] > 0  # rarer young collections than the default; full ones on
     finally:
         gc.set_threshold(*before)
 
