@@ -19,6 +19,7 @@ from fsp.topics import ensure_topics
 from stream.logic import owed
 from stream.runtime import consumer, storj_stages, ucn_stages
 from stream.runtime.metrics import Metrics
+from stream.runtime.partitioning import KeyPartitioner
 from stream.runtime.relay import Relay
 from stream.runtime.sink import SnapshotSink
 from stream.runtime.stages import StageRunner, dead_letter_value
@@ -63,6 +64,7 @@ class Runtime:
         self.tables: dict[str, faust.Table] = {}
         self._stores: dict[str, StateStore] = {}
         self._pending_sends: list = []
+        self.partition_of = KeyPartitioner(partitions)  # internal topics have `partitions` partitions
         self.relay = Relay()
 
     def add_table(self, name: str) -> None:
@@ -84,13 +86,16 @@ class Runtime:
                 for topic, key, value, partition in sends]
 
     async def send_outbox(self, outbox) -> None:
+        partition_of, pending = self.partition_of, self._pending_sends
         for topic, by_key in outbox.by_topic.items():
             for key, records in by_key.items():
-                self._send(topic, key, wire.encode_rows(records))
+                raw_key = key.encode()
+                pending.append((topic, raw_key, wire.encode_rows(records), partition_of(raw_key)))
         writes = await self._drain_sends()
         if outbox.owed:
-            messages = [(topic, key.encode(), wire.encode_rows(records))
-                        for topic, by_key in outbox.owed.items() for key, records in by_key.items()]
+            messages = [(topic, raw_key, wire.encode_rows(records), partition_of(raw_key))
+                        for topic, by_key in outbox.owed.items() for key, records in by_key.items()
+                        for raw_key in (key.encode(),)]
             self.relay.after(writes, messages, outbox.owed_upto)
 
     async def broadcast_mark(self, topic: str, run: str, origin: str) -> None:

@@ -1,0 +1,24 @@
+"""The worker's cached key partitioner agrees with Kafka's default partitioner."""
+from __future__ import annotations
+
+from aiokafka.partitioner import DefaultPartitioner
+from hypothesis import given, settings, strategies as st
+
+from stream.runtime.partitioning import KeyPartitioner
+
+
+@settings(max_examples=300)
+@given(st.lists(st.binary(min_size=1, max_size=40), min_size=1, max_size=50), st.integers(1, 64))
+def test_same_partition_as_the_default_partitioner_warm_or_cold(keys, partitions):
+    partition_of = KeyPartitioner(partitions, max_keys=7)  # small: the cache is cleared along the way
+    default = DefaultPartitioner()
+    every = list(range(partitions))
+    for key in keys + keys:  # the second pass hits the cache
+        assert partition_of(key) == default(key, every, every)
+
+
+def test_the_cache_stays_bounded():
+    partition_of = KeyPartitioner(4, max_keys=100)
+    for n in range(1_000):
+        partition_of(f"user-{n}".encode())
+    assert len(partition_of._cache) <= 100
