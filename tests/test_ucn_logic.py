@@ -814,3 +814,35 @@ def test_generated_dataset_matches_the_batch_reference(tmp_path):
         assert h.features(user) == features, user
         assert list(reversed(h.sessions[user]))[:100] == expected["sessions"][user], user
         assert ucn.user_late_events(h.users[user]) == 0
+
+
+def _two_device_user_after_a_long_outage(active_since_s: float) -> dict:
+    """User 1 with devices 10 and 11; both speak, then the worker is down for 100 s (processing time).
+    Device 10 speaks first afterwards, far ahead in event time; device 11's next event comes after."""
+    h = Harness()
+    personal_setup(h, user=1, dev=10)
+    h.device("devices", [row("devices", id=11, platform="ios", shared=False)])
+    h.device("user_devices", [row("user_devices", user_id=1, device_id=11)])
+    h.flush()
+    state = h.users["1"]
+
+    def deliver(table, rows, now_s, since=0.0):
+        records = [json_round_trip(record) for _, record in h.device(table, rows)]
+        for record in records:
+            record["src"] = table  # as the device stage marks its records
+        ucn.apply_user_records(state, records, now_s=now_s, active_since_s=since)
+
+    deliver("dnsreqs", [dns(1, 10, T("2015-11-02 10:00:00")), dns(2, 11, T("2015-11-02 10:01:00"))], 1_000)
+    deliver("dnsreqs", [dns(3, 10, T("2015-11-02 14:00:00"))], 1_100, active_since_s)
+    deliver("dnsreqs", [dns(4, 11, T("2015-11-02 10:02:00"))], 1_101, active_since_s)
+    return state
+
+
+def test_a_worker_outage_is_no_silence_of_the_input_channels():
+    """A restarted worker recovers the user's channels with their old processing times; counting the
+    outage as silence made every channel idle, and device 11's redelivered events came too late."""
+    recovered = _two_device_user_after_a_long_outage(active_since_s=1_095)  # consuming again since 1,095 s
+    assert ucn.user_late_events(recovered) == 0
+    assert ucn.user_features(recovered)["dns_requests"] == 4
+    # counted from the channels' own last word, the outage makes them idle and the event late
+    assert ucn.user_late_events(_two_device_user_after_a_long_outage(active_since_s=0.0)) == 1

@@ -390,7 +390,7 @@ def _window(state: dict) -> SessionWindow:
     return SessionWindow.from_state(state["win"], **params)
 
 
-def apply_user_records(state: dict, records, now_s: float | None = None) -> list[dict]:
+def apply_user_records(state: dict, records, now_s: float | None = None, active_since_s: float = 0.0) -> list[dict]:
     """Fold stage-1 records into the user; return the kept sessions that closed (oldest first).
 
     The user's event time is the minimum over its input channels (device x
@@ -398,7 +398,12 @@ def apply_user_records(state: dict, records, now_s: float | None = None) -> list
     time seen, so that one channel running ahead of another (partitions
     consumed at different speeds) cannot close a session early. A channel
     with nothing new for IDLE_CHANNEL_S seconds of processing time stops
-    holding the event time back (like an idle source in Flink).
+    holding the event time back (like an idle source in Flink). Silence counts
+    from `active_since_s` on, when the caller began consuming this user's
+    input: time a worker spent dead, recovering or rebalancing is no silence
+    of the channels (they would all look idle after a long enough recovery,
+    and the first channel to speak would then carry the event time past the
+    others' redelivered events, making them late).
     """
     now_s = time.time() if now_s is None else now_s
     window = None
@@ -428,7 +433,7 @@ def apply_user_records(state: dict, records, now_s: float | None = None) -> list
             state["ch"][channel] = [contribution["wm"] if newest is None else max(newest, contribution["wm"]), now_s]
     if window is None:
         return []
-    event_time = _channel_event_time(state, now_s)
+    event_time = _channel_event_time(state, now_s, active_since_s)
     if event_time is not None:
         window.advance_to(event_time)
     closed = _finalise(state, window.close_due())
@@ -474,10 +479,11 @@ def _fold_contribution(state: dict, window: SessionWindow, device, ev: dict) -> 
         state["wm"] = wm
 
 
-def _channel_event_time(state: dict, now_s: float) -> int | None:
+def _channel_event_time(state: dict, now_s: float, active_since_s: float = 0.0) -> int | None:
     """Minimum newest event time over the channels not idle; idle ones are forgotten."""
     channels = state["ch"]
-    for channel in [c for c, (_, seen) in channels.items() if now_s - seen > IDLE_CHANNEL_S]:
+    idle = [c for c, (_, seen) in channels.items() if now_s - max(seen, active_since_s) > IDLE_CHANNEL_S]
+    for channel in idle:
         del channels[channel]
     newest_times = [newest for newest, _ in channels.values()]
     if any(newest is None for newest in newest_times):

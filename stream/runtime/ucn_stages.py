@@ -1,6 +1,8 @@
 """The ucn stages: devices (key devid) -> users (key user id), see stream.logic.ucn."""
 from __future__ import annotations
 
+import time
+
 import orjson
 
 from contract.timeutil import format_ts
@@ -61,16 +63,30 @@ class UserStage(Stage):
     marks_table = "ucn_user"
     topics = ["ucn.users", USER_TOPIC]
 
+    def __init__(self, runtime):
+        super().__init__(runtime)
+        self._generation = None
+        self._consuming_since: dict[int, float] = {}
+
     def expected_marks(self) -> int:
         return 1 + self.runtime.partitions  # its users partition and every device partition
+
+    def consuming_since(self, partition: int) -> float:
+        """When this worker began consuming the partition (its first batch since the last rebalance):
+        input channels' silence counts from then on (see ucn.apply_user_records)."""
+        generation = self.runtime.app.consumer_generation_id
+        if generation != self._generation:
+            self._generation, self._consuming_since = generation, {}
+        return self._consuming_since.setdefault(partition, time.time())
 
     async def apply(self, partition, topic, groups, outbox) -> None:
         store = self.runtime.store("ucn_user")
         delivered_upto = self.runtime.relay.delivered_upto
+        since = self.consuming_since(partition)
         for user, items in groups.items():
             state = store.get(user) or ucn.new_user(user)
             if topic == USER_TOPIC:
-                closed = ucn.apply_user_records(state, items)
+                closed = ucn.apply_user_records(state, items, active_since_s=since)
             else:
                 ucn.apply_user_rows(state, items)
                 closed = []
