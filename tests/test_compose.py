@@ -77,3 +77,9 @@ def test_dockerfile_installs_the_project_and_runs_the_worker():
     for package in ("contract", "replay", "stream", "verify", "fsp"):
         assert f"COPY {package} {package}" in text
     assert "pip install" in text and shlex.split(text.splitlines()[-1])[0] == "CMD"
+
+
+def test_workers_against_apache_kafka_do_not_poll():
+    """Kafka answers a waiting fetch when data arrives; the 10 ms default is for the embedded broker."""
+    wait = int(SERVICES["worker"]["environment"]["KAFKA_FETCH_MAX_WAIT_MS"])
+    assert wait >= 100

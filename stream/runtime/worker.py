@@ -237,6 +237,7 @@ def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: 
     tune_gc()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     check_redis(redis_url)
+    consumer.fetch_max_wait_ms()  # a mistyped setting stops the worker here, not inside the consumer thread
     dump_tasks_on_sigusr1()
     app, runtime = build_app(kafka_broker, redis_url, prefix, partitions, datasets)
     if metrics_port:
