@@ -116,3 +116,39 @@ def test_a_zone_needs_a_time_and_blank_text_is_text():
     nodes = tables.table("storj", "nodes")
     row = normalise(nodes, {"id": " N1 ", "created_at": "2021-01-01", "disqualified": " ", "email_hash": " "})
     assert row.key == "n1" and row.values["disqualified"] == " " and row.values["email_hash"] is None
+
+
+_CELLS = st.one_of(st.none(), st.integers(-5, 5), st.sampled_from(["", " A ", "7", "x", "2021-01-01T00:00:00",
+                                                                   "2021-01-01 00:00:00.5", "2021-13-01", "no"]))
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.sampled_from(["bbr", "users", "nodes"]), st.dictionaries(
+    st.sampled_from(["project_id", "id", "node_id", "interval_start", "created_at", "action", "Email_Hash",
+                     "Unnamed: 0", "settled", "note"]), _CELLS, max_size=7)), max_size=30), st.randoms())
+def test_normalise_is_a_pure_function_whatever_its_caches_hold(rows, rnd):
+    """Per-shape plans and parsed times are cached (and the time cache is cleared when full): a row gives
+    the same result, or the same error, cold, warm and after the caches were cleared."""
+    import contract.rows as rows_module
+
+    def outcome(table, raw):
+        try:
+            return normalise(tables.table("storj", table), dict(raw))
+        except BadRow as exc:
+            return str(exc)
+
+    def cold_outcome(table, raw):
+        rows_module._PLANS.clear()
+        rows_module._TIMES.clear()
+        return outcome(table, raw)
+
+    cold = [cold_outcome(t, r) for t, r in rows]
+    saved = rows_module._TIMES_MAX
+    rows_module._TIMES_MAX = 2  # cleared over and over below
+    try:
+        order = list(range(len(rows)))
+        rnd.shuffle(order)
+        warm = {i: outcome(*rows[i]) for i in order}
+    finally:
+        rows_module._TIMES_MAX = saved
+    assert [warm[i] for i in range(len(rows))] == cold
