@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta
 
 import orjson
+import redis as redis_lib
 
+from contract import keys
 from fsp.demo import start_worker, stop_worker, wait_worker_ready
+from fsp.stack import Stack, start_broker
 from replay.publisher import make_producer
 
 
 def live_latency(redis_url: str, partitions: int, rate: int, seconds: float, users: int = 50) -> dict:
     """Single-row messages at a steady rate; latency from produce to the snapshot showing it in Redis."""
-    import threading
-
-    import redis as redis_lib
-
-    from contract import keys
-    from fsp.stack import Stack, start_broker
-
     broker = start_broker()
     stack = Stack(broker.address, redis_url, [broker])
     prefix = f"bench-live-{uuid.uuid4().hex[:6]}:"

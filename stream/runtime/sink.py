@@ -13,7 +13,6 @@ a handful of replies rather than one per entity.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from datetime import datetime, timezone
 
@@ -98,19 +97,13 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
 
 
-class _Script:
-    def __init__(self, source: str):
-        self.source = source.encode()
-        self.sha = hashlib.sha1(self.source).hexdigest().encode()
-
-
 class SnapshotSink:
     def __init__(self, redis_url: str, prefix: str, sessions_cap: int = 100):
         self.redis = aioredis.Redis.from_url(redis_url)
         self.prefix = prefix
         self.sessions_cap = sessions_cap
-        self._write = _Script(_WRITE)
-        self._sessions = _Script(_SESSIONS)
+        self._write = self.redis.register_script(_WRITE)  # sha and source; sent by `commands`
+        self._sessions = self.redis.register_script(_SESSIONS)
         self._pending: list = []  # (kind, keys, args) in the order queued
 
     def snapshot(self, dataset: str, entity: str, entity_id, version: int, features: dict | None,
@@ -150,20 +143,18 @@ class SnapshotSink:
         """The queued writes as commands: the scripts loaded first (a restarted Redis has none), runs of
         snapshots and of session lists folded into script calls, plain commands where they stand (a
         status queued after some snapshots lands after them)."""
-        commands = [(b"SCRIPT", b"LOAD", self._write.source), (b"SCRIPT", b"LOAD", self._sessions.source)]
-        runs: dict[str, list] = {_SNAPSHOT: [], _SESSIONS_KIND: []}
+        scripts = {_SNAPSHOT: (self._write, ()), _SESSIONS_KIND: (self._sessions, (self.sessions_cap,))}
+        commands = [("SCRIPT", "LOAD", script.script) for script, _ in scripts.values()]
+        runs: dict[str, list] = {kind: [] for kind in scripts}
 
         def close_runs() -> None:
-            for start in range(0, len(runs[_SNAPSHOT]), ENTITIES_PER_CALL):
-                chunk = runs[_SNAPSHOT][start:start + ENTITIES_PER_CALL]
-                commands.append((b"EVALSHA", self._write.sha, 2 * len(chunk),
-                                 *(k for key_pair, _ in chunk for k in key_pair),
-                                 *(a for _, args in chunk for a in args)))
-            for start in range(0, len(runs[_SESSIONS_KIND]), ENTITIES_PER_CALL):
-                chunk = runs[_SESSIONS_KIND][start:start + ENTITIES_PER_CALL]
-                commands.append((b"EVALSHA", self._sessions.sha, len(chunk), *(key for (key,), _ in chunk),
-                                 self.sessions_cap, *(a for _, args in chunk for a in args)))
-            for run in runs.values():
+            for kind, (script, leading_args) in scripts.items():
+                run = runs[kind]
+                for start in range(0, len(run), ENTITIES_PER_CALL):
+                    chunk = run[start:start + ENTITIES_PER_CALL]
+                    chunk_keys = [key for key_list, _ in chunk for key in key_list]
+                    commands.append(("EVALSHA", script.sha, len(chunk_keys), *chunk_keys, *leading_args,
+                                     *(arg for _, args in chunk for arg in args)))
                 run.clear()
 
         for kind, key_list, args in pending:

@@ -85,18 +85,20 @@ class Runtime:
         return [await producer.send(topic, key, value, partition, None, None)
                 for topic, key, value, partition in sends]
 
-    async def send_outbox(self, outbox) -> None:
-        partition_of, pending = self.partition_of, self._pending_sends
-        for topic, by_key in outbox.by_topic.items():
+    def _messages(self, by_topic: dict) -> list[tuple[str, bytes, bytes, int]]:
+        """One message per (topic, key): (topic, key, records as one value, the key's partition)."""
+        messages = []
+        for topic, by_key in by_topic.items():
             for key, records in by_key.items():
                 raw_key = key.encode()
-                pending.append((topic, raw_key, wire.encode_rows(records), partition_of(raw_key)))
+                messages.append((topic, raw_key, wire.encode_rows(records), self.partition_of(raw_key)))
+        return messages
+
+    async def send_outbox(self, outbox) -> None:
+        self._pending_sends.extend(self._messages(outbox.by_topic))
         writes = await self._drain_sends()
         if outbox.owed:
-            messages = [(topic, raw_key, wire.encode_rows(records), partition_of(raw_key))
-                        for topic, by_key in outbox.owed.items() for key, records in by_key.items()
-                        for raw_key in (key.encode(),)]
-            self.relay.after(writes, messages, outbox.owed_upto)
+            self.relay.after(writes, self._messages(outbox.owed), outbox.owed_upto)
 
     async def broadcast_mark(self, topic: str, run: str, origin: str) -> None:
         for partition in range(self.partitions):
