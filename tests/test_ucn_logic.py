@@ -846,3 +846,47 @@ def test_a_worker_outage_is_no_silence_of_the_input_channels():
     assert ucn.user_features(recovered)["dns_requests"] == 4
     # counted from the channels' own last word, the outage makes them idle and the event late
     assert ucn.user_late_events(_two_device_user_after_a_long_outage(active_since_s=0.0)) == 1
+
+
+def _user_across_a_redelivered_end_mark(run_end) -> Harness:
+    """User 1 with devices 10 and 11. An earlier run (the readiness probe's) has completed; a new worker
+    then reads that run's end mark once more, between device 10's events and device 11's earlier ones
+    (partitions caught up at different speeds after a crash). `run_end(state)` plays that mark."""
+    h = Harness()
+    personal_setup(h, user=1, dev=10)
+    h.device("devices", [row("devices", id=11, platform="ios", shared=False)])
+    h.device("user_devices", [row("user_devices", user_id=1, device_id=11)])
+    h.flush()
+    h.device("dnsreqs", [dns(1, 10, T("2015-11-02 10:00:00")), dns(2, 10, T("2015-11-02 10:05:00")),
+                         dns(3, 10, T("2015-11-02 10:09:00"))])
+    h.flush()
+    run_end(h.users["1"])
+    h.device("dnsreqs", [dns(4, 11, T("2015-11-02 10:02:00")), dns(5, 11, T("2015-11-02 10:07:00"))])
+    h.flush()
+    h.sessions["1"].extend(ucn.close_at_run_end(h.users["1"]) or [])  # this run's own end
+    return h
+
+
+def test_an_end_mark_redelivered_after_its_run_completed_closes_no_window():
+    """The cause of lost gaps after a crash: a redelivered end mark of a completed run took the path of
+    a first completion and closed the user's open sessions, so the rest of their events were late."""
+    h = _user_across_a_redelivered_end_mark(lambda state: ucn.close_at_run_end(state, again=True))
+    assert ucn.user_late_events(h.users["1"]) == 0
+    features = h.features(1)
+    assert features["sessions_count"] == 1 and h.sessions["1"][0]["events"] == 5
+    assert sum(features["inter_event_hist"]) == 4
+    # closing on the redelivered mark (the old path) loses device 11's events to lateness
+    old = _user_across_a_redelivered_end_mark(ucn.close_user_windows)
+    assert ucn.user_late_events(old.users["1"]) == 2
+    assert sum(old.features(1)["inter_event_hist"]) == 2
+
+
+def test_a_first_completion_closes_pending_sessions_and_a_quiet_user_is_left_alone():
+    h = Harness()
+    personal_setup(h)
+    assert ucn.close_at_run_end(h.users["1"]) is None  # nothing pending: no write, no snapshot
+    h.device("dnsreqs", [dns(i, 10, T("2015-11-02 10:00:00") + i * 60 * 10**6) for i in range(1, 4)])
+    h.flush()
+    closed = ucn.close_at_run_end(h.users["1"])
+    assert [s["events"] for s in closed] == [3]
+    assert ucn.close_at_run_end(h.users["1"]) is None

@@ -48,7 +48,8 @@ Stage 2: one user
 -----------------
 ``new_user()``, ``apply_user_rows(state, rows)``,
 ``apply_user_records(state, records) -> [session records]``,
-``close_user_windows(state) -> [session records]``, ``user_features(state)``,
+``close_user_windows(state) -> [session records]``, ``close_at_run_end(state, again)``,
+``user_features(state)``,
 ``user_events(state)``, ``user_watermark(state)``, ``user_late_events(state)``.
 
 * Order-free features (counts, sums, min/max, local-hour bins, bytes per
@@ -551,6 +552,21 @@ def close_user_windows(state: dict) -> list[dict]:
     closed = _finalise(state, window.close_all())
     state["win"] = window.to_state()
     return closed
+
+
+def close_at_run_end(state: dict, again: bool = False) -> list[dict] | None:
+    """What an end-of-run mark does to one user: the kept sessions it closes, or None when it changes
+    nothing.
+
+    A run's first completion makes every pending session final. A mark that comes back after its run
+    completed (a worker died before its input offsets were committed) closes nothing: the sessions of
+    that run were closed, and written, before the run's completion was; whatever is pending now came
+    after the run (live rows, or the next run's), and closing it would make the rest of those
+    sessions' events late for good.
+    """
+    if again or not (state["win"] and state["win"]["sessions"]):
+        return None
+    return close_user_windows(state)
 
 
 def advance_user_watermark(state: dict, ts_us: int) -> list[dict]:

@@ -97,12 +97,9 @@ class UserStage(Stage):
         store = self.runtime.store("ucn_user")
         delivered_upto = self.runtime.relay.delivered_upto
         for user, state in store.items_in_partition(partition):
-            if again and owed.owes(state):  # sessions closed at the first completion and maybe lost
-                self._publish(partition, user, state, [], outbox, delivered_upto)
-                store.put(partition, user, state)
-            elif state.get("win") and state["win"].get("sessions") or owed.owes(state):
-                closed = ucn.close_user_windows(state)
-                self._publish(partition, user, state, closed, outbox, delivered_upto)
+            closed = ucn.close_at_run_end(state, again)
+            if closed is not None or owed.owes(state):  # owed: sessions sent before and maybe lost
+                self._publish(partition, user, state, closed or [], outbox, delivered_upto)
                 store.put(partition, user, state)
 
     def _publish(self, partition: int, user: str, state: dict, closed: list[dict], outbox: Outbox,
