@@ -1,11 +1,11 @@
 FROM python:3.11.10-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml requirements.lock README.md ./
 COPY contract contract
 COPY replay replay
 COPY stream stream
 COPY verify verify
 COPY fsp fsp
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir -c requirements.lock .
 ENV PYTHONUNBUFFERED=1
 CMD ["fsp", "worker"]
