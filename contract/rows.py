@@ -48,22 +48,27 @@ def _blank(value) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def to_int(value, column: str):
-    """Integer cell: None stays None; '12', '12.0', '1e3' and 12.0 are 12."""
+    """Integer cell within 64 bits: None stays None; '12', '12.0', '1e3' and 12.0 are 12."""
     if _blank(value):
         return None
     if isinstance(value, bool):
-        raise BadRow(f"wrong type in {column}: {value!r}")
+        raise BadRow(f"wrong type in {column}: {_shown(value)}")
     if isinstance(value, int):
-        return value
+        return _int64(value, column)
     if isinstance(value, float):
         if math.isfinite(value) and value.is_integer():
-            return int(value)
-        raise BadRow(f"wrong type in {column}: {value!r}")
-    text = str(value).strip()
+            return _int64(int(value), column)
+        raise BadRow(f"wrong type in {column}: {_shown(value)}")
+    if not isinstance(value, str):
+        raise BadRow(f"wrong type in {column}: {type(value).__name__} where an integer is expected")
+    text = value.strip()
     if _INT.match(text):
         try:
-            return int(text)
+            return _int64(int(text), column)
         except ValueError:  # more digits than int() converts
             raise _not_an_integer(column, value, text) from None
     try:
@@ -71,15 +76,27 @@ def to_int(value, column: str):
     except ValueError:
         raise _not_an_integer(column, value, text) from None
     if math.isfinite(number) and number.is_integer():
-        return int(number)
+        return _int64(int(number), column)
     raise _not_an_integer(column, value, text)
+
+
+def _int64(number: int, column: str) -> int:
+    if INT64_MIN <= number <= INT64_MAX:
+        return number
+    raise BadRow(f"integer beyond 64 bits in {column}")
+
+
+def _shown(value) -> str:
+    """A value as a reason shows it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _not_an_integer(column: str, value, text: str) -> BadRow:
     """Why a cell is no integer; its size is looked at only once it failed, to keep valid cells fast."""
     if len(text) > MAX_VALUE_CHARS:
         return _oversized(column, text)
-    return BadRow(f"wrong type in {column}: {value!r}")
+    return BadRow(f"wrong type in {column}: {_shown(value)}")
 
 
 def to_bool(value, column: str):
@@ -89,14 +106,16 @@ def to_bool(value, column: str):
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    text = str(value).strip().lower()
+    if not isinstance(value, str):
+        raise BadRow(f"wrong type in {column}: {type(value).__name__} where a boolean is expected")
+    text = value.strip().lower()
     if text in _TRUE:
         return True
     if text in _FALSE:
         return False
     if len(text) > MAX_VALUE_CHARS:
         raise _oversized(column, text)
-    raise BadRow(f"wrong type in {column}: {value!r}")
+    raise BadRow(f"wrong type in {column}: {_shown(value)}")
 
 
 def _is_storj_id_column(name: str) -> bool:
@@ -111,8 +130,11 @@ def _lowered_columns(spec: TableSpec, columns) -> frozenset:
 
 # What normalise does to each column, decided once per (table, column names in order): the rows of
 # one table nearly always come with the same columns, and deciding per cell cost a third of the time.
-_DROP, _INT_CELL, _BOOL_CELL, _ID_CELL, _TEXT_CELL = range(5)
+# Declared columns (contract.tables) must have their type; other columns are carried along only when
+# they are JSON scalars (an object or array there is dropped: nothing reads it).
+_DROP, _INT_CELL, _BOOL_CELL, _ID_CELL, _TEXT_CELL, _SCALAR_CELL, _EXTRA_CELL, _EXTRA_ID_CELL = range(8)
 _PLANS: dict = {}
+_SCALARS = (str, int, float, bool)
 
 # Parsed event times by their text: rows share timestamps (hourly usage intervals, bursts of events).
 _TIMES: dict = {}
@@ -129,11 +151,17 @@ def _plan(spec: TableSpec, columns: tuple) -> tuple:
             plan.append(_INT_CELL)
         elif column in spec.bool_cols:
             plan.append(_BOOL_CELL)
-        elif column in lowered:
-            plan.append(_ID_CELL)
+        elif column in spec.text_cols or column == spec.key or column == spec.time:
+            plan.append(_ID_CELL if column in lowered else _TEXT_CELL)
+        elif column in spec.scalar_cols:
+            plan.append(_SCALAR_CELL)
         else:
-            plan.append(_TEXT_CELL)
+            plan.append(_EXTRA_ID_CELL if column in lowered else _EXTRA_CELL)
     return tuple(plan)
+
+
+def _wrong_type(column: str, value, expected: str) -> BadRow:
+    return BadRow(f"wrong type in {column}: {type(value).__name__} where {expected} is expected")
 
 
 def _event_time(value) -> tuple[int, str]:
@@ -160,23 +188,34 @@ def normalise(spec: TableSpec, raw: dict) -> Row:
     for (column, value), action in zip(raw.items(), plan):
         if value is None:
             values[column] = None
-        elif action == _TEXT_CELL:
-            if type(value) is str:
-                if not value:  # other text: only an empty cell is missing (" " is text)
-                    value = None
-                elif len(value) > MAX_VALUE_CHARS:
-                    raise _oversized(column, value)
-            values[column] = value
-        elif action == _ID_CELL:  # ids and hashes: blank after stripping is missing
-            if type(value) is str:
-                if len(value) > MAX_VALUE_CHARS:
-                    raise _oversized(column, value)
-                value = value.strip().lower() or None
-            values[column] = value
+        elif type(value) is str:
+            if action == _INT_CELL:
+                values[column] = to_int(value, column)
+            elif action == _BOOL_CELL:
+                values[column] = to_bool(value, column)
+            elif action == _DROP:
+                continue
+            elif len(value) > MAX_VALUE_CHARS:
+                raise _oversized(column, value)
+            elif action == _ID_CELL or action == _EXTRA_ID_CELL:  # ids and hashes: blank after stripping is missing
+                values[column] = value.strip().lower() or None
+            else:  # other text: only an empty cell is missing (" " is text)
+                values[column] = value or None
         elif action == _INT_CELL:
-            values[column] = value if type(value) is int else to_int(value, column)
+            values[column] = value if type(value) is int and INT64_MIN <= value <= INT64_MAX else to_int(value, column)
         elif action == _BOOL_CELL:
             values[column] = value if type(value) is bool else to_bool(value, column)
+        elif action == _TEXT_CELL or action == _ID_CELL:
+            raise _wrong_type(column, value, "text")
+        elif action == _DROP:
+            continue
+        elif isinstance(value, _SCALARS):
+            if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+                raise BadRow(f"integer beyond 64 bits in {column}")
+            values[column] = value
+        elif action == _SCALAR_CELL:
+            raise _wrong_type(column, value, "a scalar")
+        # else: an extra column holding an object or an array is not carried along
     key = values.get(spec.key)
     if key is None or (type(key) is str and not key):
         raise BadRow(f"missing key {spec.key}")

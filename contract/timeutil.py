@@ -11,6 +11,10 @@ from datetime import date, datetime, timedelta, timezone
 EPOCH = datetime(1970, 1, 1)
 ONE_US = timedelta(microseconds=1)
 US_PER_S = 1_000_000
+# Event times the stream accepts: a day away from both ends of the calendar, so that local time in
+# any zone (and a session gap or a week slot beside it) is still a date Python can represent.
+MIN_TS_US = (datetime(1, 1, 2) - EPOCH) // ONE_US
+MAX_TS_US = (datetime(9999, 12, 31) - EPOCH) // ONE_US
 
 _ISO_SHAPE = re.compile(  # a zone only after a time: "2021-01-01+01:00" is not a time
     r"^\d{4}-\d{2}-\d{2}"
@@ -41,8 +45,14 @@ def parse_ts(value) -> int:
     else:
         raise BadTime(f"unparsable time {value!r}")
     if dt.tzinfo is not None:
-        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
-    return (dt - EPOCH) // ONE_US
+        try:
+            dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # "0001-01-01T00:00:00+01:00" is before year 1 in UTC
+            raise BadTime(f"time out of range {value!r}") from None
+    ts = (dt - EPOCH) // ONE_US
+    if not MIN_TS_US <= ts < MAX_TS_US:
+        raise BadTime(f"time out of range {value!r}")
+    return ts
 
 
 def _is_canonical(text: str, dt: datetime) -> bool:
@@ -59,7 +69,9 @@ def parse_ts_canonical(value) -> tuple[int, str]:
         except ValueError:
             dt = None
         if dt is not None and _is_canonical(value, dt):
-            return (dt - EPOCH) // ONE_US, value
+            ts = (dt - EPOCH) // ONE_US
+            if MIN_TS_US <= ts < MAX_TS_US:
+                return ts, value
     ts = parse_ts(value)
     return ts, format_ts(ts)
 

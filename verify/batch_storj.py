@@ -40,6 +40,9 @@ FREE_BANDWIDTH_LIMIT = 50_000_000_000
 AMOUNT_UNIT = 1_000_000
 NEVER_CONTACTED_YEARS = (1970, 2070)
 EPOCH = datetime(1970, 1, 1)
+# Event times outside [0001-01-02, 9999-12-31) UTC are bad rows (a day off either end of the calendar).
+ACCEPTED_FROM_US = (datetime(1, 1, 2) - EPOCH) // timedelta(microseconds=1)
+ACCEPTED_UNTIL_US = (datetime(9999, 12, 31) - EPOCH) // timedelta(microseconds=1)
 ORDER = "_order"  # (file order, row order) of a row within its table
 
 
@@ -206,7 +209,8 @@ def parse_times(values: pd.Series) -> pd.Series:
     parsed[codes >= 0] = valid[codes[codes >= 0]]
     result = np.zeros(len(codes), dtype=np.int64)
     result[parsed] = micros[codes[parsed]]
-    return pd.Series(pd.arrays.IntegerArray(result, ~parsed), index=values.index)
+    parsed &= (result >= ACCEPTED_FROM_US) & (result < ACCEPTED_UNTIL_US)
+    return pd.Series(pd.arrays.IntegerArray(np.where(parsed, result, 0), ~parsed), index=values.index)
 
 
 def _parse_distinct_times(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:

@@ -55,6 +55,10 @@ HOURS, WEEK_SLOTS, BINS = 24, 84, len(HIST_EDGES_US)
 PARIS, LONDON = "Europe/Paris", "Europe/London"
 DNS, HTTP = 0, 1  # table rank in the event order: "dnsreqs" < "httpreqs"
 EPOCH = datetime(1970, 1, 1)
+# Event times outside [0001-01-02, 9999-12-31) UTC are bad rows (readings: a day off either end of the
+# calendar, so that every local time is a date).
+ACCEPTED_FROM_US = (datetime(1, 1, 2) - EPOCH) // timedelta(microseconds=1)
+ACCEPTED_UNTIL_US = (datetime(9999, 12, 31) - EPOCH) // timedelta(microseconds=1)
 _MIN_MICROS = (datetime.min - EPOCH) // timedelta(microseconds=1)
 _MAX_MICROS = (datetime.max - EPOCH) // timedelta(microseconds=1)
 TRUE_WORDS = frozenset({"true", "t", "1", "yes"})
@@ -416,10 +420,12 @@ def parse_times(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if pd.api.types.is_datetime64_dtype(values.dtype):
         valid = values.notna().to_numpy(bool)
         micros = values.to_numpy("datetime64[us]").astype(np.int64)
-        return np.where(valid, micros, 0), valid
-    codes, texts = _text_cells(values)
-    micros, valid = _parse_time_texts(texts)
-    return _take(micros, codes, 0), _take(valid, codes, False)
+    else:
+        codes, texts = _text_cells(values)
+        micros, valid = _parse_time_texts(texts)
+        micros, valid = _take(micros, codes, 0), _take(valid, codes, False)
+    valid = valid & (micros >= ACCEPTED_FROM_US) & (micros < ACCEPTED_UNTIL_US)
+    return np.where(valid, micros, 0), valid
 
 
 def _parse_time_texts(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
