@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 from typing import Awaitable, Callable
 
@@ -20,6 +21,21 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[object, list], Awaitable[None]]
+
+CANNOT_GO_ON_EXIT = 70  # the worker stopped itself: a supervisor restarts it, and it resumes from its commits
+FAULT_ENV = "FSP_FAULT_LOOP_FAILS_AT"  # fault injection for tests: the loop fails at the N-th batch of keyed records
+
+
+def stop_for_good(why: str, exc: BaseException | None = None) -> None:
+    """Exit with CANNOT_GO_ON_EXIT and one line saying why, never linger as a worker that consumes nothing.
+
+    Nothing is lost: inputs are committed only after their outputs are out (at-least-once), so a
+    restarted worker takes up where the last commit left off.
+    """
+    if exc is not None:
+        log.debug("cause", exc_info=exc)
+    print(f"error: worker stopping: {why}", file=sys.stderr, flush=True)
+    os._exit(CANNOT_GO_ON_EXIT)
 
 
 def true_end_offsets(bootstrap: str, reported: dict) -> dict:
@@ -128,6 +144,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
+        fail_at = int(os.environ.get(FAULT_ENV) or 0)
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 records, active = await self._wait_next_records(1.0)
@@ -146,6 +163,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     if not batch:
                         continue
                     if tp.topic in batch_topics:
+                        if fail_at and batch[0].key is not None:  # counts batches of keyed records (not marks)
+                            fail_at -= 1
+                            if not fail_at:
+                                raise RuntimeError(f"fault injected by {FAULT_ENV}")
                         await handler(tp, batch)
                         self._ack_offsets(tp, [r.offset for r in batch])
                     else:  # changelog recovery and anything else Faust routes itself
@@ -166,9 +187,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
-        except Exception:
-            log.exception("batch handler failed")
-            raise
+        except Exception as exc:  # not a record's fault (those are dead letters): the worker cannot go on
+            stop_for_good(f"the consumer loop failed ({type(exc).__name__}: {exc})", exc)
 
 
 def install(app, handler: BatchHandler, topics, bootstrap: str, before_commit=None, after_fetch=None) -> None:

@@ -8,7 +8,7 @@ class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         self.events = Counter("fsp_events", "Source rows received", ["dataset", "table"], registry=self.registry)
-        self.dead_letters = Counter("fsp_dead_letters", "Records sent to the dead-letter topic", ["dataset"],
+        self.dead_letters = Counter("fsp_dead_letters", "Records sent to the dead-letter topic", ["dataset", "cause"],
                                     registry=self.registry)
         self.rerouted = Counter("fsp_rerouted_rows", "Rows re-published under their normalised key",
                                 registry=self.registry)

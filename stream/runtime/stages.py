@@ -4,12 +4,21 @@ A stage owns some topics and one or more state stores. For every fetched
 batch of one topic-partition the runner decodes the messages, normalises
 source rows (`contract.rows.normalise`), sends bad ones to the dataset's
 dead-letter topic with the reason and origin, groups the good ones by key and
-calls the stage once per key. Marks split the batch: what came before a mark
-is applied before the mark is counted.
+hands them to the stage. Marks split the batch: what came before a mark is
+applied before the mark is counted.
+
+No record can stop a partition. Applying a batch is a unit of work: if any
+exception comes out of the stage, its state writes, snapshots and records are
+taken back (`store.Journal`) and the batch is applied again key by key, then
+record by record, so that only the records that fail become dead letters,
+with the exception's type (as Kafka Streams' processing exception handler
+does). Nothing in a stage's `apply` talks to the broker or Redis, so whatever
+fails there is the input's fault (or a bug it reveals), never an outage.
 """
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 from collections import defaultdict
 
@@ -49,6 +58,18 @@ class Outbox:
     def extend(self, topic: str, pairs) -> None:
         for key, record in pairs:
             self.by_topic[topic][key].append(record)
+
+    def merge(self, other: Outbox) -> None:
+        """Take what a finished unit of work queued."""
+        for topic, by_key in other.by_topic.items():
+            mine = self.by_topic[topic]
+            for key, records in by_key.items():
+                mine[key].extend(records)
+        for topic, by_key in other.owed.items():
+            mine = self.owed[topic]
+            for key, records in by_key.items():
+                mine[key].extend(records)
+        self.owed_upto = max(self.owed_upto, other.owed_upto)
 
 
 class Stage:
@@ -122,6 +143,7 @@ class StageRunner:
         if not segment:
             return
         groups: dict[str, list] = defaultdict(list)
+        origins: dict[str, list] = defaultdict(list)  # per key: (Kafka record, raw row) of each item
         if stage.is_source(tp.topic):
             spec = tables.table_of_topic(tp.topic)
             for record, rows in segment:
@@ -130,18 +152,54 @@ class StageRunner:
                     try:
                         row = normalise(spec, raw)
                     except BadRow as exc:
-                        self.runtime.dead_letter(stage.dataset, str(exc), tp, record, raw)
+                        self.runtime.dead_letter(stage.dataset, str(exc), tp, record, raw, cause="bad_row")
                         continue
                     if row.key != message_key:
                         # keyed differently or not at all (e.g. an upper-case id): re-route to the owning partition
                         self.runtime.reroute(tp.topic, row.key, raw)
                         continue
                     groups[row.key].append(row)
+                    origins[row.key].append((record, raw))
             self.runtime.metrics.events_in(stage.dataset, spec.name, sum(len(g) for g in groups.values()))
         else:
             for record, items in segment:
-                groups[record.key.decode()].extend(items)
-        await stage.apply(tp.partition, tp.topic, groups, outbox)
+                key = record.key.decode("utf-8", "replace") if record.key is not None else ""
+                groups[key].extend(items)
+                origins[key].extend((record, item) for item in items)
+        if not await self._try_apply(stage, tp.partition, tp.topic, groups, outbox):
+            await self._apply_one_by_one(stage, tp, groups, origins, outbox)
+
+    async def _try_apply(self, stage: Stage, partition: int, topic: str, groups: dict, outbox: Outbox,
+                         failures: list | None = None) -> bool:
+        """Apply `groups` as one unit of work: all of it, or (after an exception) nothing of it."""
+        runtime = self.runtime
+        savepoint = runtime.begin()
+        work = Outbox()
+        try:
+            await stage.apply(partition, topic, groups, work)
+        except Exception as exc:  # the input's fault: see the module doc
+            runtime.rollback(savepoint)
+            if failures is not None:
+                failures.append(exc)
+            return False
+        runtime.commit()
+        outbox.merge(work)
+        return True
+
+    async def _apply_one_by_one(self, stage: Stage, tp, groups: dict, origins: dict, outbox: Outbox) -> None:
+        """A batch failed: apply it key by key, and a failing key record by record; what fails alone is
+        a dead letter."""
+        for key, items in groups.items():
+            if await self._try_apply(stage, tp.partition, tp.topic, {key: items}, outbox):
+                continue
+            for item, (record, raw) in zip(items, origins[key]):
+                failures: list = []
+                if not await self._try_apply(stage, tp.partition, tp.topic, {key: [item]}, outbox, failures):
+                    exc = failures[0]
+                    log.warning("stage %s: a record of %s[%d]@%d failed (%s: %s); dead-lettered", stage.name,
+                                tp.topic, tp.partition, record.offset, type(exc).__name__, str(exc)[:200])
+                    self.runtime.dead_letter(stage.dataset, f"{stage.name} stage failed: {str(exc)[:500]}", tp,
+                                             record, raw, cause="apply_error", error_type=type(exc).__name__)
 
     async def _on_mark(self, stage: Stage, partition: int, mark: dict, outbox: Outbox) -> None:
         run = str(mark.get("run"))
@@ -169,13 +227,37 @@ class StageRunner:
         log.info("stage %s partition %d finished run %s", stage.name, partition, run)
 
 
-def dead_letter_value(reason: str, tp, record, row=None) -> bytes:
-    """A dead letter: the reason, where it came from and the original bytes."""
+MAX_ORIGINAL_BYTES = 256 * 1024  # of the original message kept in a dead letter
+MAX_ROW_BYTES = 64 * 1024  # of the row kept beside it
+
+
+def dead_letter_value(reason: str, tp, record, row=None, **extra) -> bytes:
+    """A dead letter: the reason, where it came from and the original message.
+
+    It always fits the broker's limit (Apache Kafka's default is 1 MB): the original is kept up to
+    MAX_ORIGINAL_BYTES (as text when it is UTF-8, else base64), with its size and SHA-256 so that a
+    truncated one can still be told apart; the row only when it encodes within MAX_ROW_BYTES.
+    """
     original = record.value or b""
-    return orjson.dumps({
-        "reason": reason,
+    kept = original[:MAX_ORIGINAL_BYTES]
+    try:
+        text, b64 = kept.decode("utf-8"), None
+    except UnicodeDecodeError:
+        text, b64 = None, base64.b64encode(kept).decode()
+    try:
+        row_json = orjson.dumps(row, default=str) if row is not None else None
+    except (TypeError, orjson.JSONEncodeError):
+        row_json = None
+    letter = {
+        "reason": reason[:2000],
+        **extra,
         "origin": {"topic": tp.topic, "partition": tp.partition, "offset": record.offset},
-        "row": row,
-        "original": original.decode("utf-8", "replace"),
-        "original_b64": base64.b64encode(original).decode(),
-    }, default=str)
+        "row": orjson.Fragment(row_json) if row_json is not None and len(row_json) <= MAX_ROW_BYTES else None,
+        "original": text,
+        "original_bytes": len(original),
+        "original_sha256": hashlib.sha256(original).hexdigest(),
+        "truncated": len(kept) < len(original),
+    }
+    if b64 is not None:
+        letter["original_b64"] = b64
+    return orjson.dumps(letter)

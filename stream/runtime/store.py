@@ -1,8 +1,17 @@
 """Keyed state in a changelog-backed Faust table, one write per key per batch.
 
-Values live in the table as plain dicts; the changelog record is the dict as
-JSON (orjson), sent to the partition the key came from, so that recovery puts
-it back on the worker that owns that partition.
+The table holds each key's state as the bytes last written (orjson), which are
+also its changelog record, sent to the partition the key came from so that
+recovery puts it back on the worker that owns that partition. Decoded states
+are kept beside them (`_live`) for speed, each with the bytes it was decoded
+from: a value the table got otherwise (changelog recovery after a rebalance)
+is decoded again.
+
+Writes can be undone: while a `Journal` is open, every key read or written is
+noted, and `Journal.rollback` puts back the bytes of before and drops the
+decoded states, which the failed work may have changed in place. That is what
+lets the stage runner take back a batch that failed half-way and apply its
+records one by one (stream.runtime.stages).
 
 The record goes through `send` (the runtime's producer queue), not Faust's
 `send_changelog`: that one parks it in Faust's producer buffer, which the
@@ -15,28 +24,84 @@ from __future__ import annotations
 import orjson
 
 PARTITION_FIELD = "_p"
+# The largest state record written: under the broker's limit on a request (1 MiB in Apache Kafka's and
+# aiokafka's defaults), key and headers included. A write past it fails inside the unit of work, so
+# the record that would grow the state that far is a dead letter and the partition goes on.
+MAX_STATE_BYTES = 1_000_000
+
+
+class StateTooLarge(ValueError):
+    """A key's state would pass MAX_STATE_BYTES."""
+
+
+class Journal:
+    """What the open unit of work read and wrote, across every store of a worker."""
+
+    def __init__(self):
+        self.open = False
+        self._read: list = []  # (store, raw key)
+        self._written: list = []  # (store, raw key, bytes before or None)
+
+    def begin(self) -> None:
+        self.open = True
+        self._read.clear()
+        self._written.clear()
+
+    def commit(self) -> None:
+        self.open = False
+        self._read.clear()
+        self._written.clear()
+
+    def rollback(self) -> None:
+        for store, raw, before in reversed(self._written):
+            store._restore(raw, before)
+        for store, raw in self._read:
+            store._live.pop(raw, None)
+        self.commit()
 
 
 class StateStore:
-    def __init__(self, table, send):
+    def __init__(self, table, send, journal: Journal | None = None):
         self.table = table
         self.topic = table.changelog_topic.get_topic_name()
         self._send = send  # send(topic, key, value, partition)
+        self._journal = journal or Journal()
+        self._live: dict[bytes, tuple[bytes, dict]] = {}  # raw key -> (bytes in the table, decoded state)
 
     def get(self, key: str):
-        data = self.table.data
         raw = key.encode()
-        value = data.get(raw)
-        if isinstance(value, (bytes, bytearray)):  # recovered from the changelog
-            value = orjson.loads(value)
-            data[raw] = value
-        return value
+        value = self.table.data.get(raw)
+        if value is None:
+            return None
+        if self._journal.open:
+            self._journal._read.append((self, raw))
+        live = self._live.get(raw)
+        if live is not None and live[0] is value:
+            return live[1]
+        state = orjson.loads(value)
+        self._live[raw] = (value, state)
+        return state
 
     def put(self, partition: int, key: str, state: dict) -> None:
         state[PARTITION_FIELD] = partition
         raw = key.encode()
-        self.table.data[raw] = state
-        self._send(self.topic, key, orjson.dumps(state), partition)
+        value = orjson.dumps(state)
+        if len(value) > MAX_STATE_BYTES:
+            raise StateTooLarge(f"the state of {self.topic} key {key[:100]!r} would be {len(value):,} bytes, "
+                                f"over the {MAX_STATE_BYTES:,}-byte limit of a record")
+        data = self.table.data
+        if self._journal.open:
+            self._journal._written.append((self, raw, data.get(raw)))
+            self._journal._read.append((self, raw))
+        data[raw] = value
+        self._live[raw] = (value, state)
+        self._send(self.topic, key, value, partition)
+
+    def _restore(self, raw: bytes, before: bytes | None) -> None:
+        if before is None:
+            self.table.data.pop(raw, None)
+        else:
+            self.table.data[raw] = before
 
     def items_in_partition(self, partition: int):
         for raw in list(self.table.data.keys()):

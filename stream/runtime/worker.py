@@ -23,7 +23,7 @@ from stream.runtime.partitioning import KeyPartitioner
 from stream.runtime.relay import Relay
 from stream.runtime.sink import SnapshotSink
 from stream.runtime.stages import StageRunner, dead_letter_value
-from stream.runtime.store import StateStore
+from stream.runtime.store import Journal, StateStore
 
 log = logging.getLogger("fsp.worker")
 
@@ -66,11 +66,12 @@ class Runtime:
         self._pending_sends: list = []
         self.partition_of = KeyPartitioner(partitions)  # internal topics have `partitions` partitions
         self.relay = Relay()
+        self.journal = Journal()  # state writes of the unit of work in progress (see stages.StageRunner)
 
     def add_table(self, name: str) -> None:
         self.tables[name] = self.app.Table(name, partitions=self.partitions, key_type=bytes,
                                            value_type=bytes)
-        self._stores[name] = StateStore(self.tables[name], self._send)
+        self._stores[name] = StateStore(self.tables[name], self._send, self.journal)
 
     def store(self, name: str) -> StateStore:
         return self._stores[name]
@@ -105,13 +106,29 @@ class Runtime:
             self._send(topic, None, wire.encode_mark(run, origin), partition)
         await self._drain_sends()
 
+    def begin(self) -> tuple[int, int]:
+        """Open a unit of work: state writes, queued sends and snapshots from here on can be taken back."""
+        self.journal.begin()
+        return len(self._pending_sends), self.sink.savepoint()
+
+    def rollback(self, savepoint: tuple[int, int]) -> None:
+        self.journal.rollback()
+        del self._pending_sends[savepoint[0]:]
+        self.sink.rollback(savepoint[1])
+
+    def commit(self) -> None:
+        self.journal.commit()
+
     def reroute(self, topic: str, key: str, row: dict) -> None:
         self.metrics.rerouted.inc()
         self._send(topic, key, orjson.dumps(row))
 
-    def dead_letter(self, dataset: str, reason: str, tp, record, row=None) -> None:
-        self.metrics.dead_letters.labels(dataset).inc()
-        self._send(dlq_topic(dataset), None, dead_letter_value(reason, tp, record, row))
+    def dead_letter(self, dataset: str, reason: str, tp, record, row=None, cause: str = "bad_message",
+                    **extra) -> None:
+        """`cause`: bad_message (not a message of the format), bad_row (fails the contract) or
+        apply_error (a stage failed on it)."""
+        self.metrics.dead_letters.labels(dataset, cause).inc()
+        self._send(dlq_topic(dataset), None, dead_letter_value(reason, tp, record, row, cause=cause, **extra))
         self.sink.count(dataset, "dead_letters")
 
     def owe(self, state: dict, messages: list, outbox) -> None:
@@ -190,6 +207,18 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
     @app.task
     async def relay_owed_records() -> None:
         await runtime.relay.run(app.producer)
+
+    crashed_checks: dict[str, int] = {}
+
+    @app.timer(2.0)
+    async def exit_when_consumption_stopped() -> None:
+        """Faust can log its fetcher or consumer as crashed and carry on consuming nothing: stop instead,
+        so that a supervisor restarts the worker. A fetcher restarted by a rebalance is crashed for a
+        moment: only one still crashed at three checks in a row counts."""
+        for name, service in (("fetcher", app._fetcher), ("consumer", app.consumer), ("producer", app.producer)):
+            crashed_checks[name] = crashed_checks.get(name, 0) + 1 if service.crashed and not app.rebalancing else 0
+            if crashed_checks[name] >= 3:
+                consumer.stop_for_good(f"Faust's {name} crashed ({service.crash_reason!r})")
 
     @app.timer(1.0)
     async def retry_redis_writes() -> None:

@@ -1,0 +1,209 @@
+"""No input stops the pipeline: every record is applied or dead-lettered with a reason (no broker here).
+
+The corpus below holds the messages that used to kill the worker on every restart; the fuzz test
+sends arbitrary bytes and JSON shapes through decode -> normalise -> apply -> the next stages.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contract import tables
+from stream.runtime import store as store_module
+from tests.record_path import RecordPath
+
+INT64_MAX = 2**63 - 1
+GOOD_DNS = {"id": 1, "devid": 7, "ts": "2015-11-02T10:00:00", "query": "a.com", "user_req": True}
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def _feed(path: RecordPath, topic: str, values: list, key: bytes = b"7") -> None:
+    messages = [(key, v if isinstance(v, bytes) else json.dumps(v).encode()) for v in values]
+    run(path.feed(topic, messages))
+
+
+def _ucn_user_with_device() -> RecordPath:
+    path = RecordPath()
+    _feed(path, "ucn.users", [{"id": 1, "username": "u1", "country": "uk"}], key=b"1")
+    _feed(path, "ucn.devices", [{"id": 7, "platform": "ios", "shared": False}])
+    _feed(path, "ucn.user_devices", [{"user_id": 1, "device_id": 7}])
+    return path
+
+
+def _reasons(path: RecordPath, dataset: str) -> list[str]:
+    return [letter["reason"] for letter in path.dead_letters(dataset)]
+
+
+# The messages that killed the worker (each next to a good row: the good one must still count).
+POISON = {
+    "time before year 1 in UTC": {**GOOD_DNS, "id": 2, "ts": "0001-01-01T00:00:00+01:00"},
+    "time past year 9999 in UTC": {**GOOD_DNS, "id": 2, "ts": "9999-12-31T23:30-01:00"},
+    "naive time on the calendar's first day": {**GOOD_DNS, "id": 2, "ts": "0001-01-01T00:00:00"},
+    "an integer read from 1e300": {**GOOD_DNS, "id": 1e300},
+    "a 30-digit integer": {**GOOD_DNS, "id": "1" * 30},
+    "an integer past 64 bits": {**GOOD_DNS, "id": 2**64 - 1},
+    "an id that is an object": {**GOOD_DNS, "id": {"x": 1}},
+    "a device id that is an object": {**GOOD_DNS, "devid": {"x": 7}},
+    "a query that is an object": {**GOOD_DNS, "id": 2, "query": {"a": 1}},
+    "a query that is a list": {**GOOD_DNS, "id": 2, "query": ["a.com"]},
+    "a time that is a number": {**GOOD_DNS, "id": 2, "ts": 1446458400},
+    "a boolean that is an object": {**GOOD_DNS, "id": 2, "user_req": {"t": 1}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(POISON))
+def test_a_poison_row_is_a_dead_letter_and_the_good_row_beside_it_counts(case):
+    path = _ucn_user_with_device()
+    _feed(path, "ucn.dnsreqs", [[GOOD_DNS, POISON[case]]])
+    letters = path.dead_letters("ucn")
+    assert len(letters) == 1 and letters[0]["reason"], letters
+    assert letters[0]["origin"]["topic"] == "ucn.dnsreqs"
+    state = path.runtime.store("ucn_device").get("7")
+    assert state["events"] == 3  # devices row, link, the good dns row
+
+
+def test_deeply_nested_and_oversized_values_are_dead_letters():
+    path = _ucn_user_with_device()
+    deep = b'{"id": 3, "devid": 7, "ts": "2015-11-02T10:00:00", "extra": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    big = json.dumps({**GOOD_DNS, "id": 4, "query": "x" * 700_000}).encode()
+    _feed(path, "ucn.dnsreqs", [deep, big, GOOD_DNS])
+    assert len(path.dead_letters("ucn")) == 2
+    assert path.runtime.store("ucn_device").get("7")["events"] == 3
+
+
+def test_a_wrong_type_in_a_text_column_cannot_win_the_users_row():
+    """`"country": ["fr"]` was accepted as the earliest users row and binned hours in London time."""
+    path = RecordPath()
+    _feed(path, "ucn.users", [{"id": 1, "username": "u1", "country": ["fr"]},
+                              {"id": 1, "username": "u1", "country": "fr"}], key=b"1")
+    assert _reasons(path, "ucn") == ["wrong type in country: list where text is expected"]
+    assert path.runtime.store("ucn_user").get("1")["user"]["country"] == "fr"
+
+
+def test_a_wallet_given_as_an_object_is_a_dead_letter_at_the_source():
+    """It used to pass the nodes stage and kill the operator stage one hop later."""
+    path = RecordPath()
+    node = {"id": "n1", "email_hash": "e1", "wallet": {"a": 1}, "created_at": "2021-01-01T00:00:00"}
+    _feed(path, "storj.nodes", [node, {**node, "wallet": "0xabc"}], key=b"n1")
+    assert _reasons(path, "storj") == ["wrong type in wallet: dict where text is expected"]
+    assert path.runtime.store("storj_operator").get("e1")["nodes"]["n1"]["wallet"] == "0xabc"
+
+
+def test_a_sum_past_64_bits_dead_letters_the_row_that_would_pass_it():
+    """Each byte count is within 64 bits; their sum is checked where it is encoded (state and snapshot):
+    the row that would carry it past 2**64 - 1 is a dead letter, and the sum stays exact."""
+    path = _ucn_user_with_device()
+    rows = [{"id": i, "devid": 7, "ts": f"2015-11-02T10:00:0{i}", "bytes_in": INT64_MAX} for i in range(1, 4)]
+    _feed(path, "ucn.devicetraffic", [rows])
+    letters = path.dead_letters("ucn")
+    assert len(letters) == 1 and letters[0]["error_type"] == "TypeError", letters
+    assert "64-bit" in letters[0]["reason"] and letters[0]["cause"] == "apply_error"
+    assert path.runtime.store("ucn_user").get("1")["tr"][1] == 2 * INT64_MAX
+
+
+def test_a_row_that_would_grow_a_state_past_the_record_limit_is_a_dead_letter(monkeypatch):
+    monkeypatch.setattr(store_module, "MAX_STATE_BYTES", 2_000)
+    path = RecordPath()
+    rows = [{"project_id": "p1", "interval_start": f"2021-01-{d:02d}T{h:02d}:00:00", "action": 1, "settled": 5}
+            for d in range(1, 11) for h in range(24)]
+    _feed(path, "storj.bbr", [rows], key=b"p1")
+    letters = path.dead_letters("storj")
+    assert letters and all("over the 2,000-byte limit" in letter["reason"] for letter in letters)
+    state = path.runtime.store("storj_project").get("p1")
+    assert state["events"] + len(letters) == 240
+
+
+def test_a_dead_letter_always_fits_the_broker_limit():
+    path = RecordPath()
+    huge = b'{"project_id": "p", "interval_start": "never", "pad": "' + b"x" * 950_000 + b'"}'
+    junk = b"\xff" * 990_000
+    _feed(path, "storj.bbr", [huge, junk], key=b"p")
+    letters = path.dead_letters("storj")
+    assert len(letters) == 2
+    assert max(path.dead_letter_sizes()) < 1_000_000
+    assert all(letter["truncated"] and len(letter["original_sha256"]) == 64 for letter in letters)
+    by_size = {letter["original_bytes"]: letter for letter in letters}
+    assert sorted(by_size) == [len(huge), len(junk)]
+    assert by_size[len(junk)]["original"] is None and by_size[len(junk)]["original_b64"]
+
+
+# --------------------------------------------------------------------------- fuzz
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+                     st.floats(allow_nan=False), st.text(max_size=12),
+                     st.sampled_from(["2015-11-02T10:00:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59",
+                                      "2021-04-01", "1", "true", "", " ", "NaN", "1e300", "-0"]))
+_JSON = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                       st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+                     max_leaves=8)
+SOURCE_TOPICS = [topic for dataset in tables.DATASETS for topic in tables.topics(dataset)]
+INTERNAL_TOPICS = storj_internal = ["storj.internal.user", "storj.internal.operator", "ucn.internal.user"]
+
+
+@st.composite
+def _row(draw, topic):
+    spec = tables.table_of_topic(topic)
+    columns = sorted(spec.int_cols | spec.bool_cols | spec.text_cols | spec.scalar_cols | {spec.key}
+                     | ({spec.time} if spec.time else set()))
+    row = {column: draw(_JSON) for column in draw(st.lists(st.sampled_from(columns), unique=True))}
+    row.update(draw(st.dictionaries(st.text(max_size=6), _JSON, max_size=2)))
+    return row
+
+
+@st.composite
+def _message(draw):
+    topic = draw(st.sampled_from(SOURCE_TOPICS + INTERNAL_TOPICS))
+    kind = draw(st.sampled_from(["bytes", "json", "row", "rows"]))
+    if kind == "bytes":
+        value = draw(st.binary(max_size=40))
+    elif kind == "json":
+        value = json.dumps(draw(_JSON)).encode()
+    elif ".internal." in topic:
+        value = json.dumps(draw(st.dictionaries(st.sampled_from(["k", "seq", "id", "user", "device", "ev", "up",
+                                                                 "owner", "email", "email_hash", "src"]),
+                                                _JSON, max_size=6))).encode()
+    elif kind == "row":
+        value = json.dumps(draw(_row(topic))).encode()
+    else:
+        value = json.dumps(draw(st.lists(_row(topic), max_size=3))).encode()
+    key = draw(st.one_of(st.none(), st.binary(max_size=6), st.sampled_from([b"1", b"7", b"p1", b"n1"])))
+    return topic, key, value
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_message(), min_size=1, max_size=6))
+def test_fuzz_no_message_escapes_every_row_counts_or_is_a_dead_letter(messages):
+    path = _ucn_user_with_device()
+    for topic, key, value in messages:
+        dataset = topic.split(".", 1)[0]
+        letters_before = len(path.dead_letters(dataset))
+        events_before, rerouted_before = path.events(dataset), path.rerouted()
+        run(path.feed(topic, [(key, value)]))  # must not raise
+        letters = path.dead_letters(dataset)[letters_before:]
+        assert all(letter["reason"] and letter["origin"] for letter in letters)
+        if ".internal." in topic:
+            continue  # stage records: applied, skipped as stale, or a dead letter
+        try:
+            decoded = orjson.loads(value)  # as the worker reads it
+        except orjson.JSONDecodeError:
+            decoded = None
+        if isinstance(decoded, dict) and "__mark__" in decoded:
+            continue
+        rows = decoded if isinstance(decoded, list) else [decoded] if isinstance(decoded, dict) else None
+        from_source = [letter for letter in letters if letter["origin"]["topic"] == topic]
+        if rows is None:
+            assert len(from_source) == 1  # not JSON, or not rows: one dead letter for the message
+            continue
+        counted = path.events(dataset) - events_before
+        rerouted = path.rerouted() - rerouted_before
+        bad_rows = sum(1 for letter in from_source if letter["cause"] == "bad_row")
+        assert counted + rerouted + bad_rows == len(rows)
+    assert max(path.dead_letter_sizes(), default=0) < 1_000_000
