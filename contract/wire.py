@@ -10,6 +10,9 @@ from __future__ import annotations
 import orjson
 
 MARK_FIELD = "__mark__"
+# The largest message value the stream writes: under the broker's limit on a request (1 MiB in Apache
+# Kafka's and aiokafka's defaults), key and headers included.
+MAX_VALUE_BYTES = 1_000_000
 
 
 class BadMessage(ValueError):
@@ -18,6 +21,17 @@ class BadMessage(ValueError):
 
 def encode_rows(rows: list[dict]) -> bytes:
     return orjson.dumps(rows if len(rows) != 1 else rows[0])
+
+
+def encode_rows_within(rows: list[dict], limit: int | None = None) -> list[bytes]:
+    """The rows as one message value, or as several in order when one would pass `limit` (a key that
+    gets many records in one batch). A single row is never split."""
+    limit = MAX_VALUE_BYTES if limit is None else limit
+    value = encode_rows(rows)
+    if len(value) <= limit or len(rows) == 1:
+        return [value]
+    half = len(rows) // 2
+    return encode_rows_within(rows[:half], limit) + encode_rows_within(rows[half:], limit)
 
 
 def encode_mark(run: str, origin: str, **extra) -> bytes:

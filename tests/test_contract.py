@@ -152,3 +152,17 @@ def test_normalise_is_a_pure_function_whatever_its_caches_hold(rows, rnd):
     finally:
         rows_module._TIMES_MAX = saved
     assert [warm[i] for i in range(len(rows))] == cold
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from("abc"), st.text(max_size=40), max_size=3), min_size=1, max_size=40),
+       st.integers(min_value=20, max_value=400))
+def test_records_of_one_key_are_split_into_messages_within_the_limit_in_order(rows, limit):
+    values = wire.encode_rows_within(rows, limit)
+    decoded = []
+    for value in values:
+        kind, items = wire.decode(value)
+        assert kind == "rows"
+        assert len(value) <= limit or len(items) == 1  # only a single record may stand alone over it
+        decoded.extend(items)
+    assert decoded == rows

@@ -207,3 +207,25 @@ def test_fuzz_no_message_escapes_every_row_counts_or_is_a_dead_letter(messages):
         bad_rows = sum(1 for letter in from_source if letter["cause"] == "bad_row")
         assert counted + rerouted + bad_rows == len(rows)
     assert max(path.dead_letter_sizes(), default=0) < 1_000_000
+
+
+def test_many_records_for_one_key_in_a_batch_go_out_as_messages_within_the_limit(monkeypatch):
+    """30 devices of one user speak in one batch: their contributions for that user were one message,
+    which grows with the devices and could pass the broker's limit."""
+    from contract import wire
+
+    monkeypatch.setattr(wire, "MAX_VALUE_BYTES", 2_000)
+    path = RecordPath()
+    _feed(path, "ucn.users", [{"id": 1, "username": "u1", "country": "uk"}], key=b"1")
+    devices = range(100, 130)
+    run(path.feed("ucn.devices", [(str(d).encode(), json.dumps({"id": d, "shared": False}).encode())
+                                  for d in devices]))
+    run(path.feed("ucn.user_devices", [(str(d).encode(), json.dumps({"user_id": 1, "device_id": d}).encode())
+                                       for d in devices]))
+    run(path.feed("ucn.dnsreqs", [(str(d).encode(), json.dumps(
+        [{"id": d * 10 + i, "devid": d, "ts": f"2015-11-02T10:00:0{i}", "query": "q" * 40} for i in range(5)]
+    ).encode()) for d in devices]))
+    to_user = [value for topic, _, value, _ in path.app.producer.sent if topic == "ucn.internal.user"]
+    assert len(to_user) > 3 and max(len(value) for value in to_user) <= 2_000
+    assert path.runtime.store("ucn_user").get("1")["dns"] == 150
+    assert path.dead_letters("ucn") == []

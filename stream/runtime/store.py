@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import orjson
 
+from contract.wire import MAX_VALUE_BYTES
+
 PARTITION_FIELD = "_p"
-# The largest state record written: under the broker's limit on a request (1 MiB in Apache Kafka's and
-# aiokafka's defaults), key and headers included. A write past it fails inside the unit of work, so
-# the record that would grow the state that far is a dead letter and the partition goes on.
-MAX_STATE_BYTES = 1_000_000
+# The largest state record written (the broker's limit). A write past it fails inside the unit of work,
+# so the record that would grow the state that far is a dead letter and the partition goes on.
+MAX_STATE_BYTES = MAX_VALUE_BYTES
 
 
 class StateTooLarge(ValueError):

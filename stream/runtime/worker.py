@@ -87,12 +87,15 @@ class Runtime:
                 for topic, key, value, partition in sends]
 
     def _messages(self, by_topic: dict) -> list[tuple[str, bytes, bytes, int]]:
-        """One message per (topic, key): (topic, key, records as one value, the key's partition)."""
+        """One message per (topic, key), or a few in order when it would pass the broker's limit:
+        (topic, key, records as one value, the key's partition)."""
         messages = []
         for topic, by_key in by_topic.items():
             for key, records in by_key.items():
                 raw_key = key.encode()
-                messages.append((topic, raw_key, wire.encode_rows(records), self.partition_of(raw_key)))
+                partition = self.partition_of(raw_key)
+                for value in wire.encode_rows_within(records):
+                    messages.append((topic, raw_key, value, partition))
         return messages
 
     async def send_outbox(self, outbox) -> None:
