@@ -17,3 +17,9 @@ def entities_key(prefix: str, dataset: str, entity: str) -> str:
 def status_key(prefix: str, dataset: str) -> str:
     """Hash of run progress: which stage partitions saw a run's end mark, and when."""
     return f"{prefix}status:{dataset}"
+
+
+def writers_key(prefix: str) -> str:
+    """Hash of the snapshot writers (worker incarnations) that have written to this Redis: a writer
+    missing from it finds that Redis lost its data (restarted empty, or flushed)."""
+    return f"{prefix}writers"

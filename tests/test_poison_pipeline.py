@@ -63,3 +63,29 @@ def test_a_worker_that_cannot_go_on_exits_with_one_line_and_a_restart_loses_noth
     assert "summary" in result
     mismatches, _ = pipeline.verify("storj", folder)
     assert [str(m) for m in mismatches] == []
+
+
+def test_a_redis_flushed_after_a_full_replay_gets_every_snapshot_back_from_state(pipeline_factory, tmp_path):
+    """No event comes after the flush: the snapshots can only come back from the worker's state."""
+    import time
+
+    import redis as redis_client
+
+    from fsp.stack import start_redis
+
+    server = start_redis()
+    try:
+        pipeline = pipeline_factory("storj", redis=server.address)
+        folder = str(tmp_path / "dump")
+        generate_storj(folder, seed=43, scale=0.05)
+        pipeline.wait_ready()
+        pipeline.replay("storj", folder)
+        assert pipeline.verify("storj", folder)[0] == []
+        redis_client.Redis.from_url(server.address).flushall()
+        deadline = time.monotonic() + 60
+        while (mismatches := pipeline.verify("storj", folder)[0]) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert [str(m) for m in mismatches] == []
+        assert "snapshots rewritten" in pipeline.worker_log()
+    finally:
+        server.stop()

@@ -146,3 +146,21 @@ def test_an_error_reply_keeps_the_writes_queued_and_the_connection_usable(sink, 
     assert client.smembers(f"{sink.prefix}entities:storj:user") == {b"u1"}
     assert client.hget(f"{sink.prefix}feat:storj:user:u1", "uploads") == b"1"
     client.close()
+
+
+def test_a_writer_finds_out_that_redis_lost_what_it_wrote(sink, redis_url):
+    from contract import keys
+
+    async def go():
+        sink.snapshot("storj", "user", "u1", 1, {"uploads": 1})
+        await sink.flush()
+        await sink.check()
+        assert not sink.lost_data  # its mark is there
+        redis.Redis.from_url(redis_url).delete(keys.writers_key(sink.prefix))  # as FLUSHALL or an empty restart
+        await sink.flush()  # nothing queued: no round trip, nothing learnt
+        assert not sink.lost_data
+        await sink.check()
+        assert sink.lost_data
+        await sink.close()
+
+    asyncio.run(go())

@@ -16,6 +16,8 @@ class Metrics:
         self.batches = Counter("fsp_batches", "Record batches handled", ["stage"], registry=self.registry)
         self.batch_records = Counter("fsp_batch_records", "Kafka records in handled batches", ["stage"],
                                      registry=self.registry)
+        self.snapshots_rewritten = Counter("fsp_snapshots_rewritten", "Snapshots written again after Redis lost its data",
+                                           registry=self.registry)
         self.redis_errors = Counter("fsp_redis_errors", "Failed Redis pipeline writes", registry=self.registry)
 
     def events_in(self, dataset: str, table: str, count: int) -> None:

@@ -14,6 +14,7 @@ a handful of replies rather than one per entity.
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime, timezone
 
 import orjson
@@ -105,6 +106,10 @@ class SnapshotSink:
         self._write = self.redis.register_script(_WRITE)  # sha and source; sent by `commands`
         self._sessions = self.redis.register_script(_SESSIONS)
         self._pending: list = []  # (kind, keys, args) in the order queued
+        self.writer = uuid.uuid4().hex[:12]
+        self._marker = ("HSETNX", keys.writers_key(prefix), self.writer, 1)  # sent first in every flush
+        self._marked = False  # this writer's mark was seen in Redis once
+        self.lost_data = False  # set when the mark went missing: Redis restarted empty or was flushed
 
     def snapshot(self, dataset: str, entity: str, entity_id, version: int, features: dict | None,
                  events: int = 0, watermark: str | None = None, **meta) -> None:
@@ -179,20 +184,30 @@ class SnapshotSink:
             return
         pending, self._pending = self._pending, []
         try:
-            await self._execute(self.commands(pending))
+            self._note_mark(await self._execute([self._marker, *self.commands(pending)]))
         except Exception:
             self._pending = pending + self._pending
             raise
 
-    async def _execute(self, commands: list[tuple]) -> None:
+    async def check(self) -> None:
+        """Does Redis still hold what this writer wrote? (sets `lost_data`; flushes check it too)"""
+        self._note_mark(await self._execute([self._marker]))
+
+    def _note_mark(self, newly_set) -> None:
+        if newly_set and self._marked:
+            self.lost_data = True
+        self._marked = True
+
+    async def _execute(self, commands: list[tuple]):
+        """Send `commands` in one write; return the first one's reply."""
         pool = self.redis.connection_pool
         connection = await pool.get_connection()
-        errors = []
+        errors, replies = [], []
         try:
             await connection.send_packed_command(b"".join(pack_command(c) for c in commands), check_health=False)
             for _ in commands:  # every reply, errors included, so that the connection stays in step
                 try:
-                    await connection.read_response()
+                    replies.append(await connection.read_response())
                 except ResponseError as exc:
                     errors.append(exc)
         except BaseException:
@@ -202,6 +217,7 @@ class SnapshotSink:
             await pool.release(connection)
         if errors:
             raise errors[0]
+        return replies[0] if replies else None
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -86,6 +86,10 @@ class Stage:
         return ".internal." not in topic
 
     marks_table: str  # the store that also keeps this stage's end-of-run marks
+    snapshot_store: str | None = None  # the store whose keys have snapshots in Redis, if any
+
+    def rewrite_snapshot(self, key: str, state: dict) -> None:
+        """Queue the key's snapshot as its state has it, version unchanged (Redis lost its data)."""
 
     def __init__(self, runtime):
         self.runtime = runtime

@@ -105,10 +105,13 @@ class StateStore:
             self.table.data[raw] = before
 
     def items_in_partition(self, partition: int):
+        return self.items_in_partitions({partition})
+
+    def items_in_partitions(self, partitions: set[int]):
         for raw in list(self.table.data.keys()):
             key = raw.decode() if isinstance(raw, (bytes, bytearray)) else str(raw)
             if key.startswith("__"):  # bookkeeping (end-of-run marks), not an entity
                 continue
             state = self.get(key)
-            if state is not None and state.get(PARTITION_FIELD) == partition:
+            if state is not None and state.get(PARTITION_FIELD) in partitions:
                 yield key, state

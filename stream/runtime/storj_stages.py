@@ -94,7 +94,6 @@ class OperatorStage(Stage):
 
     async def apply(self, partition, topic, groups, outbox) -> None:
         store = self.runtime.store("storj_operator")
-        sink = self.runtime.sink
         for email, records in groups.items():
             state = store.get(email) or storj.new_operator()
             storj.apply_operator_records(state, email, records)
@@ -102,14 +101,23 @@ class OperatorStage(Stage):
             features = storj.operator_features(state)
             state["ver"] = next_version(state["ver"])
             if features is not None or had_snapshot:
-                watermark = max((n.get("ts") or 0 for n in state["nodes"].values()), default=None)
-                sink.snapshot("storj", "operator", email, state["ver"], features,
-                              storj.operator_events(state), format_ts(watermark) if watermark else None)
+                self._snapshot(email, state, features)
             state["snap"] = features is not None
             summary = storj.operator_summary(state, email)
             for user in state["users"]:
                 outbox.add(USER_TOPIC, user, summary)
             store.put(partition, email, state)
+
+    snapshot_store = "storj_operator"
+
+    def rewrite_snapshot(self, email: str, state: dict) -> None:
+        if state.get("snap"):
+            self._snapshot(email, state, storj.operator_features(state))
+
+    def _snapshot(self, email: str, state: dict, features: dict | None) -> None:
+        watermark = max((n.get("ts") or 0 for n in state["nodes"].values()), default=None)
+        self.runtime.sink.snapshot("storj", "operator", email, state["ver"], features, storj.operator_events(state),
+                                   format_ts(watermark) if watermark else None)
 
 
 class UserStage(Stage):
@@ -122,15 +130,19 @@ class UserStage(Stage):
 
     async def apply(self, partition, topic, groups, outbox) -> None:
         store = self.runtime.store("storj_user")
-        sink = self.runtime.sink
         for user, records in groups.items():
             state = store.get(user) or storj.new_user()
             storj.apply_user_records(state, records)
             state["ver"] = next_version(state["ver"])
-            times = [t for p in state["projects"].values() for t in (p["last"], p["st_ts"]) if t is not None]
-            sink.snapshot("storj", "user", user, state["ver"], storj.user_features(state),
-                          storj.user_events(state), format_ts(max(times)) if times else None)
+            self.rewrite_snapshot(user, state)
             store.put(partition, user, state)
+
+    snapshot_store = "storj_user"
+
+    def rewrite_snapshot(self, user: str, state: dict) -> None:
+        times = [t for p in state["projects"].values() for t in (p["last"], p["st_ts"]) if t is not None]
+        self.runtime.sink.snapshot("storj", "user", user, state["ver"], storj.user_features(state),
+                                   storj.user_events(state), format_ts(max(times)) if times else None)
 
 
 STAGES = [ProjectStage, NodeStage, AccountStage, OperatorStage, UserStage]

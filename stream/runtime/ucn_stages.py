@@ -116,10 +116,17 @@ class UserStage(Stage):
         messages = again + [[SESSIONS_TOPIC, user, record] for record in closed]
         self.runtime.owe(state, messages, outbox)
         state["ver"] = next_version(state.get("ver", 0))
+        self.rewrite_snapshot(user, state)
+
+    snapshot_store = "ucn_user"
+
+    def rewrite_snapshot(self, user: str, state: dict) -> None:
+        if state.get("user") is None:
+            return  # a snapshot exists for every users row
         watermark = ucn.user_watermark(state)
-        sink.snapshot("ucn", "user", user, state["ver"], ucn.user_features(state), ucn.user_events(state),
-                      format_ts(watermark) if watermark is not None else None,
-                      late_events=ucn.user_late_events(state))
+        self.runtime.sink.snapshot("ucn", "user", user, state["ver"], ucn.user_features(state),
+                                   ucn.user_events(state), format_ts(watermark) if watermark is not None else None,
+                                   late_events=ucn.user_late_events(state))
 
 
 STAGES = [DeviceStage, UserStage]

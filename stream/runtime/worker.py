@@ -6,6 +6,7 @@ sink writes snapshots to Redis. Run it with `fsp worker`.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -67,6 +68,9 @@ class Runtime:
         self.partition_of = KeyPartitioner(partitions)  # internal topics have `partitions` partitions
         self.relay = Relay()
         self.journal = Journal()  # state writes of the unit of work in progress (see stages.StageRunner)
+        self.stages: list = []
+        self._rewrites = 0  # times Redis was found to have lost its data since the last rewrite began
+        self._rewrite_task: asyncio.Future | None = None
 
     def add_table(self, name: str) -> None:
         self.tables[name] = self.app.Table(name, partitions=self.partitions, key_type=bytes,
@@ -153,14 +157,43 @@ class Runtime:
         if self.sink.pending >= SINK_FLUSH_EVERY:
             await self.flush_sink()
 
-    async def flush_sink(self) -> None:
+    async def flush_sink(self, check: bool = False) -> None:
+        """Write queued snapshots (with `check`, ask Redis whether it lost our data even when none are)."""
         try:
-            await self.sink.flush()
+            await (self.sink.check() if check and not self.sink.pending else self.sink.flush())
             self.metrics.redis_up.set(1)
         except Exception as exc:  # Redis away: keep the snapshots queued, say so, go on
             self.metrics.redis_up.set(0)
             self.metrics.redis_errors.inc()
             log.warning("Redis write failed (%s); %d snapshot writes kept for retry", exc, self.sink.pending)
+            return
+        if self.sink.lost_data:
+            self.sink.lost_data = False
+            self._rewrites += 1
+            if self._rewrite_task is None or self._rewrite_task.done():
+                self._rewrite_task = asyncio.ensure_future(self._rewrite_snapshots())
+
+    async def _rewrite_snapshots(self) -> None:
+        """Redis restarted empty or was flushed: write every snapshot this worker owns again from its
+        state, version unchanged, a few hundred at a time while consumption goes on. Session lists are
+        not in the state and stay as they are."""
+        while self._rewrites:
+            self._rewrites = 0
+            log.warning("Redis lost its data: rewriting the snapshots of this worker's partitions")
+            assigned = self.app.consumer.assignment()
+            written = 0
+            for stage in self.stages:
+                if stage.snapshot_store is None:
+                    continue
+                owned = {tp.partition for tp in assigned if tp.topic in stage.topics}
+                for key, state in self.store(stage.snapshot_store).items_in_partitions(owned):
+                    stage.rewrite_snapshot(key, state)
+                    written += 1
+                    if self.sink.pending >= SINK_FLUSH_EVERY:
+                        await self.flush_sink()
+            await self.flush_sink()
+            self.metrics.snapshots_rewritten.inc(written)
+            log.warning("Redis lost its data: %d snapshots rewritten", written)
 
 
 def quiet_logs(level: str = "WARNING") -> None:
@@ -200,6 +233,7 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
         for name in module.TABLES:
             runtime.add_table(name)
         stages += [stage_cls(runtime) for stage_cls in module.STAGES]
+    runtime.stages = stages
     runner = StageRunner(runtime, stages)
     for stage in stages:
         for topic in stage.topics:
@@ -225,9 +259,9 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
 
     @app.timer(1.0)
     async def retry_redis_writes() -> None:
-        """Snapshots queued while Redis was away are written once it is back, even with no new events."""
-        if runtime.sink.pending:
-            await runtime.flush_sink()
+        """Snapshots queued while Redis was away are written once it is back, even with no new events;
+        a Redis that lost its data gets every snapshot back (Runtime.flush_sink)."""
+        await runtime.flush_sink(check=True)
 
     return app, runtime
 
