@@ -166,3 +166,11 @@ def test_records_of_one_key_are_split_into_messages_within_the_limit_in_order(ro
         assert len(value) <= limit or len(items) == 1  # only a single record may stand alone over it
         decoded.extend(items)
     assert decoded == rows
+
+
+def test_unknown_topics_are_the_dataset_looking_ones_no_stage_reads():
+    from stream.runtime.unknown_topics import unknown_topics
+
+    names = ["storj.bbr", "storj.unknown_table", "ucn.dnsreqs", "ucn.typo", "other.bbr", "usage-features-x-changelog"]
+    assert unknown_topics(names, ["storj"], ["storj.bbr"]) == ["storj.unknown_table"]
+    assert unknown_topics(names, ["storj", "ucn"], ["storj.bbr", "ucn.dnsreqs"]) == ["storj.unknown_table", "ucn.typo"]

@@ -89,3 +89,28 @@ def test_a_redis_flushed_after_a_full_replay_gets_every_snapshot_back_from_state
         assert "snapshots rewritten" in pipeline.worker_log()
     finally:
         server.stop()
+
+
+def test_messages_to_a_topic_the_dataset_does_not_have_are_counted_and_said(pipeline_factory, monkeypatch):
+    import time
+
+    import orjson
+
+    from stream.runtime.unknown_topics import CHECK_EVERY_ENV
+
+    monkeypatch.setenv(CHECK_EVERY_ENV, "1")
+    pipeline = pipeline_factory()
+    pipeline.wait_ready()
+    producer = KafkaProducer(bootstrap_servers=pipeline.broker)
+    for i in range(3):
+        producer.send("storj.unknown_table", key=b"k", value=b'{"id": %d}' % i)
+    producer.flush()
+    producer.close()
+    deadline, counted = time.monotonic() + 60, None
+    while time.monotonic() < deadline:
+        counted = pipeline.redis().hget(f"{pipeline.prefix}status:storj", "unknown_topics")
+        if counted is not None and orjson.loads(counted) == {"storj.unknown_table": 3}:
+            break
+        time.sleep(0.5)
+    assert counted is not None and orjson.loads(counted) == {"storj.unknown_table": 3}
+    assert "3 messages in topic storj.unknown_table, which no stage reads" in pipeline.worker_log()

@@ -18,6 +18,9 @@ class Metrics:
                                      registry=self.registry)
         self.snapshots_rewritten = Counter("fsp_snapshots_rewritten", "Snapshots written again after Redis lost its data",
                                            registry=self.registry)
+        self.unknown_topic_messages = Gauge("fsp_unknown_topic_messages",
+                                            "Messages in {dataset}.* topics that no stage reads", ["topic"],
+                                            registry=self.registry)
         self.redis_errors = Counter("fsp_redis_errors", "Failed Redis pipeline writes", registry=self.registry)
 
     def events_in(self, dataset: str, table: str, count: int) -> None:

@@ -18,7 +18,7 @@ from contract import tables, wire
 from fsp.gc_tuning import tune_gc
 from fsp.topics import ensure_topics
 from stream.logic import owed
-from stream.runtime import consumer, storj_stages, ucn_stages
+from stream.runtime import consumer, storj_stages, ucn_stages, unknown_topics
 from stream.runtime.metrics import Metrics
 from stream.runtime.partitioning import KeyPartitioner
 from stream.runtime.relay import Relay
@@ -244,6 +244,29 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
     @app.task
     async def relay_owed_records() -> None:
         await runtime.relay.run(app.producer)
+
+    unknown_seen: dict[str, int] = {}
+
+    @app.timer(unknown_topics.check_every_s())
+    async def count_unknown_topics() -> None:
+        """Messages to `{dataset}.*` topics no stage reads are counted and said, not ignored silently."""
+        try:
+            names = await asyncio.to_thread(unknown_topics.list_topics, kafka_broker)
+            found = unknown_topics.unknown_topics(names, datasets, all_topics(datasets))
+            counts = await asyncio.to_thread(unknown_topics.count_messages, kafka_broker, found)
+        except Exception as exc:  # the broker away: the consumer says so too; try again next time
+            log.warning("could not count messages in unknown topics (%s)", exc)
+            return
+        for topic, count in counts.items():
+            runtime.metrics.unknown_topic_messages.labels(topic).set(count)
+            if unknown_seen.get(topic) != count:
+                unknown_seen[topic] = count
+                log.warning("%d messages in topic %s, which no stage reads (not a table of %s)", count, topic,
+                            topic.split(".", 1)[0])
+        for dataset in datasets:
+            mine = {t: c for t, c in counts.items() if t.startswith(f"{dataset}.")}
+            if mine:
+                runtime.sink.status(dataset, "unknown_topics", mine)
 
     crashed_checks: dict[str, int] = {}
 
