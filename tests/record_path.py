@@ -71,6 +71,8 @@ class RecordPath:
                 self.runtime.add_table(name)
             stages += [stage(self.runtime) for stage in module.STAGES]
         self.runner = StageRunner(self.runtime, stages)
+        relay = self.runtime.relay
+        relay.delivered = relay.drain = self._relay_owed  # no relay task here: owed records go out at once
         self._offsets: dict = defaultdict(int)
         self._relayed = 0
 

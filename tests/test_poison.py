@@ -229,3 +229,34 @@ def test_many_records_for_one_key_in_a_batch_go_out_as_messages_within_the_limit
     assert len(to_user) > 3 and max(len(value) for value in to_user) <= 2_000
     assert path.runtime.store("ucn_user").get("1")["dns"] == 150
     assert path.dead_letters("ucn") == []
+
+
+def test_a_key_that_fails_at_the_end_of_a_run_is_a_dead_letter_and_the_run_ends_for_the_others(monkeypatch):
+    from contract import wire
+    from stream.logic import ucn
+
+    path = RecordPath()
+    for user, device in ((1, 7), (2, 8)):
+        _feed(path, "ucn.users", [{"id": user, "username": f"u{user}", "country": "uk"}], key=str(user).encode())
+        _feed(path, "ucn.devices", [{"id": device, "platform": "ios", "shared": False}], key=str(device).encode())
+        _feed(path, "ucn.user_devices", [{"user_id": user, "device_id": device}], key=str(device).encode())
+        _feed(path, "ucn.dnsreqs", [[{"id": device * 10 + i, "devid": device, "ts": f"2015-11-02T10:0{i}:00"}
+                                     for i in range(3)]], key=str(device).encode())
+    real_close = ucn.close_at_run_end
+
+    def close_failing_for_user_2(state, again=False):
+        if state["id"] == 2:
+            raise ValueError("closing failed")
+        return real_close(state, again)
+
+    monkeypatch.setattr(ucn, "close_at_run_end", close_failing_for_user_2)
+    for topic in ["ucn.users"] + [t for t in tables.topics("ucn") if t != "ucn.users"]:
+        for partition in range(path.runtime.partitions):
+            run(path.feed(topic, [(None, wire.encode_mark("r1", f"replay:{topic}:{partition}"))], partition))
+    users = path.runtime.store("ucn_user")
+    assert users.get("1")["sess_n"] == 1 and users.get("1")["win"]["sessions"] == []
+    assert users.get("2")["sess_n"] == 0 and len(users.get("2")["win"]["sessions"]) == 1  # taken back whole
+    letters = path.dead_letters("ucn")
+    assert len(letters) == 1 and "failed to end run r1 for key 2" in letters[0]["reason"]
+    finished = {args[0] for kind, _, args in path.runtime.sink._pending if kind == "HSET"}  # run status fields
+    assert {f"r1:user:{p}" for p in range(path.runtime.partitions)} <= finished

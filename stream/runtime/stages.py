@@ -100,8 +100,14 @@ class Stage:
     async def apply(self, partition: int, topic: str, groups: dict[str, list], outbox: Outbox) -> None:
         raise NotImplementedError
 
-    async def on_run_complete(self, partition: int, run: str, outbox: Outbox, again: bool = False) -> None:
-        """Close what the end of a run closes (windows), before the mark moves on.
+    run_end_store: str | None = None  # the store whose keys the end of a run visits, if any
+
+    async def before_run_end(self, partition: int) -> None:
+        """Runs once before the keys are visited at the end of a run."""
+
+    def end_run_for(self, partition: int, key: str, state: dict, outbox: Outbox, again: bool = False) -> None:
+        """Close what the end of a run closes (windows) for one key of `run_end_store`, before the mark
+        moves on.
 
         `again`: the run's end mark came back after the run completed (a crash before the input was
         committed); what the first completion sent may be lost and must be sent again, but windows
@@ -132,7 +138,7 @@ class StageRunner:
             if kind == "mark":
                 await self._apply_segment(stage, tp, segment, outbox)
                 segment = []
-                await self._on_mark(stage, tp.partition, payload, outbox)
+                await self._on_mark(stage, tp, record, payload, outbox)
             elif kind == "bad":
                 self.runtime.dead_letter(stage.dataset, payload, tp, record)
             else:
@@ -190,6 +196,30 @@ class StageRunner:
         outbox.merge(work)
         return True
 
+    async def _end_run(self, stage: Stage, tp, mark_record, run: str, outbox: Outbox, again: bool) -> None:
+        """Visit every key of the stage's partition, each key a unit of work: a key that fails is taken
+        back and reported as a dead letter (with the mark as its origin); the others and the run go on."""
+        if stage.run_end_store is None:
+            return
+        await stage.before_run_end(tp.partition)
+        runtime = self.runtime
+        store = runtime.store(stage.run_end_store)
+        for key, _ in store.items_in_partition(tp.partition):
+            savepoint = runtime.begin()
+            work = Outbox()
+            try:
+                stage.end_run_for(tp.partition, key, store.get(key), work, again)  # read again: journaled
+            except Exception as exc:
+                runtime.rollback(savepoint)
+                log.warning("stage %s: ending run %s failed for key %s (%s: %s)", stage.name, run, key,
+                            type(exc).__name__, str(exc)[:200])
+                runtime.dead_letter(stage.dataset, f"{stage.name} stage failed to end run {run} for key {key}: "
+                                    f"{str(exc)[:500]}", tp, mark_record, cause="apply_error",
+                                    error_type=type(exc).__name__)
+                continue
+            runtime.commit()
+            outbox.merge(work)
+
     async def _apply_one_by_one(self, stage: Stage, tp, groups: dict, origins: dict, outbox: Outbox) -> None:
         """A batch failed: apply it key by key, and a failing key record by record; what fails alone is
         a dead letter."""
@@ -205,7 +235,8 @@ class StageRunner:
                     self.runtime.dead_letter(stage.dataset, f"{stage.name} stage failed: {str(exc)[:500]}", tp,
                                              record, raw, cause="apply_error", error_type=type(exc).__name__)
 
-    async def _on_mark(self, stage: Stage, partition: int, mark: dict, outbox: Outbox) -> None:
+    async def _on_mark(self, stage: Stage, tp, record, mark: dict, outbox: Outbox) -> None:
+        partition = tp.partition
         run = str(mark.get("run"))
         store = self.runtime.store(stage.marks_table)
         key = f"{MARKS_KEY}{stage.name}:{partition}"
@@ -217,7 +248,7 @@ class StageRunner:
             return
         # Complete now, or a mark redelivered after completion: a crash may have lost what completion sent
         # (end-of-run records, the marks downstream), so that is sent again; each step is idempotent.
-        await stage.on_run_complete(partition, run, outbox, again=not completes)
+        await self._end_run(stage, tp, record, run, outbox, again=not completes)
         await self.runtime.send_outbox(outbox)
         outbox.by_topic.clear()
         outbox.owed.clear()

@@ -30,16 +30,16 @@ class ProjectStage(Stage):
             outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
             store.put(partition, key, state)
 
-    async def on_run_complete(self, partition, run, outbox, again=False) -> None:
-        store = self.runtime.store("storj_project")
-        for key, state in store.items_in_partition(partition):
-            if again and state.get("sess"):  # summaries sent at the first completion may be lost: whole ones again
-                outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
-                store.put(partition, key, state)
-            elif state.get("sess") and state["sess"].get("p"):
-                storj.close_project_windows(state)
-                outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
-                store.put(partition, key, state)
+    run_end_store = "storj_project"
+
+    def end_run_for(self, partition, key, state, outbox, again=False) -> None:
+        if again and state.get("sess"):  # summaries sent at the first completion may be lost: whole ones again
+            outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
+            self.runtime.store("storj_project").put(partition, key, state)
+        elif state.get("sess") and state["sess"].get("p"):
+            storj.close_project_windows(state)
+            outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
+            self.runtime.store("storj_project").put(partition, key, state)
 
 
 class NodeStage(Stage):

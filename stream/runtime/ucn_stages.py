@@ -44,18 +44,19 @@ class DeviceStage(Stage):
             if messages or state["events"] != before:
                 store.put(partition, key, state)
 
-    async def on_run_complete(self, partition, run, outbox, again=False) -> None:
+    run_end_store = "ucn_device"
+
+    async def before_run_end(self, partition) -> None:
+        await self.runtime.relay.delivered()
+
+    def end_run_for(self, partition, key, state, outbox, again=False) -> None:
         """Drop delivered contributions from the state: a device may not be touched again for a long time."""
+        if not owed.owes(state):
+            return
         relay = self.runtime.relay
-        await relay.delivered()
-        delivered_upto = relay.delivered_upto
-        store = self.runtime.store("ucn_device")
-        for key, state in store.items_in_partition(partition):
-            if not owed.owes(state):
-                continue
-            messages = owed.settle(state, relay.incarnation, delivered_upto)
-            self.runtime.owe(state, messages, outbox)
-            store.put(partition, key, state)
+        messages = owed.settle(state, relay.incarnation, relay.delivered_upto)
+        self.runtime.owe(state, messages, outbox)
+        self.runtime.store("ucn_device").put(partition, key, state)
 
 
 class UserStage(Stage):
@@ -93,14 +94,13 @@ class UserStage(Stage):
             self._publish(partition, user, state, closed, outbox, delivered_upto)
             store.put(partition, user, state)
 
-    async def on_run_complete(self, partition, run, outbox, again=False) -> None:
-        store = self.runtime.store("ucn_user")
-        delivered_upto = self.runtime.relay.delivered_upto
-        for user, state in store.items_in_partition(partition):
-            closed = ucn.close_at_run_end(state, again)
-            if closed is not None or owed.owes(state):  # owed: sessions sent before and maybe lost
-                self._publish(partition, user, state, closed or [], outbox, delivered_upto)
-                store.put(partition, user, state)
+    run_end_store = "ucn_user"
+
+    def end_run_for(self, partition, user, state, outbox, again=False) -> None:
+        closed = ucn.close_at_run_end(state, again)
+        if closed is not None or owed.owes(state):  # owed: sessions sent before and maybe lost
+            self._publish(partition, user, state, closed or [], outbox, self.runtime.relay.delivered_upto)
+            self.runtime.store("ucn_user").put(partition, user, state)
 
     def _publish(self, partition: int, user: str, state: dict, closed: list[dict], outbox: Outbox,
                  delivered_upto: int) -> None:
