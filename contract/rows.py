@@ -210,9 +210,7 @@ def normalise(spec: TableSpec, raw: dict) -> Row:
         elif action == _DROP:
             continue
         elif isinstance(value, _SCALARS):
-            if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
-                raise BadRow(f"integer beyond 64 bits in {column}")
-            values[column] = value
+            values[column] = _int64(value, column) if type(value) is int else value
         elif action == _SCALAR_CELL:
             raise _wrong_type(column, value, "a scalar")
         # else: an extra column holding an object or an array is not carried along

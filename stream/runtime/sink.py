@@ -144,12 +144,9 @@ class SnapshotSink:
     def pending(self) -> int:
         return len(self._pending)
 
-    def savepoint(self) -> int:
-        return len(self._pending)
-
-    def rollback(self, savepoint: int) -> None:
-        """Forget what was queued since `savepoint` (a unit of work that failed)."""
-        del self._pending[savepoint:]
+    def rollback(self, pending: int) -> None:
+        """Forget what was queued since there were `pending` writes (a unit of work that failed)."""
+        del self._pending[pending:]
 
     def commands(self, pending: list) -> list[tuple]:
         """The queued writes as commands: the scripts loaded first (a restarted Redis has none), runs of

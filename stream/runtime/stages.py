@@ -88,8 +88,8 @@ class Stage:
     marks_table: str  # the store that also keeps this stage's end-of-run marks
     snapshot_store: str | None = None  # the store whose keys have snapshots in Redis, if any
 
-    def rewrite_snapshot(self, key: str, state: dict) -> None:
-        """Queue the key's snapshot as its state has it, version unchanged (Redis lost its data)."""
+    def write_snapshot(self, key: str, state: dict) -> None:
+        """Queue the key's snapshot as its state has it (after apply, and again when Redis lost its data)."""
 
     def __init__(self, runtime):
         self.runtime = runtime
@@ -176,25 +176,37 @@ class StageRunner:
                 key = record.key.decode("utf-8", "replace") if record.key is not None else ""
                 groups[key].extend(items)
                 origins[key].extend((record, item) for item in items)
-        if not await self._try_apply(stage, tp.partition, tp.topic, groups, outbox):
+        if await self._apply(stage, tp, groups, outbox) is not None:
             await self._apply_one_by_one(stage, tp, groups, origins, outbox)
 
-    async def _try_apply(self, stage: Stage, partition: int, topic: str, groups: dict, outbox: Outbox,
-                         failures: list | None = None) -> bool:
-        """Apply `groups` as one unit of work: all of it, or (after an exception) nothing of it."""
+    async def _apply(self, stage: Stage, tp, groups: dict, outbox: Outbox) -> Exception | None:
+        async def apply(work: Outbox) -> None:
+            await stage.apply(tp.partition, tp.topic, groups, work)
+
+        return await self._unit_of_work(apply, outbox)
+
+    async def _unit_of_work(self, work_on, outbox: Outbox) -> Exception | None:
+        """Run `work_on(outbox)` all or nothing: after an exception its state writes, snapshots and
+        records are taken back and the exception is returned (the input's fault: see the module doc)."""
         runtime = self.runtime
         savepoint = runtime.begin()
         work = Outbox()
         try:
-            await stage.apply(partition, topic, groups, work)
-        except Exception as exc:  # the input's fault: see the module doc
+            await work_on(work)
+        except Exception as exc:
             runtime.rollback(savepoint)
-            if failures is not None:
-                failures.append(exc)
-            return False
+            return exc
         runtime.commit()
         outbox.merge(work)
-        return True
+        return None
+
+    def _report(self, stage: Stage, tp, record, raw, failed: str, exc: Exception) -> None:
+        """What failed alone: a dead letter with the exception's type (origin: `record`), and a log line."""
+        reason = f"{failed}: {str(exc)[:500]}"
+        log.warning("%s @%s[%d]:%d (%s); dead-lettered", reason[:300], tp.topic, tp.partition, record.offset,
+                    type(exc).__name__)
+        self.runtime.dead_letter(stage.dataset, reason, tp, record, raw, cause="apply_error",
+                                 error_type=type(exc).__name__)
 
     async def _end_run(self, stage: Stage, tp, mark_record, run: str, outbox: Outbox, again: bool) -> None:
         """Visit every key of the stage's partition, each key a unit of work: a key that fails is taken
@@ -202,38 +214,26 @@ class StageRunner:
         if stage.run_end_store is None:
             return
         await stage.before_run_end(tp.partition)
-        runtime = self.runtime
-        store = runtime.store(stage.run_end_store)
+        store = self.runtime.store(stage.run_end_store)
         for key, _ in store.items_in_partition(tp.partition):
-            savepoint = runtime.begin()
-            work = Outbox()
-            try:
+            async def end(work: Outbox, key=key) -> None:
                 stage.end_run_for(tp.partition, key, store.get(key), work, again)  # read again: journaled
-            except Exception as exc:
-                runtime.rollback(savepoint)
-                log.warning("stage %s: ending run %s failed for key %s (%s: %s)", stage.name, run, key,
-                            type(exc).__name__, str(exc)[:200])
-                runtime.dead_letter(stage.dataset, f"{stage.name} stage failed to end run {run} for key {key}: "
-                                    f"{str(exc)[:500]}", tp, mark_record, cause="apply_error",
-                                    error_type=type(exc).__name__)
-                continue
-            runtime.commit()
-            outbox.merge(work)
+
+            exc = await self._unit_of_work(end, outbox)
+            if exc is not None:
+                self._report(stage, tp, mark_record, None, f"{stage.name} stage failed to end run {run} for key {key}",
+                             exc)
 
     async def _apply_one_by_one(self, stage: Stage, tp, groups: dict, origins: dict, outbox: Outbox) -> None:
         """A batch failed: apply it key by key, and a failing key record by record; what fails alone is
         a dead letter."""
         for key, items in groups.items():
-            if await self._try_apply(stage, tp.partition, tp.topic, {key: items}, outbox):
+            if await self._apply(stage, tp, {key: items}, outbox) is None:
                 continue
             for item, (record, raw) in zip(items, origins[key]):
-                failures: list = []
-                if not await self._try_apply(stage, tp.partition, tp.topic, {key: [item]}, outbox, failures):
-                    exc = failures[0]
-                    log.warning("stage %s: a record of %s[%d]@%d failed (%s: %s); dead-lettered", stage.name,
-                                tp.topic, tp.partition, record.offset, type(exc).__name__, str(exc)[:200])
-                    self.runtime.dead_letter(stage.dataset, f"{stage.name} stage failed: {str(exc)[:500]}", tp,
-                                             record, raw, cause="apply_error", error_type=type(exc).__name__)
+                exc = await self._apply(stage, tp, {key: [item]}, outbox)
+                if exc is not None:
+                    self._report(stage, tp, record, raw, f"{stage.name} stage failed", exc)
 
     async def _on_mark(self, stage: Stage, tp, record, mark: dict, outbox: Outbox) -> None:
         partition = tp.partition

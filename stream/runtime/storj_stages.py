@@ -110,7 +110,7 @@ class OperatorStage(Stage):
 
     snapshot_store = "storj_operator"
 
-    def rewrite_snapshot(self, email: str, state: dict) -> None:
+    def write_snapshot(self, email: str, state: dict) -> None:
         if state.get("snap"):
             self._snapshot(email, state, storj.operator_features(state))
 
@@ -134,12 +134,12 @@ class UserStage(Stage):
             state = store.get(user) or storj.new_user()
             storj.apply_user_records(state, records)
             state["ver"] = next_version(state["ver"])
-            self.rewrite_snapshot(user, state)
+            self.write_snapshot(user, state)
             store.put(partition, user, state)
 
     snapshot_store = "storj_user"
 
-    def rewrite_snapshot(self, user: str, state: dict) -> None:
+    def write_snapshot(self, user: str, state: dict) -> None:
         times = [t for p in state["projects"].values() for t in (p["last"], p["st_ts"]) if t is not None]
         self.runtime.sink.snapshot("storj", "user", user, state["ver"], storj.user_features(state),
                                    storj.user_events(state), format_ts(max(times)) if times else None)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import time
 
-import orjson
-
 from contract.timeutil import format_ts
 from stream.logic import owed, ucn
 from stream.runtime.sink import next_version
@@ -116,11 +114,11 @@ class UserStage(Stage):
         messages = again + [[SESSIONS_TOPIC, user, record] for record in closed]
         self.runtime.owe(state, messages, outbox)
         state["ver"] = next_version(state.get("ver", 0))
-        self.rewrite_snapshot(user, state)
+        self.write_snapshot(user, state)
 
     snapshot_store = "ucn_user"
 
-    def rewrite_snapshot(self, user: str, state: dict) -> None:
+    def write_snapshot(self, user: str, state: dict) -> None:
         if state.get("user") is None:
             return  # a snapshot exists for every users row
         watermark = ucn.user_watermark(state)

@@ -8,7 +8,11 @@ the messages in those it does not know; the counts go to the log (once per topic
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+
+log = logging.getLogger(__name__)
 
 CHECK_EVERY_ENV = "FSP_UNKNOWN_TOPICS_CHECK_S"
 CHECK_EVERY_S = 30.0
@@ -57,3 +61,31 @@ def list_topics(bootstrap: str) -> set[str]:
         return consumer.topics()
     finally:
         consumer.close()
+
+
+class UnknownTopicCounter:
+    """What the worker's timer runs: count, then say it in the log (when a count changes), in the
+    metrics and in each dataset's status hash."""
+
+    def __init__(self, runtime, bootstrap: str, datasets, known):
+        self.runtime, self.bootstrap, self.datasets, self.known = runtime, bootstrap, list(datasets), list(known)
+        self._said: dict[str, int] = {}
+
+    async def check(self) -> None:
+        try:
+            names = await asyncio.to_thread(list_topics, self.bootstrap)
+            found = unknown_topics(names, self.datasets, self.known)
+            counts = await asyncio.to_thread(count_messages, self.bootstrap, found)
+        except Exception as exc:  # the broker away: the consumer says so too; try again next time
+            log.warning("could not count messages in unknown topics (%s)", exc)
+            return
+        for topic, count in counts.items():
+            self.runtime.metrics.unknown_topic_messages.labels(topic).set(count)
+            if self._said.get(topic) != count:
+                self._said[topic] = count
+                log.warning("%d messages in topic %s, which no stage reads (not a table of %s)", count, topic,
+                            topic.split(".", 1)[0])
+        for dataset in self.datasets:
+            mine = {t: c for t, c in counts.items() if t.startswith(f"{dataset}.")}
+            if mine:
+                self.runtime.sink.status(dataset, "unknown_topics", mine)

@@ -116,7 +116,7 @@ class Runtime:
     def begin(self) -> tuple[int, int]:
         """Open a unit of work: state writes, queued sends and snapshots from here on can be taken back."""
         self.journal.begin()
-        return len(self._pending_sends), self.sink.savepoint()
+        return len(self._pending_sends), self.sink.pending
 
     def rollback(self, savepoint: tuple[int, int]) -> None:
         self.journal.rollback()
@@ -171,9 +171,9 @@ class Runtime:
             self.sink.lost_data = False
             self._rewrites += 1
             if self._rewrite_task is None or self._rewrite_task.done():
-                self._rewrite_task = asyncio.ensure_future(self._rewrite_snapshots())
+                self._rewrite_task = asyncio.ensure_future(self._write_snapshots())
 
-    async def _rewrite_snapshots(self) -> None:
+    async def _write_snapshots(self) -> None:
         """Redis restarted empty or was flushed: write every snapshot this worker owns again from its
         state, version unchanged, a few hundred at a time while consumption goes on. Session lists are
         not in the state and stay as they are."""
@@ -187,7 +187,7 @@ class Runtime:
                     continue
                 owned = {tp.partition for tp in assigned if tp.topic in stage.topics}
                 for key, state in self.store(stage.snapshot_store).items_in_partitions(owned):
-                    stage.rewrite_snapshot(key, state)
+                    stage.write_snapshot(key, state)
                     written += 1
                     if self.sink.pending >= SINK_FLUSH_EVERY:
                         await self.flush_sink()
@@ -245,28 +245,12 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
     async def relay_owed_records() -> None:
         await runtime.relay.run(app.producer)
 
-    unknown_seen: dict[str, int] = {}
+    unknown = unknown_topics.UnknownTopicCounter(runtime, kafka_broker, datasets, all_topics(datasets))
 
     @app.timer(unknown_topics.check_every_s())
     async def count_unknown_topics() -> None:
         """Messages to `{dataset}.*` topics no stage reads are counted and said, not ignored silently."""
-        try:
-            names = await asyncio.to_thread(unknown_topics.list_topics, kafka_broker)
-            found = unknown_topics.unknown_topics(names, datasets, all_topics(datasets))
-            counts = await asyncio.to_thread(unknown_topics.count_messages, kafka_broker, found)
-        except Exception as exc:  # the broker away: the consumer says so too; try again next time
-            log.warning("could not count messages in unknown topics (%s)", exc)
-            return
-        for topic, count in counts.items():
-            runtime.metrics.unknown_topic_messages.labels(topic).set(count)
-            if unknown_seen.get(topic) != count:
-                unknown_seen[topic] = count
-                log.warning("%d messages in topic %s, which no stage reads (not a table of %s)", count, topic,
-                            topic.split(".", 1)[0])
-        for dataset in datasets:
-            mine = {t: c for t, c in counts.items() if t.startswith(f"{dataset}.")}
-            if mine:
-                runtime.sink.status(dataset, "unknown_topics", mine)
+        await unknown.check()
 
     crashed_checks: dict[str, int] = {}
 
