@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import orjson
 import pytest
@@ -260,3 +261,20 @@ def test_a_key_that_fails_at_the_end_of_a_run_is_a_dead_letter_and_the_run_ends_
     assert len(letters) == 1 and "failed to end run r1 for key 2" in letters[0]["reason"]
     finished = {args[0] for kind, _, args in path.runtime.sink._pending if kind == "HSET"}  # run status fields
     assert {f"r1:user:{p}" for p in range(path.runtime.partitions)} <= finished
+
+
+def test_writes_to_a_redis_that_is_away_are_retried_with_a_backoff_not_at_every_batch():
+    path = RecordPath()  # its sink points at a port where nothing listens
+    runtime = path.runtime
+    _feed(path, "ucn.users", [{"id": 1, "username": "u1", "country": "uk"}], key=b"1")
+
+    def errors() -> int:
+        return int(sum(s.value for m in runtime.metrics.redis_errors.collect() for s in m.samples
+                       if s.name.endswith("_total")))
+
+    run(runtime.flush_sink())
+    run(runtime.flush_sink())  # within the backoff: not tried
+    assert errors() == 1 and runtime.sink.pending > 0
+    runtime._redis_retry_at = 0.0  # the backoff is over
+    run(runtime.flush_sink())
+    assert errors() == 2 and runtime._redis_retry_at - time.monotonic() > 0.5  # it doubled

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 
 import faust
 import orjson
@@ -28,6 +29,7 @@ from stream.runtime.store import Journal, StateStore
 
 log = logging.getLogger("fsp.worker")
 
+REDIS_RETRY_MAX_S = 30.0
 SINK_FLUSH_EVERY = 500  # queued Redis writes that trigger a flush before the fetch's end
 
 # Faust's Kafka consumer runs in a thread of its own; each fetch it hands over waits for the GIL, which
@@ -71,6 +73,8 @@ class Runtime:
         self.stages: list = []
         self._rewrites = 0  # times Redis was found to have lost its data since the last rewrite began
         self._rewrite_task: asyncio.Future | None = None
+        self._redis_failures = 0  # failed Redis writes in a row
+        self._redis_retry_at = 0.0  # monotonic time before which no Redis write is tried
 
     def add_table(self, name: str) -> None:
         self.tables[name] = self.app.Table(name, partitions=self.partitions, key_type=bytes,
@@ -158,15 +162,29 @@ class Runtime:
             await self.flush_sink()
 
     async def flush_sink(self, check: bool = False) -> None:
-        """Write queued snapshots (with `check`, ask Redis whether it lost our data even when none are)."""
+        """Write queued snapshots (with `check`, ask Redis whether it lost our data even when none are).
+
+        Redis away is no input's fault: the snapshots stay queued, consumption goes on, and the writes
+        are tried again with a backoff doubling from 0.5 s to REDIS_RETRY_MAX_S, said once in the log
+        when they start failing and once when Redis is back."""
+        now = time.monotonic()
+        if now < self._redis_retry_at:
+            return
         try:
             await (self.sink.check() if check and not self.sink.pending else self.sink.flush())
             self.metrics.redis_up.set(1)
-        except Exception as exc:  # Redis away: keep the snapshots queued, say so, go on
+        except Exception as exc:
             self.metrics.redis_up.set(0)
             self.metrics.redis_errors.inc()
-            log.warning("Redis write failed (%s); %d snapshot writes kept for retry", exc, self.sink.pending)
+            self._redis_failures += 1
+            self._redis_retry_at = now + min(0.5 * 2 ** (self._redis_failures - 1), REDIS_RETRY_MAX_S)
+            if self._redis_failures == 1:
+                log.warning("Redis write failed (%s); %d snapshot writes kept, retried with backoff",
+                            exc, self.sink.pending)
             return
+        if self._redis_failures:
+            log.warning("Redis is back after %d failed writes", self._redis_failures)
+            self._redis_failures = 0
         if self.sink.lost_data:
             self.sink.lost_data = False
             self._rewrites += 1
