@@ -24,11 +24,13 @@ def _true_ends(consumer, bootstrap: str, tps: list) -> dict:
     return true_end_offsets(bootstrap, consumer.end_offsets(tps))
 
 
-def read_changelogs(bootstrap: str, tables, app_id: str = APP_ID, settle: float = 0.5) -> dict[str, dict]:
+def read_changelogs(bootstrap: str, tables, app_id: str = APP_ID, settle: float = 0.5,
+                    written: dict | None = None) -> dict[str, dict]:
     """The latest value of every key of each table's changelog (compaction semantics), read to the true end.
 
     The end is read again after `settle` seconds until it stops moving: the last state writes of a run may
-    still be in the worker's producer when Redis already shows the run finished."""
+    still be in the worker's producer when Redis already shows the run finished. `written`, when given,
+    gets per table every record's count, bytes and the largest record (what the broker had to take)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
@@ -55,7 +57,10 @@ def read_changelogs(bootstrap: str, tables, app_id: str = APP_ID, settle: float 
                 if time.monotonic() > deadline:
                     raise TimeoutError("changelogs not read to their end in 300 s")
                 for tp, records in consumer.poll(timeout_ms=500).items():
-                    values = latest[by_topic[tp.topic]]
+                    table = by_topic[tp.topic]
+                    values = latest[table]
+                    if written is not None:
+                        _count_written(written, table, records)
                     for record in records:
                         if record.value is None:  # a tombstone deletes the key
                             values.pop(record.key, None)
@@ -65,6 +70,25 @@ def read_changelogs(bootstrap: str, tables, app_id: str = APP_ID, settle: float 
     finally:
         consumer.close()
     return latest
+
+
+def _count_written(written: dict, table: str, records) -> None:
+    stats = written.setdefault(table, {"records": 0, "bytes": 0, "largest": 0, "largest_key": None})
+    for record in records:
+        size = len(record.value or b"") + len(record.key or b"")
+        stats["records"] += 1
+        stats["bytes"] += size
+        if size > stats["largest"]:
+            stats["largest"], stats["largest_key"] = size, (record.key or b"")[:80].decode("utf-8", "replace")
+
+
+def changelog_writes(bootstrap: str, dataset: str, app_id: str = APP_ID) -> dict:
+    """Per table of the dataset: records written to its changelog, their bytes and the largest one."""
+    from stream.runtime.worker import DATASET_STAGES
+
+    written: dict = {}
+    read_changelogs(bootstrap, DATASET_STAGES[dataset].TABLES, app_id, written=written)
+    return written
 
 
 def state_sizes(bootstrap: str, dataset: str, app_id: str = APP_ID) -> dict:

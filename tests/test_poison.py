@@ -95,7 +95,7 @@ def test_a_wallet_given_as_an_object_is_a_dead_letter_at_the_source():
     node = {"id": "n1", "email_hash": "e1", "wallet": {"a": 1}, "created_at": "2021-01-01T00:00:00"}
     _feed(path, "storj.nodes", [node, {**node, "wallet": "0xabc"}], key=b"n1")
     assert _reasons(path, "storj") == ["wrong type in wallet: dict where text is expected"]
-    assert path.runtime.store("storj_operator").get("e1")["nodes"]["n1"]["wallet"] == "0xabc"
+    assert path.runtime.store("storj_operator_nodes").get("2:n1|e1")["node"]["wallet"] == "0xabc"
 
 
 def test_a_sum_past_64_bits_dead_letters_the_row_that_would_pass_it():
@@ -113,8 +113,8 @@ def test_a_sum_past_64_bits_dead_letters_the_row_that_would_pass_it():
 def test_a_row_that_would_grow_a_state_past_the_record_limit_is_a_dead_letter(monkeypatch):
     monkeypatch.setattr(store_module, "MAX_STATE_BYTES", 2_000)
     path = RecordPath()
-    rows = [{"project_id": "p1", "interval_start": f"2021-01-{d:02d}T{h:02d}:00:00", "action": 1, "settled": 5}
-            for d in range(1, 11) for h in range(24)]
+    rows = [{"project_id": "p1", "interval_start": f"{y}-{m:02d}-01T00:00:00", "action": 1, "settled": 5}
+            for y in range(2001, 2021) for m in range(1, 13)]  # a project's per-month maps grow by 240 months
     _feed(path, "storj.bbr", [rows], key=b"p1")
     letters = path.dead_letters("storj")
     assert letters and all("over the 2,000-byte limit" in letter["reason"] for letter in letters)

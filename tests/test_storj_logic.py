@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from contract import tables
 from contract.rows import normalise
-from stream.logic import storj
+from stream.logic import dedup, storj
 from verify.batch_storj import compute_storj
 from tests.expected import EMPTY_STORJ_USER, typed
 
@@ -97,6 +97,11 @@ class Harness:
         self.users: dict[str, dict] = {}
         self.pending: list[tuple[str, str, dict, bool]] = []
         self.log: list[tuple[str, str, dict]] = []  # every record delivered, in delivery order
+        self.seen = dedup.DictStore()  # every key's applied ids, as the runtime's storj_seen store
+        self.operator_nodes = dedup.DictStore()  # every operator's nodes, as the runtime's storj_operator_nodes
+
+    def seen_ids(self, stage: str, key: str) -> dedup.DayBucketedIds:
+        return dedup.DayBucketedIds(self.seen, f"{stage}:{key}")
 
     # ------------------------------------------------------------ source stages
 
@@ -118,21 +123,21 @@ class Harness:
             if table in PROJECT_TABLES:
                 state = self.projects.get(key) or storj.new_project()
                 before = state.get("events", 0)
-                storj.apply_project_rows(state, table, group)
+                storj.apply_project_rows(state, table, group, self.seen_ids("project", key))
                 if state.get("events", 0) != before:
                     self._queue("user", storj.project_outbox(state, key))
                 self.projects[key] = json_round_trip(state)
             elif table in NODE_TABLES:
                 state = self.nodes.get(key) or storj.new_node()
                 before = state.get("events", 0)
-                storj.apply_node_rows(state, table, group)
+                storj.apply_node_rows(state, table, group, self.seen_ids("node", key))
                 if state.get("events", 0) != before and table != "receipts":
                     self._queue("operator", storj.node_outbox(state, key))
                 self.nodes[key] = json_round_trip(state)
             else:
                 assert table == "users"
                 state = self.accounts.get(key) or storj.new_account()
-                if storj.apply_account_rows(state, group):
+                if storj.apply_account_rows(state, group, self.seen_ids("account", key)):
                     to_users, to_operators = storj.account_outbox(state, key)
                     self._queue("user", to_users)
                     self._queue("operator", to_operators)
@@ -146,7 +151,8 @@ class Harness:
 
     def operator_batch(self, email: str, records) -> None:
         state = self.operators.get(email) or storj.new_operator()
-        storj.apply_operator_records(state, email, [json_round_trip(r) for r in records])
+        storj.apply_operator_records(state, email, [json_round_trip(r) for r in records],
+                                     storj.OperatorNodes(self.operator_nodes, email))
         state["ver"] += 1  # the runtime's next_version: grows with every batch
         summary = storj.operator_summary(state, email)
         for linked in state["users"]:
@@ -613,7 +619,7 @@ def test_redelivered_and_reordered_records_change_nothing():
     for stage, key, record in reversed(log):
         if stage == "operator":
             state = fresh.operators.get(key) or storj.new_operator()
-            storj.apply_operator_records(state, key, [record])
+            storj.apply_operator_records(state, key, [record], storj.OperatorNodes(fresh.operator_nodes, key))
             fresh.operators[key] = state
         else:
             fresh.user_batch(key, [record])

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from contract import tables
 from contract.rows import normalise
 from contract.timeutil import format_ts, parse_ts
-from stream.logic import ucn
+from stream.logic import dedup, ucn
 
 S = 1_000_000
 HOUR = 3_600 * S
@@ -70,6 +70,7 @@ class Harness:
         self.inbox: dict[str, list] = defaultdict(list)
         self.sessions: dict[str, list] = defaultdict(list)
         self.sent: list[tuple[str, dict]] = []
+        self.seen = dedup.DictStore()  # every device's applied ids, as the runtime's ucn_seen store
 
     def device(self, table: str, rows) -> list[tuple[str, dict]]:
         """One message batch of a device topic; returns what stage 1 sent."""
@@ -79,7 +80,7 @@ class Harness:
         sent = []
         for key, group in groups.items():
             state = self.devices.get(key) or ucn.new_device()
-            ucn.apply_device_rows(state, table, group)
+            ucn.apply_device_rows(state, table, group, dedup.BlockedIntIds(self.seen, key))
             out = ucn.device_outbox(state, key)
             self.devices[key] = json_round_trip(state)
             for user, record in out:
@@ -234,7 +235,7 @@ def test_duplicates_by_id_count_once():
     assert f["devices_personal"] == 1 and f["devices_shared"] == 0
     assert h.devices["10"]["owners"] == [1]
     assert h.devices["10"]["dups"] == 6
-    assert h.devices["10"]["ids"]["dnsreqs"] == [[5, 5]]
+    assert h.seen.data["idnsreqs.0|10"]["r"] == [[5, 5]]
 
 
 def test_redelivered_record_is_ignored():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from contract.timeutil import US_PER_S, date_of, format_ts, parse_ts_or_none, year_of
 
+from .dedup import DayBucketedIds
 from .intervals import GapIntervals
 from .sequence import next_seq
 
@@ -35,17 +36,14 @@ def _add(total: int | None, value: int | None) -> int:
     return (total or 0) + (value or 0)
 
 
-def _dedup(state: dict, rows):
-    """Yield only rows whose eid this key has not applied yet (first one counts)."""
-    seen = state.setdefault("seen", [])
-    seen_set = set(seen)
-    for row in rows:
-        if row.eid in seen_set:
-            continue
-        seen_set.add(row.eid)
-        seen.append(row.eid)
-        state["events"] = state.get("events", 0) + 1
-        yield row
+def _dedup(state: dict, rows, seen: DayBucketedIds) -> list:
+    """The rows whose eid this key has not applied yet (the first one counts), counted as events.
+
+    The ids live in their own store (`stream.logic.dedup`), not in `state`: the state stays the size
+    of what the key needs now, whatever its history."""
+    new = seen.first_seen(state, rows)
+    state["events"] = state.get("events", 0) + len(new)
+    return new
 
 
 # --------------------------------------------------------------------------- projects
@@ -57,10 +55,10 @@ def new_project() -> dict:
             "late": 0}
 
 
-def apply_project_rows(state: dict, table: str, rows) -> None:
-    """Fold projects/bbr/bst rows of one project into its state."""
+def apply_project_rows(state: dict, table: str, rows, seen: DayBucketedIds) -> None:
+    """Fold projects/bbr/bst rows of one project into its state (`seen`: the project's applied ids)."""
     window = None
-    for row in _dedup(state, rows):
+    for row in _dedup(state, rows, seen):
         values = row.values
         if table == "projects":
             if _newer(row.ts, state["row"]):
@@ -172,8 +170,8 @@ def new_node() -> dict:
     return {"row": None, "seq": 0, "owners": [], "paid": {}}
 
 
-def apply_node_rows(state: dict, table: str, rows) -> None:
-    for row in _dedup(state, rows):
+def apply_node_rows(state: dict, table: str, rows, seen: DayBucketedIds) -> None:
+    for row in _dedup(state, rows, seen):
         values = row.values
         if table == "nodes":
             if _newer(row.ts, state["row"]):
@@ -228,10 +226,10 @@ def new_account() -> dict:
     return {"row": None, "seq": 0, "emails": []}
 
 
-def apply_account_rows(state: dict, rows) -> bool:
+def apply_account_rows(state: dict, rows, seen: DayBucketedIds) -> bool:
     """Upsert user rows; True when something new was applied."""
     changed = False
-    for row in _dedup(state, rows):
+    for row in _dedup(state, rows, seen):
         changed = True
         if _newer(row.ts, state["row"]):
             state["row"] = {"ts": row.ts, "email_hash": row.values.get("email_hash")}
@@ -258,25 +256,80 @@ def account_outbox(state: dict, user_id: str) -> tuple[list[tuple[str, dict]], l
 
 
 def new_operator() -> dict:
-    return {"nodes": {}, "node_seq": {}, "users": [], "user_seq": {}, "ver": 0}
+    """Totals over the operator's current nodes; each node's last summary is kept apart (`OperatorNodes`),
+    so the state stays the same size however many nodes the operator runs."""
+    return {"nodes": 0, "wallets": {}, "never_contacted": 0, "disqualified": 0, "suspended": 0, "free_disk": 0,
+            "piece_count": 0, "paid": {}, "events": 0, "wm": None,
+            "users": [], "user_seq": {}, "ver": 0}
 
 
-def apply_operator_records(state: dict, email: str, records) -> list[str]:
+class OperatorNodes:
+    """One operator's nodes, one entry each in a store beside the operator's state (`dedup.KeyValue`):
+    {"seq": newest summary applied, "node": that summary while the node is the operator's, else None}.
+
+    Names end with the email and carry the node id's length, so no two (node, email) pairs share one."""
+
+    def __init__(self, store, email: str):
+        self.store, self.email = store, email
+
+    def _name(self, node_id: str) -> str:
+        return f"{len(node_id)}:{node_id}|{self.email}"
+
+    def get(self, node_id: str) -> dict:
+        return self.store.get(self._name(node_id)) or {"seq": 0, "node": None}
+
+    def put(self, node_id: str, entry: dict) -> None:
+        self.store.put(self._name(node_id), entry)
+
+
+def _count_node(state: dict, node: dict, sign: int) -> None:
+    """Add (sign 1) or take away (sign -1) one node summary from the operator's totals."""
+    state["nodes"] += sign
+    wallet = node["wallet"]
+    if wallet is not None:
+        count = state["wallets"].get(wallet, 0) + sign
+        if count:
+            state["wallets"][wallet] = count
+        else:
+            del state["wallets"][wallet]
+    for flag in ("never_contacted", "disqualified", "suspended"):
+        state[flag] += sign * bool(node[flag])
+    state["free_disk"] += sign * (node["free_disk"] or 0)
+    state["piece_count"] += sign * (node["piece_count"] or 0)
+    paid = state["paid"]  # month -> [total, nodes with that month]: a month stays while a node has it
+    for month, amount in node["paid"].items():
+        total, count = paid.get(month, (0, 0))
+        if count + sign:
+            paid[month] = [total + sign * amount, count + sign]
+        else:
+            del paid[month]
+    state["events"] += sign * node.get("events", 0)
+
+
+def apply_operator_records(state: dict, email: str, records, nodes: OperatorNodes) -> list[str]:
     """Apply node summaries and user links; return the users newly linked."""
     users = set(state["users"])
     newly_linked = []
     for record in records:
-        source, seq = record["id"] if record["k"] == "node" else record["user"], record["seq"]
-        seqs = state["node_seq"] if record["k"] == "node" else state["user_seq"]
-        if seq <= seqs.get(source, 0):
-            continue
-        seqs[source] = seq
         if record["k"] == "node":
-            if record["owner"] == email:
-                state["nodes"][source] = record
-            else:
-                state["nodes"].pop(source, None)
-        elif record["email"] == email:
+            node_id, seq = record["id"], record["seq"]
+            entry = nodes.get(node_id)
+            if seq <= entry["seq"]:
+                continue
+            if entry["node"] is not None:
+                _count_node(state, entry["node"], -1)
+            current = record if record["owner"] == email else None
+            if current is not None:
+                _count_node(state, current, 1)
+                if record.get("ts") is not None and (state["wm"] is None or record["ts"] > state["wm"]):
+                    state["wm"] = record["ts"]
+            nodes.put(node_id, {"seq": seq, "node": current})
+            continue
+        source, seq = record["user"], record["seq"]
+        if seq <= state["user_seq"].get(source, 0):
+            continue
+        state["user_seq"][source] = seq
+        if record["email"] == email:
             if source not in users:
                 users.add(source)
                 newly_linked.append(source)
@@ -286,48 +339,50 @@ def apply_operator_records(state: dict, email: str, records) -> list[str]:
     return newly_linked
 
 
-def _paid(nodes) -> tuple[dict, int]:
-    by_month: dict[str, int] = {}
-    for node in nodes:
-        for month, amount in node["paid"].items():
-            by_month[month] = by_month.get(month, 0) + amount
-    return by_month, sum(by_month.values())
-
-
 def _money(micros: int) -> float:
     return round(micros / 1_000_000, 6)
 
 
+def _paid_by_month(state: dict) -> dict:
+    return {m: _money(total) for m, (total, _) in sorted(state["paid"].items())}
+
+
+def _paid_total(state: dict) -> float:
+    return _money(sum(total for total, _ in state["paid"].values()))
+
+
 def operator_features(state: dict) -> dict | None:
     """The operator snapshot (SPEC §4), or None when it has no current node."""
-    nodes = list(state["nodes"].values())
-    if not nodes:
+    if not state["nodes"]:
         return None
-    by_month, total = _paid(nodes)
     return {
-        "nodes": len(nodes),
-        "wallets": sorted({n["wallet"] for n in nodes if n["wallet"] is not None}),
-        "never_contacted_nodes": sum(n["never_contacted"] for n in nodes),
-        "disqualified_nodes": sum(n["disqualified"] for n in nodes),
-        "suspended_nodes": sum(n["suspended"] for n in nodes),
-        "free_disk_bytes": sum(n["free_disk"] or 0 for n in nodes),
-        "piece_count": sum(n["piece_count"] or 0 for n in nodes),
-        "paid_by_month": {m: _money(v) for m, v in sorted(by_month.items())},
-        "paid_total": _money(total),
+        "nodes": state["nodes"],
+        "wallets": sorted(state["wallets"]),
+        "never_contacted_nodes": state["never_contacted"],
+        "disqualified_nodes": state["disqualified"],
+        "suspended_nodes": state["suspended"],
+        "free_disk_bytes": state["free_disk"],
+        "piece_count": state["piece_count"],
+        "paid_by_month": _paid_by_month(state),
+        "paid_total": _paid_total(state),
         "users": list(state["users"]),
     }
 
 
 def operator_summary(state: dict, email: str) -> dict:
     """What every linked user shows of its operator."""
-    nodes = list(state["nodes"].values())
-    by_month, total = _paid(nodes)
-    return {"k": "operator", "email_hash": email, "seq": state["ver"], "nodes": len(nodes),
-            "paid_by_month": {m: _money(v) for m, v in sorted(by_month.items())}, "paid_total": _money(total)}
+    return {"k": "operator", "email_hash": email, "seq": state["ver"], "nodes": state["nodes"],
+            "paid_by_month": _paid_by_month(state), "paid_total": _paid_total(state)}
 
 
 def operator_events(state: dict) -> int:
-    return sum(n.get("events", 0) for n in state["nodes"].values())
+    return state["events"]
+
+
+def operator_watermark(state: dict) -> int | None:
+    """The newest event time of a node summary the operator applied (it does not go back when a node
+    leaves)."""
+    return state["wm"]
 
 
 # --------------------------------------------------------------------------- users

@@ -15,13 +15,14 @@ send on. Nothing here knows Kafka, Faust or Redis.
 
 Stage 1: one device
 -------------------
-``new_device()``, ``apply_device_rows(state, table, rows)``,
+``new_device()``, ``apply_device_rows(state, table, rows, seen)``,
 ``device_outbox(state, device_id) -> [(user_key, record)]``.
 
 * ``devices``: the first row per id counts (platform, shared; null shared is
   false). ``user_devices``: owners, de-duplicated on (user_id, device_id),
-  never removed. Event rows are de-duplicated per table by id
-  (``idset.IdRanges``); ``httpreqs2`` is ``httpreqs``.
+  never removed. Event rows are de-duplicated per table by id, with the
+  ids kept outside the state (``dedup.BlockedIntIds``); ``httpreqs2`` is
+  ``httpreqs``.
 * Event rows are folded at once into a compact *pending contribution*
   (``state["pend"]``): traffic sums and per-UTC-hour byte buckets, bytes per
   service, dns/http row counts, the activity events one by one, the location
@@ -102,7 +103,8 @@ from zoneinfo import ZoneInfo
 
 from contract.timeutil import ONE_US, US_PER_S, format_ts, parse_ts_or_none, to_datetime
 
-from .idset import IdRanges
+from . import channel_clock
+from .dedup import BlockedIntIds
 from .sessions import DEFAULT_LATENESS_US, SessionWindow
 from .sequence import next_seq
 
@@ -110,6 +112,7 @@ SESSION_GAP_US = 600 * US_PER_S
 SESSION_MIN_EVENTS = 3
 LATENESS_US = DEFAULT_LATENESS_US
 CHANNEL_TABLES = ("devicetraffic", "deviceapptraffic", "httpreqs", "dnsreqs", "locations")
+_CHANNEL_SOURCES = {*CHANNEL_TABLES, "httpreqs2", "*"}  # "*": a record that does not say its source
 IDLE_CHANNEL_S = 30.0  # processing-time seconds after which a silent input channel stops holding event time
 TOP_DOMAINS = 10
 HOUR_US = 3_600 * US_PER_S
@@ -188,7 +191,6 @@ def new_device() -> dict:
         "dev": None,  # {"platform", "shared"} from the first devices row
         "owners": [],  # user ids in link order
         "told": [],  # owners that got the link info
-        "ids": {},  # table -> IdRanges state
         "pend": None,  # contribution not forwarded yet (held or this batch's)
         "held": 0,  # rows in pend
         "fwd": 0,  # rows forwarded to owners
@@ -204,8 +206,9 @@ def _new_contribution() -> dict:
     return {"n": 0, "wm": None}
 
 
-def apply_device_rows(state: dict, table: str, rows) -> None:
-    """Fold a batch of one table's rows of one device into its state."""
+def apply_device_rows(state: dict, table: str, rows, seen: BlockedIntIds) -> None:
+    """Fold a batch of one table's rows of one device into its state (`seen`: the device's applied ids,
+    kept outside the state: see stream.logic.dedup)."""
     if table == "httpreqs2":
         table = HTTP
     if table == "devices":
@@ -230,11 +233,11 @@ def apply_device_rows(state: dict, table: str, rows) -> None:
         return
     if table not in EVENT_TABLES:
         raise ValueError(f"not a ucn device table: {table}")
-    seen = IdRanges.from_state(state["ids"].get(table))
     pend = state["pend"]
     fold = _FOLD[table]
-    for row in rows:
-        if not seen.add(_as_id(row.values.get("id"))):
+    firsts = seen.first_seen(table, [_as_id(row.values.get("id")) for row in rows])
+    for row, first in zip(rows, firsts):
+        if not first:
             state["dups"] += 1
             continue
         state["events"] += 1
@@ -245,7 +248,6 @@ def apply_device_rows(state: dict, table: str, rows) -> None:
         if pend["wm"] is None or row.ts > pend["wm"]:
             pend["wm"] = row.ts
         state["held"] += 1
-    state["ids"][table] = seen.to_state()
 
 
 def _fold_traffic(pend: dict, row) -> None:
@@ -394,17 +396,11 @@ def _window(state: dict) -> SessionWindow:
 def apply_user_records(state: dict, records, now_s: float | None = None, active_since_s: float = 0.0) -> list[dict]:
     """Fold stage-1 records into the user; return the kept sessions that closed (oldest first).
 
-    The user's event time is the minimum over its input channels (device x
-    source table, each in order in its own partition) of the newest event
-    time seen, so that one channel running ahead of another (partitions
-    consumed at different speeds) cannot close a session early. A channel
-    with nothing new for IDLE_CHANNEL_S seconds of processing time stops
-    holding the event time back (like an idle source in Flink). Silence counts
-    from `active_since_s` on, when the caller began consuming this user's
-    input: time a worker spent dead, recovering or rebalancing is no silence
-    of the channels (they would all look idle after a long enough recovery,
-    and the first channel to speak would then carry the event time past the
-    others' redelivered events, making them late).
+    The user's event time comes from its input channels (device x source
+    table): see stream.logic.channel_clock for which ones hold it back and
+    for how long. `active_since_s` is when the caller began consuming this
+    user's input: time a worker spent dead, recovering or rebalancing is no
+    silence of the channels.
     """
     now_s = time.time() if now_s is None else now_s
     window = None
@@ -419,8 +415,8 @@ def apply_user_records(state: dict, records, now_s: float | None = None, active_
         if state["id"] is None:
             state["id"] = record["user"]
         state["devices"][dev_key] = [record["platform"], bool(record["shared"])]
-        if "src" in record:  # from the stream: every event table of a linked device is a channel, held
-            for table in CHANNEL_TABLES:  # back until it sends something or goes idle
+        if "src" in record and not record["shared"]:  # from the stream: every event table of a personal
+            for table in CHANNEL_TABLES:  # device is a channel, held back until it sends something or goes idle
                 state["ch"].setdefault(f"{device}:{table}", [None, now_s])
         contribution = record.get("ev")
         if contribution is None:
@@ -428,13 +424,17 @@ def apply_user_records(state: dict, records, now_s: float | None = None, active_
         if window is None:
             window = _window(state)
         _fold_contribution(state, window, device, contribution)
-        if contribution.get("wm") is not None:
-            channel = f"{device}:{record.get('src', '*')}"
+        source = record.get("src", "*")
+        if contribution.get("wm") is not None and source in _CHANNEL_SOURCES:
+            # a contribution released by a reference row (devices, user_devices) held rows of other tables:
+            # it says nothing of how far any channel has come, so it moves none (nor makes one that would
+            # then hold the user's event time where it was)
+            channel = f"{device}:{source}"
             newest = state["ch"].get(channel, [None, 0])[0]
             state["ch"][channel] = [contribution["wm"] if newest is None else max(newest, contribution["wm"]), now_s]
     if window is None:
         return []
-    event_time = _channel_event_time(state, now_s, active_since_s)
+    event_time = channel_clock.event_time(state["ch"], now_s, active_since_s, IDLE_CHANNEL_S)
     if event_time is not None:
         window.advance_to(event_time)
     closed = _finalise(state, window.close_due())
@@ -478,18 +478,6 @@ def _fold_contribution(state: dict, window: SessionWindow, device, ev: dict) -> 
     wm = ev.get("wm")
     if wm is not None and (state["wm"] is None or wm > state["wm"]):
         state["wm"] = wm
-
-
-def _channel_event_time(state: dict, now_s: float, active_since_s: float = 0.0) -> int | None:
-    """Minimum newest event time over the channels not idle; idle ones are forgotten."""
-    channels = state["ch"]
-    idle = [c for c, (_, seen) in channels.items() if now_s - max(seen, active_since_s) > IDLE_CHANNEL_S]
-    for channel in idle:
-        del channels[channel]
-    newest_times = [newest for newest, _ in channels.values()]
-    if any(newest is None for newest in newest_times):
-        return None  # a channel has not started yet: hold the event time
-    return min(newest_times, default=None)
 
 
 def _finalise(state: dict, closed) -> list[dict]:

@@ -98,6 +98,23 @@ class StateStore:
         self._live[raw] = (value, state)
         self._send(self.topic, key, value, partition)
 
+    def delete(self, partition: int, key: str) -> None:
+        """Forget a key: a tombstone in the changelog (recovery drops the key)."""
+        raw = key.encode()
+        data = self.table.data
+        before = data.get(raw)
+        if before is None:
+            return
+        if self._journal.open:
+            self._journal._written.append((self, raw, before))
+            self._journal._read.append((self, raw))
+        data.pop(raw, None)
+        self._live.pop(raw, None)
+        self._send(self.topic, key, None, partition)
+
+    def view(self, partition: int) -> PartitionView:
+        return PartitionView(self, partition)
+
     def _restore(self, raw: bytes, before: bytes | None) -> None:
         if before is None:
             self.table.data.pop(raw, None)
@@ -115,3 +132,22 @@ class StateStore:
             state = self.get(key)
             if state is not None and state.get(PARTITION_FIELD) in partitions:
                 yield key, state
+
+
+class PartitionView:
+    """A store seen from one partition: what the pure logic's de-duplicators read and write
+    (`stream.logic.dedup.KeyValue`); their keys live in the partition of the entity they belong to."""
+
+    __slots__ = ("store", "partition")
+
+    def __init__(self, store: StateStore, partition: int):
+        self.store, self.partition = store, partition
+
+    def get(self, key: str):
+        return self.store.get(key)
+
+    def put(self, key: str, value: dict) -> None:
+        self.store.put(self.partition, key, value)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(self.partition, key)

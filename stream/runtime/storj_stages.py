@@ -1,8 +1,12 @@
 """The storj stages: projects, nodes, accounts -> operators -> users (see stream.logic.storj)."""
 from __future__ import annotations
 
+import os
+from functools import lru_cache
+
 from contract.timeutil import format_ts
 from stream.logic import storj
+from stream.logic.dedup import DAY_US, DayBucketedIds
 from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
 
@@ -10,11 +14,39 @@ USER_TOPIC = "storj.internal.user"
 OPERATOR_TOPIC = "storj.internal.operator"
 
 
+DEDUP_HORIZON_ENV = "FSP_DEDUP_HORIZON_DAYS"  # unset: ids are kept for good
+SEEN_STORE = "storj_seen"  # the ids each project, node and account applied (stream.logic.dedup)
+NODES_STORE = "storj_operator_nodes"  # each operator's nodes, one entry each (storj.OperatorNodes)
+
+
+@lru_cache(maxsize=1)
+def dedup_horizon_us() -> int | None:
+    """How far back in event time a storj key remembers its ids (see stream.logic.dedup), or None."""
+    text = os.environ.get(DEDUP_HORIZON_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        days = float(text)
+    except ValueError:
+        raise SystemExit(f"error: {DEDUP_HORIZON_ENV}={text!r} is not a number of days") from None
+    if days < 1:
+        raise SystemExit(f"error: {DEDUP_HORIZON_ENV}={text!r}: the horizon is at least 1 day")
+    return int(days * DAY_US)
+
+
+def seen_ids(runtime, partition: int, stage: str, key: str) -> DayBucketedIds:
+    return DayBucketedIds(runtime.store(SEEN_STORE).view(partition), f"{stage}:{key}", dedup_horizon_us())
+
+
 class ProjectStage(Stage):
     name, dataset = "project", "storj"
     marks_table = "storj_project"
     topics = ["storj.projects", "storj.bbr", "storj.bst"]
     downstream = [USER_TOPIC]
+
+    def __init__(self, runtime):
+        super().__init__(runtime)
+        dedup_horizon_us()  # a bad setting stops the worker as it starts, not in the middle of a batch
 
     def expected_marks(self) -> int:
         return len(self.topics)
@@ -24,7 +56,7 @@ class ProjectStage(Stage):
         store = self.runtime.store("storj_project")
         for key, rows in groups.items():
             state = store.get(key) or storj.new_project()
-            storj.apply_project_rows(state, table, rows)
+            storj.apply_project_rows(state, table, rows, seen_ids(self.runtime, partition, self.name, key))
             # summaries are whole: send one even when every row was a duplicate, since a redelivered
             # batch may be one whose state was written but whose records were lost in a crash
             outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
@@ -56,7 +88,7 @@ class NodeStage(Stage):
         store = self.runtime.store("storj_node")
         for key, rows in groups.items():
             state = store.get(key) or storj.new_node()
-            storj.apply_node_rows(state, table, rows)
+            storj.apply_node_rows(state, table, rows, seen_ids(self.runtime, partition, self.name, key))
             if table != "receipts":  # whole summaries, duplicates or not (see ProjectStage)
                 outbox.extend(OPERATOR_TOPIC, storj.node_outbox(state, key))
             store.put(partition, key, state)
@@ -75,7 +107,7 @@ class AccountStage(Stage):
         store = self.runtime.store("storj_account")
         for key, rows in groups.items():
             state = store.get(key) or storj.new_account()
-            storj.apply_account_rows(state, rows)
+            storj.apply_account_rows(state, rows, seen_ids(self.runtime, partition, self.name, key))
             if state["row"] is not None:  # whole records, duplicates or not (see ProjectStage)
                 to_users, to_operators = storj.account_outbox(state, key)
                 outbox.extend(USER_TOPIC, to_users)
@@ -96,7 +128,8 @@ class OperatorStage(Stage):
         store = self.runtime.store("storj_operator")
         for email, records in groups.items():
             state = store.get(email) or storj.new_operator()
-            storj.apply_operator_records(state, email, records)
+            nodes = storj.OperatorNodes(self.runtime.store(NODES_STORE).view(partition), email)
+            storj.apply_operator_records(state, email, records, nodes)
             had_snapshot = state.get("snap", False)
             features = storj.operator_features(state)
             state["ver"] = next_version(state["ver"])
@@ -115,7 +148,7 @@ class OperatorStage(Stage):
             self._snapshot(email, state, storj.operator_features(state))
 
     def _snapshot(self, email: str, state: dict, features: dict | None) -> None:
-        watermark = max((n.get("ts") or 0 for n in state["nodes"].values()), default=None)
+        watermark = storj.operator_watermark(state)
         self.runtime.sink.snapshot("storj", "operator", email, state["ver"], features, storj.operator_events(state),
                                    format_ts(watermark) if watermark else None)
 
@@ -146,5 +179,5 @@ class UserStage(Stage):
 
 
 STAGES = [ProjectStage, NodeStage, AccountStage, OperatorStage, UserStage]
-TABLES = ["storj_project", "storj_node", "storj_account", "storj_operator", "storj_user"]
+TABLES = ["storj_project", "storj_node", "storj_account", "storj_operator", "storj_user", SEEN_STORE, NODES_STORE]
 INTERNAL_TOPICS = [USER_TOPIC, OPERATOR_TOPIC]

@@ -5,9 +5,11 @@ import time
 
 from contract.timeutil import format_ts
 from stream.logic import owed, ucn
+from stream.logic.dedup import BlockedIntIds
 from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
 
+SEEN_STORE = "ucn_seen"  # the ids each device applied, per table (stream.logic.dedup)
 USER_TOPIC = "ucn.internal.user"
 SESSIONS_TOPIC = "ucn.sessions"
 DEVICE_TOPICS = ["ucn.devices", "ucn.user_devices", "ucn.devicetraffic", "ucn.deviceapptraffic", "ucn.httpreqs",
@@ -33,7 +35,7 @@ class DeviceStage(Stage):
             state = store.get(key) or ucn.new_device()
             messages = owed.settle(state, relay.incarnation, delivered_upto)  # an earlier worker's, maybe lost
             before = state["events"]
-            ucn.apply_device_rows(state, table, rows)
+            ucn.apply_device_rows(state, table, rows, BlockedIntIds(self.runtime.store(SEEN_STORE).view(partition), key))
             if state["events"] != before:
                 for user, record in ucn.device_outbox(state, key):
                     record["src"] = table  # the user's input channel: this device's rows of this table
@@ -128,5 +130,5 @@ class UserStage(Stage):
 
 
 STAGES = [DeviceStage, UserStage]
-TABLES = ["ucn_device", "ucn_user"]
+TABLES = ["ucn_device", "ucn_user", SEEN_STORE]
 INTERNAL_TOPICS = [USER_TOPIC, SESSIONS_TOPIC]
