@@ -229,6 +229,14 @@ def cmd_demo(args) -> None:
 
 
 def cmd_bench(args) -> None:
+    if args.growth:
+        from fsp.bench_growth import print_growth, run_growth
+
+        results = run_growth(quick=args.quick)
+        print_growth(results)
+        with open(args.out, "w") as handle:
+            json.dump({"growth": results}, handle, indent=2)
+        return
     from fsp.bench import run_bench
 
     run_bench(args)
@@ -295,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live-seconds", type=float, default=30, help="live-mode latency run length (0: skip)")
     p.add_argument("--live-rate", type=int, default=1000, help="live-mode events per second")
     p.add_argument("--skip-scaling", action="store_true", help="skip the storj run with two workers in one group")
+    p.add_argument("--growth", action="store_true",
+                   help="only the growth bench: CPU per row and largest state record as 4 keys' histories grow")
+    p.add_argument("--quick", action="store_true", help="with --growth: a tenth of each history")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from contract import tables
 from stream.runtime import store as store_module
-from tests.record_path import RecordPath
+from stream.runtime.driver import RecordPath
 
 INT64_MAX = 2**63 - 1
 GOOD_DNS = {"id": 1, "devid": 7, "ts": "2015-11-02T10:00:00", "query": "a.com", "user_req": True}

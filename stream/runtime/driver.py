@@ -1,6 +1,10 @@
 """The worker's record path in one process: the real Runtime, stages and runner, with Faust's app
 replaced by a few dicts. Records the stages send to internal topics are fed on to the next stage, so
 a message goes all the way (decode -> normalise -> apply -> next stage) without a broker.
+
+What Kafka Streams' TopologyTestDriver is to a topology: the poison tests use it, and so does the growth
+benchmark (fsp/bench_growth.py), which measures what one update costs as a key's history grows without
+the broker's and Faust's noise around it.
 """
 from __future__ import annotations
 
@@ -39,11 +43,19 @@ class _Table:
 
 
 class _Producer:
-    def __init__(self):
+    def __init__(self, keep_sent: bool = True):
         self.sent: list[tuple[str, bytes | None, bytes, int | None]] = []
+        self.keep_sent = keep_sent  # False: keep only what the next stage reads and the sizes written
+        self.largest: dict[str, int] = defaultdict(int)  # topic -> largest value sent
+        self.sent_bytes: dict[str, int] = defaultdict(int)
 
     async def send(self, topic, key, value, partition, timestamp, headers):
-        self.sent.append((topic, key, value, partition))
+        size = len(value or b"")
+        self.sent_bytes[topic] += size
+        if size > self.largest[topic]:
+            self.largest[topic] = size
+        if self.keep_sent or ".internal." in topic:
+            self.sent.append((topic, key, value, partition))
         future = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
@@ -52,8 +64,8 @@ class _Producer:
 class _App:
     consumer_generation_id = 1
 
-    def __init__(self):
-        self.producer = _Producer()
+    def __init__(self, keep_sent: bool = True):
+        self.producer = _Producer(keep_sent)
 
     def Table(self, name, **_):  # noqa: N802 (Faust's name)
         return _Table(name)
@@ -62,8 +74,8 @@ class _App:
 class RecordPath:
     """`await path.feed(topic, [(key, value), ...])` runs messages through every stage they reach."""
 
-    def __init__(self, partitions: int = 2):
-        self.app = _App()
+    def __init__(self, partitions: int = 2, keep_sent: bool = True):
+        self.app = _App(keep_sent)
         self.runtime = Runtime(self.app, SnapshotSink("redis://127.0.0.1:1/0", "fuzz:"), partitions)
         stages = []
         for module in (storj_stages, ucn_stages):
@@ -82,6 +94,9 @@ class RecordPath:
             await self._relay_owed()
             internal = [s for s in self.app.producer.sent[self._relayed:] if ".internal." in s[0]]
             self._relayed = len(self.app.producer.sent)
+            if not self.app.producer.keep_sent:
+                self.app.producer.sent.clear()
+                self._relayed = 0
             if not internal:
                 break
             by_tp = defaultdict(list)
@@ -105,6 +120,8 @@ class RecordPath:
             writes, messages, upto = queue.get_nowait()
             for topic, key, value, part in messages:
                 await self.app.producer.send(topic, key, value, part, None, None)
+            relay = self.runtime.relay  # delivered at once: the next touch of a key drops what it owed
+            relay._delivered_upto = max(relay._delivered_upto, upto)
             queue.task_done()
 
     def dead_letters(self, dataset: str) -> list[dict]:
