@@ -3,7 +3,8 @@
 A mark is a JSON object with a `__mark__` field. The replay tool sends an
 `end` mark to every partition of every source topic once a run is published;
 stream stages pass it on so that every window closes and the run is reported
-done. Live producers never need marks.
+done. Between stages, `progress` marks say how far in event time a stage has
+applied one partition of its input. Live producers never need marks.
 """
 from __future__ import annotations
 
@@ -36,6 +37,15 @@ def encode_rows_within(rows: list[dict], limit: int | None = None) -> list[bytes
 
 def encode_mark(run: str, origin: str, **extra) -> bytes:
     return orjson.dumps({MARK_FIELD: "end", "run": run, "origin": origin, **extra})
+
+
+PROGRESS = "progress"
+
+
+def encode_progress(table: str, partition: int, ts_us: int) -> bytes:
+    """A stage's word that every row of `table`'s partition up to event time `ts_us` has been applied and
+    what it sent downstream for them is ahead of this mark (stream.logic.channel_clock)."""
+    return orjson.dumps({MARK_FIELD: PROGRESS, "table": table, "partition": partition, "ts": ts_us})
 
 
 def decode(value: bytes):

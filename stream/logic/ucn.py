@@ -111,8 +111,10 @@ from .sequence import next_seq
 SESSION_GAP_US = 600 * US_PER_S
 SESSION_MIN_EVENTS = 3
 LATENESS_US = DEFAULT_LATENESS_US
-CHANNEL_TABLES = ("devicetraffic", "deviceapptraffic", "httpreqs", "dnsreqs", "locations")
-_CHANNEL_SOURCES = {*CHANNEL_TABLES, "httpreqs2", "*"}  # "*": a record that does not say its source
+# The tables whose rows can still change a session: activity events, and the locations a closing session
+# is matched with. Traffic rows carry no activity event, so however far behind they are they hold nothing.
+CHANNEL_TABLES = ("httpreqs", "dnsreqs", "locations")
+CHANNEL_SOURCES = {*CHANNEL_TABLES, "httpreqs2", "*"}  # "*": a record that does not say its source
 IDLE_CHANNEL_S = 30.0  # processing-time seconds after which a silent input channel stops holding event time
 TOP_DOMAINS = 10
 HOUR_US = 3_600 * US_PER_S
@@ -206,6 +208,11 @@ def _new_contribution() -> dict:
     return {"n": 0, "wm": None}
 
 
+def oldest_held(state: dict) -> int | None:
+    """Event time of the oldest row the device holds back (no owner or no devices row yet), or None."""
+    return state["pend"].get("first") if state["held"] and state["pend"] else None
+
+
 def apply_device_rows(state: dict, table: str, rows, seen: BlockedIntIds) -> None:
     """Fold a batch of one table's rows of one device into its state (`seen`: the device's applied ids,
     kept outside the state: see stream.logic.dedup)."""
@@ -245,6 +252,8 @@ def apply_device_rows(state: dict, table: str, rows, seen: BlockedIntIds) -> Non
             pend = state["pend"] = _new_contribution()
         fold(pend, row)
         pend["n"] += 1
+        if row.ts is not None and (pend.get("first") is None or row.ts < pend["first"]):
+            pend["first"] = row.ts  # the oldest row held: a progress mark must not pass it (stream.logic.progress)
         if pend["wm"] is None or row.ts > pend["wm"]:
             pend["wm"] = row.ts
         state["held"] += 1
@@ -367,7 +376,7 @@ def new_user(user_id=None) -> dict:
         "win": None,
         "events": 0,
         "wm": None,
-        "ch": {},  # input channel "device:table" -> [newest event time, processing time last seen]
+        "ch": {},  # input channel "device:table" -> [newest event time, processing time last seen, partition]
     }
 
 
@@ -393,14 +402,16 @@ def _window(state: dict) -> SessionWindow:
     return SessionWindow.from_state(state["win"], **params)
 
 
-def apply_user_records(state: dict, records, now_s: float | None = None, active_since_s: float = 0.0) -> list[dict]:
+def apply_user_records(state: dict, records, now_s: float | None = None, active_since_s: float = 0.0,
+                       progress: dict | None = None) -> list[dict]:
     """Fold stage-1 records into the user; return the kept sessions that closed (oldest first).
 
     The user's event time comes from its input channels (device x source
     table): see stream.logic.channel_clock for which ones hold it back and
     for how long. `active_since_s` is when the caller began consuming this
     user's input: time a worker spent dead, recovering or rebalancing is no
-    silence of the channels.
+    silence of the channels. `progress` maps (source table, partition) to how
+    far the device stage has applied that partition (its progress marks).
     """
     now_s = time.time() if now_s is None else now_s
     window = None
@@ -416,8 +427,8 @@ def apply_user_records(state: dict, records, now_s: float | None = None, active_
             state["id"] = record["user"]
         state["devices"][dev_key] = [record["platform"], bool(record["shared"])]
         if "src" in record and not record["shared"]:  # from the stream: every event table of a personal
-            for table in CHANNEL_TABLES:  # device is a channel, held back until it sends something or goes idle
-                state["ch"].setdefault(f"{device}:{table}", [None, now_s])
+            for table in CHANNEL_TABLES:  # device is a channel, held back until it or its partition moves
+                state["ch"].setdefault(f"{device}:{table}", [None, now_s, record.get("sp")])
         contribution = record.get("ev")
         if contribution is None:
             continue
@@ -425,16 +436,17 @@ def apply_user_records(state: dict, records, now_s: float | None = None, active_
             window = _window(state)
         _fold_contribution(state, window, device, contribution)
         source = record.get("src", "*")
-        if contribution.get("wm") is not None and source in _CHANNEL_SOURCES:
+        if contribution.get("wm") is not None and source in CHANNEL_SOURCES:
             # a contribution released by a reference row (devices, user_devices) held rows of other tables:
             # it says nothing of how far any channel has come, so it moves none (nor makes one that would
             # then hold the user's event time where it was)
             channel = f"{device}:{source}"
-            newest = state["ch"].get(channel, [None, 0])[0]
-            state["ch"][channel] = [contribution["wm"] if newest is None else max(newest, contribution["wm"]), now_s]
+            newest = state["ch"].get(channel, [None])[0]
+            state["ch"][channel] = [contribution["wm"] if newest is None else max(newest, contribution["wm"]), now_s,
+                                    record.get("sp")]
     if window is None:
         return []
-    event_time = channel_clock.event_time(state["ch"], now_s, active_since_s, IDLE_CHANNEL_S)
+    event_time = channel_clock.event_time(state["ch"], now_s, active_since_s, IDLE_CHANNEL_S, progress)
     if event_time is not None:
         window.advance_to(event_time)
     closed = _finalise(state, window.close_due())

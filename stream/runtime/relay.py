@@ -51,7 +51,7 @@ class Relay:
             for future in futures:
                 if future.exception() is not None:
                     _give_up(future.exception())
-            self._delivered_upto = upto
+            self._delivered_upto = max(self._delivered_upto, upto)  # 0: a batch that owed nothing
         return self._delivered_upto
 
     async def run(self, producer) -> None:

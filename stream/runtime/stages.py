@@ -46,6 +46,14 @@ class Outbox:
         self.by_topic: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         self.owed: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         self.owed_upto = 0
+        self.progress: dict[tuple[str, str, int], int] = {}  # (topic, table, partition) -> event time
+
+    def note_progress(self, topic: str, table: str, partition: int, ts_us: int) -> None:
+        """Broadcast to every partition of `topic`, after this batch's owed records, that rows of
+        `table`'s `partition` are applied up to `ts_us`."""
+        key = (topic, table, partition)
+        if ts_us > self.progress.get(key, ts_us - 1):
+            self.progress[key] = ts_us
 
     def owe(self, tag: list, messages) -> None:
         for topic, key, record in messages:
@@ -70,6 +78,8 @@ class Outbox:
             for key, records in by_key.items():
                 mine[key].extend(records)
         self.owed_upto = max(self.owed_upto, other.owed_upto)
+        for (topic, table, partition), ts_us in other.progress.items():
+            self.note_progress(topic, table, partition, ts_us)
 
 
 class Stage:
@@ -99,6 +109,18 @@ class Stage:
 
     async def apply(self, partition: int, topic: str, groups: dict[str, list], outbox: Outbox) -> None:
         raise NotImplementedError
+
+    def applied_up_to(self, partition: int, topic: str, ts_us: int, outbox: Outbox) -> None:
+        """A segment of a source topic's partition is applied; `ts_us` is the oldest event time of its last
+        message. The messages after it start no earlier: a partition's messages come in the order of
+        their first row's time (a replay packs one key's rows of a stretch of time into one message and
+        sends a stretch's messages in the order their keys first appear; a live producer sends rows as
+        they happen), though one message's rows may be older than the message before's last row. So
+        rows older than `ts_us` are all applied: what a progress mark may say (stream.logic.progress)."""
+
+    def on_progress(self, partition: int, mark: dict) -> None:
+        """A progress mark from the stage upstream (after the records it sent before it); ignored unless
+        the stage keeps event time by it."""
 
     run_end_store: str | None = None  # the store whose keys the end of a run visits, if any
 
@@ -135,7 +157,11 @@ class StageRunner:
                 kind, payload = wire.decode(record.value) if record.value is not None else ("bad", "empty value")
             except wire.BadMessage as exc:
                 kind, payload = "bad", str(exc)
-            if kind == "mark":
+            if kind == "mark" and payload.get(wire.MARK_FIELD) == wire.PROGRESS:
+                # no need to split the batch here: a key's records of the whole batch are folded before its
+                # event time moves, and records after the mark are newer than it
+                stage.on_progress(tp.partition, payload)
+            elif kind == "mark":
                 await self._apply_segment(stage, tp, segment, outbox)
                 segment = []
                 await self._on_mark(stage, tp, record, payload, outbox)
@@ -154,10 +180,12 @@ class StageRunner:
             return
         groups: dict[str, list] = defaultdict(list)
         origins: dict[str, list] = defaultdict(list)  # per key: (Kafka record, raw row) of each item
+        reached = None  # the oldest event time of the last message with one (see Stage.applied_up_to)
         if stage.is_source(tp.topic):
             spec = tables.table_of_topic(tp.topic)
             for record, rows in segment:
                 message_key = record.key.decode("utf-8", "replace") if record.key is not None else None
+                oldest = None
                 for raw in rows:
                     try:
                         row = normalise(spec, raw)
@@ -170,6 +198,9 @@ class StageRunner:
                         continue
                     groups[row.key].append(row)
                     origins[row.key].append((record, raw))
+                    if row.ts is not None and (oldest is None or row.ts < oldest):
+                        oldest = row.ts
+                reached = reached if oldest is None else oldest
             self.runtime.metrics.events_in(stage.dataset, spec.name, sum(len(g) for g in groups.values()))
         else:
             for record, items in segment:
@@ -178,6 +209,8 @@ class StageRunner:
                 origins[key].extend((record, item) for item in items)
         if await self._apply(stage, tp, groups, outbox) is not None:
             await self._apply_one_by_one(stage, tp, groups, origins, outbox)
+        if reached is not None:
+            stage.applied_up_to(tp.partition, tp.topic, reached, outbox)
 
     async def _apply(self, stage: Stage, tp, groups: dict, outbox: Outbox) -> Exception | None:
         async def apply(work: Outbox) -> None:
@@ -252,6 +285,7 @@ class StageRunner:
         await self.runtime.send_outbox(outbox)
         outbox.by_topic.clear()
         outbox.owed.clear()
+        outbox.progress.clear()
         # after the run's end writes, in the same changelog partition: durable marks imply durable windows
         store.put(partition, key, seen)
         await self.runtime.relay.drain()  # the mark must follow every record sent before it

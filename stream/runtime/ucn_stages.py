@@ -6,6 +6,7 @@ import time
 from contract.timeutil import format_ts
 from stream.logic import owed, ucn
 from stream.logic.dedup import BlockedIntIds
+from stream.logic.progress import PartitionProgress
 from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
 
@@ -25,12 +26,21 @@ class DeviceStage(Stage):
     def expected_marks(self) -> int:
         return len(self.topics)
 
+    def __init__(self, runtime):
+        super().__init__(runtime)
+        self._progress = PartitionProgress()
+        self._generation = None
+
     async def apply(self, partition, topic, groups, outbox: Outbox) -> None:
-        """Contributions are deltas: they are owed (stream.logic.owed) until delivered."""
+        """Contributions are deltas: they are owed (stream.logic.owed) until delivered. After them, every
+        user partition hears how far this table's partition has come (a progress mark): a device that
+        sends nothing then holds no user's event time back (stream.logic.channel_clock)."""
         table = topic.split(".", 1)[1]
         store = self.runtime.store("ucn_device")
         relay = self.runtime.relay
         delivered_upto = relay.delivered_upto
+        now_s = time.time()
+        self._know_holding_devices(partition, now_s)
         for key, rows in groups.items():
             state = store.get(key) or ucn.new_device()
             messages = owed.settle(state, relay.incarnation, delivered_upto)  # an earlier worker's, maybe lost
@@ -38,11 +48,32 @@ class DeviceStage(Stage):
             ucn.apply_device_rows(state, table, rows, BlockedIntIds(self.runtime.store(SEEN_STORE).view(partition), key))
             if state["events"] != before:
                 for user, record in ucn.device_outbox(state, key):
-                    record["src"] = table  # the user's input channel: this device's rows of this table
+                    record["src"] = table  # the user's input channel: this device's rows of this table,
+                    record["sp"] = partition  # in this partition
                     messages.append([USER_TOPIC, user, record])
             self.runtime.owe(state, messages, outbox)
             if messages or state["events"] != before:
                 store.put(partition, key, state)
+            self._progress.holding(partition, key, ucn.oldest_held(state), now_s)
+
+    def applied_up_to(self, partition: int, topic: str, ts_us: int, outbox: Outbox) -> None:
+        table = topic.split(".", 1)[1]
+        if table in ucn.CHANNEL_SOURCES:
+            told = self._progress.to_tell(table, partition, ts_us, time.time())
+            if told is not None:
+                outbox.note_progress(USER_TOPIC, table, partition, told)
+
+    def _know_holding_devices(self, partition: int, now_s: float) -> None:
+        """After a rebalance, before a partition's first batch: its devices that hold rows, from their state
+        (once per partition and rebalance)."""
+        if self.runtime.app.consumer_generation_id != self._generation:
+            self._generation = self.runtime.app.consumer_generation_id
+            self._progress.restart()
+        if self._progress.knows(partition):
+            return
+        for key, state in self.runtime.store("ucn_device").items_in_partition(partition):
+            self._progress.holding(partition, key, ucn.oldest_held(state), now_s)
+        self._progress.known(partition)
 
     run_end_store = "ucn_device"
 
@@ -68,6 +99,14 @@ class UserStage(Stage):
         super().__init__(runtime)
         self._generation = None
         self._consuming_since: dict[int, float] = {}
+        self._progress: dict[int, dict] = {}  # user partition -> (table, device partition) -> event time
+
+    def _new_generation(self) -> None:
+        """After a rebalance this worker starts afresh: what it knew of a partition may be behind what it
+        will read again there (a partition it had, then lost before its offsets were committed)."""
+        generation = self.runtime.app.consumer_generation_id
+        if generation != self._generation:
+            self._generation, self._consuming_since, self._progress = generation, {}, {}
 
     def expected_marks(self) -> int:
         return 1 + self.runtime.partitions  # its users partition and every device partition
@@ -75,10 +114,17 @@ class UserStage(Stage):
     def consuming_since(self, partition: int) -> float:
         """When this worker began consuming the partition (its first batch since the last rebalance):
         input channels' silence counts from then on (see ucn.apply_user_records)."""
-        generation = self.runtime.app.consumer_generation_id
-        if generation != self._generation:
-            self._generation, self._consuming_since = generation, {}
+        self._new_generation()
         return self._consuming_since.setdefault(partition, time.time())
+
+    def on_progress(self, partition: int, mark: dict) -> None:
+        """Only what came through this partition counts for its users: the mark follows the records the
+        device stage sent here, not those it sent to other partitions."""
+        self._new_generation()
+        progress = self._progress.setdefault(partition, {})
+        source, ts_us = (mark.get("table"), mark.get("partition")), mark.get("ts")
+        if isinstance(ts_us, int) and (source not in progress or ts_us > progress[source]):
+            progress[source] = ts_us
 
     async def apply(self, partition, topic, groups, outbox) -> None:
         store = self.runtime.store("ucn_user")
@@ -87,7 +133,8 @@ class UserStage(Stage):
         for user, items in groups.items():
             state = store.get(user) or ucn.new_user(user)
             if topic == USER_TOPIC:
-                closed = ucn.apply_user_records(state, items, active_since_s=since)
+                closed = ucn.apply_user_records(state, items, active_since_s=since,
+                                                progress=self._progress.get(partition))
             else:
                 ucn.apply_user_rows(state, items)
                 closed = []

@@ -109,8 +109,13 @@ class Runtime:
     async def send_outbox(self, outbox) -> None:
         self._pending_sends.extend(self._messages(outbox.by_topic))
         writes = await self._drain_sends()
-        if outbox.owed:
-            self.relay.after(writes, self._messages(outbox.owed), outbox.owed_upto)
+        if outbox.owed or outbox.progress:
+            # progress marks go last, through the relay like the owed records: a receiver that reads one
+            # has read every record the batch sent it before
+            marks = [(topic, None, wire.encode_progress(table, source, ts_us), partition)
+                     for (topic, table, source), ts_us in outbox.progress.items()
+                     for partition in range(self.partitions)]
+            self.relay.after(writes, self._messages(outbox.owed) + marks, outbox.owed_upto)
 
     async def broadcast_mark(self, topic: str, run: str, origin: str) -> None:
         for partition in range(self.partitions):
