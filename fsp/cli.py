@@ -68,7 +68,7 @@ def cmd_generate(args) -> None:
 
 
 def read_source(dataset: str, source: str):
-    """(rows in event-time order, bad records) of a CSV folder or a database URL."""
+    """(rows in event-time order, bad records) of a CSV folder or a database URL, held in memory."""
     from replay.merge import in_event_order
     from replay.sources.base import BadRecord
 
@@ -86,18 +86,23 @@ def read_source(dataset: str, source: str):
     return in_event_order(good), bad
 
 
-def source_stream(dataset: str, source: str):
-    """(rows and bad records in event-time order, read lazily where the source allows it; row count).
+def source_stream(dataset: str, source: str, run_rows: int | None = None, spill_dir: str | None = None):
+    """(rows and bad records in event-time order, read lazily; their count).
 
     Database tables are streamed with server-side cursors, sorted by the database, and merged
-    lazily; CSV files carry no order, so a CSV folder is read and sorted in memory."""
+    lazily; CSV files carry no order, so a CSV folder is sorted in runs of `run_rows` rows spilled
+    to `spill_dir` (FSP_SORT_RUN_ROWS, FSP_SORT_DIR) and merged lazily: see replay.external_sort."""
     if "://" in source:
         from replay.merge import merge_streams
         from replay.sources.database import count_rows, database_streams
 
         return merge_streams(database_streams(source, dataset)), count_rows(source, dataset)
-    ordered, bad = read_source(dataset, source)
-    return [*bad, *ordered], len(ordered) + len(bad)
+    from replay.external_sort import sort_externally
+    from replay.sources.csv_folder import read_folder
+
+    settings = _settings()
+    return sort_externally(read_folder(source, dataset), run_rows or settings.sort_run_rows,
+                           spill_dir or settings.sort_dir)
 
 
 def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, *, partitions: int, prefix: str = "",

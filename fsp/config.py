@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from replay.external_sort import RUN_ROWS
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -12,6 +14,8 @@ class Settings:
     prefix: str  # Redis key prefix (several deployments can share a Redis)
     partitions: int  # partitions of every topic the project creates
     sessions_cap: int
+    sort_run_rows: int = RUN_ROWS  # rows a replay of a CSV folder sorts in memory at once (a run)
+    sort_dir: str | None = None  # where it spills sorted runs; None -> the system's temporary folder
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -21,4 +25,6 @@ class Settings:
             prefix=os.environ.get("FEATURE_PREFIX", ""),
             partitions=int(os.environ.get("PARTITIONS", "4")),
             sessions_cap=int(os.environ.get("SESSIONS_CAP", "100")),
+            sort_run_rows=int(os.environ.get("FSP_SORT_RUN_ROWS") or RUN_ROWS),
+            sort_dir=os.environ.get("FSP_SORT_DIR") or None,
         )

@@ -9,7 +9,8 @@ import heapq
 from typing import Iterator
 
 
-def _key(item):
+def event_key(item):
+    """What rows are ordered by: bad records first, then reference rows, then events by time."""
     row = getattr(item, "row", None)
     if row is None:  # a bad record: no time to order it by; it only goes to the dead letters
         return (-1, 0, "", 0)
@@ -22,9 +23,9 @@ def _key(item):
 
 def in_event_order(items: list) -> list:
     """Stable sort: equal keys keep their read order."""
-    return sorted(items, key=_key)
+    return sorted(items, key=event_key)
 
 
 def merge_streams(streams) -> "Iterator":
     """Merge per-table streams, each already in (time, id) order, lazily (a k-way merge)."""
-    return heapq.merge(*streams, key=_key)
+    return heapq.merge(*streams, key=event_key)

@@ -28,6 +28,21 @@ def test_replay_equals_batch_for_several_seeds(pipeline, tmp_path, seed):
     assert [str(m) for m in mismatches] == []
 
 
+def test_replay_sorted_on_disk_in_small_runs_is_exact(pipeline, tmp_path, monkeypatch):
+    """A CSV folder sorted in runs of 500 rows spilled to disk (as a dump larger than memory is) gives the
+    same features as the batch; the spilled runs are gone once the replay ends."""
+    folder, spill = tmp_path / "dump", tmp_path / "spill"
+    spill.mkdir()
+    generate_storj(folder, seed=4, scale=0.04, bad_rows=3)
+    monkeypatch.setenv("FSP_SORT_RUN_ROWS", "500")
+    monkeypatch.setenv("FSP_SORT_DIR", str(spill))
+    summary = pipeline.replay("storj", str(folder))
+    assert summary.rows_read > 15 * 500 and summary.bad_rows == 3  # 18 runs
+    assert list(spill.iterdir()) == []
+    mismatches, _ = pipeline.verify("storj", str(folder))
+    assert [str(m) for m in mismatches] == []
+
+
 def test_rerun_of_a_replay_changes_no_feature(pipeline, tmp_path):
     folder = tmp_path / "dump"
     generate_storj(folder, seed=7, scale=0.03)

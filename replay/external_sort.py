@@ -1,0 +1,183 @@
+"""Event-time order of more rows than fit in memory: an external merge sort.
+
+A CSV folder carries no order, so its rows are sorted before they are published;
+sorting them as one list held the whole folder in memory. Here the rows are cut,
+in read order, into runs of at most `run_rows` rows; each run is sorted and
+spilled to a private temporary directory, and the runs are merged lazily.
+
+Memory bound: rows held = `run_rows` (the run being cut; while merging, the last
+run, which is never spilled) + one row per spilled run being merged. At most
+`fan_in` runs are merged at once (runs past it are first merged in groups into
+longer runs), so open files and rows held stay few. A source that fits in one
+run is sorted in memory and never touches the disk. The runs are pickled: the
+files are this process's own, in a directory only its user can open.
+
+The order is exactly `replay.merge.in_event_order`'s: the same key, and ties in
+read order, kept across runs by a read sequence number in every spilled record.
+Bad records have the lowest key, so they come first, in read order.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+import pickle
+import tempfile
+import weakref
+from typing import Iterable, Iterator
+
+from contract import tables
+from contract.rows import Row
+from replay.merge import event_key
+from replay.sources.base import SourceRow
+
+RUN_ROWS = 200_000  # default rows a run holds (env FSP_SORT_RUN_ROWS)
+FAN_IN = 128  # runs merged at once: open files and rows held while merging
+
+
+def _flat(item):
+    """A SourceRow as a tuple of plain values (its table by name): small and fast to pickle.
+    Bad records are rare and pickled as they are."""
+    if not isinstance(item, SourceRow):
+        return item
+    row = item.row
+    return (item.spec.dataset, item.spec.name, row.key, row.ts, row.eid, row.values, item.origin)
+
+
+def _restored(flat):
+    """The item `_flat` made, with its table's spec."""
+    if type(flat) is not tuple:
+        return flat
+    dataset, table, key, ts, eid, values, origin = flat
+    return SourceRow(tables.DATASETS[dataset][table], Row(key, ts, eid, values), origin)
+
+
+def _write_run(records: Iterable, path: str) -> str:
+    """Spill (key, sequence, item) records one pickle each, so that reading holds one record at a time."""
+    with open(path, "wb") as handle:
+        for key, sequence, item in records:
+            pickle.dump((key, sequence, _flat(item)), handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def _read_run(handle) -> Iterator:
+    while True:
+        try:
+            key, sequence, flat = pickle.load(handle)
+        except EOFError:
+            return
+        yield key, sequence, _restored(flat)
+
+
+class _Spill:
+    """The temporary directory of one sort, its run files and those open; removed once, however the sort ends."""
+
+    def __init__(self, parent: str | None):
+        self.directory = tempfile.TemporaryDirectory(prefix="fsp-sort-", dir=parent)
+        self.paths: list[str] = []
+        self._handles: list = []
+        self._written = 0
+
+    def add_run(self, records: Iterable) -> None:
+        self.paths.append(self._write(records))
+
+    def _write(self, records: Iterable) -> str:
+        self._written += 1
+        return _write_run(records, os.path.join(self.directory.name, f"run-{self._written:06d}.pickle"))
+
+    def open_runs(self, paths: list[str]) -> list[Iterator]:
+        handles = [open(path, "rb") for path in paths]
+        self._handles.extend(handles)
+        return [_read_run(handle) for handle in handles]
+
+    def merge_down(self, fan_in: int, keep: int) -> None:
+        """Merge groups of `fan_in` runs into longer runs until at most `keep` remain (each open run is a
+        file and a row in memory)."""
+        while len(self.paths) > keep:
+            merged = []
+            for start in range(0, len(self.paths), fan_in):
+                group = self.paths[start:start + fan_in]
+                merged.append(group[0] if len(group) == 1 else self._merge_group(group))
+            self.paths = merged
+
+    def _merge_group(self, group: list[str]) -> str:
+        path = self._write(heapq.merge(*self.open_runs(group)))
+        self._close_runs()
+        for done in group:
+            os.remove(done)
+        return path
+
+    def _close_runs(self) -> None:
+        for handle in self._handles:
+            handle.close()
+        self._handles.clear()
+
+    def remove(self) -> None:
+        self._close_runs()
+        self.directory.cleanup()
+
+
+def _cut_runs(items: Iterable, run_rows: int, spill_dir: str | None) -> tuple[list, _Spill | None, int]:
+    """Read every item once: (the last run, sorted, in memory; the spill of the full runs before it, if any;
+    the item count)."""
+    run: list = []
+    spill = None
+    count = 0
+    try:
+        for count, item in enumerate(items, 1):
+            if len(run) == run_rows:  # full, and more to come: spill it
+                run.sort()
+                spill = spill or _Spill(spill_dir)
+                spill.add_run(run)
+                run = []
+            run.append((event_key(item), count, item))
+    except BaseException:
+        if spill is not None:
+            spill.remove()
+        raise
+    run.sort()
+    return run, spill, count
+
+
+class MergedRuns:
+    """The sorted items, read lazily from the spilled runs and the last run; the files go at the end, on
+    close() or when the iterator is dropped."""
+
+    def __init__(self, spill: _Spill, last_run: list, fan_in: int):
+        self._remove = weakref.finalize(self, spill.remove)
+        spill.merge_down(fan_in, keep=fan_in - 1)  # and the last run, in memory
+        self._records = heapq.merge(*spill.open_runs(spill.paths), iter(last_run))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return next(self._records)[2]
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self._records = iter(())
+        self._remove()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def sort_externally(items: Iterable, run_rows: int = RUN_ROWS, spill_dir: str | None = None,
+                    fan_in: int = FAN_IN) -> tuple[Iterator, int]:
+    """(`items` in event-time order, read lazily; their count). Every item is read before this returns."""
+    if run_rows < 1 or fan_in < 2:
+        raise ValueError(f"run_rows must be >= 1 and fan_in >= 2 (got {run_rows}, {fan_in})")
+    last_run, spill, count = _cut_runs(items, run_rows, spill_dir)
+    if spill is None:
+        return (record[2] for record in last_run), count
+    try:
+        return MergedRuns(spill, last_run, fan_in), count
+    except BaseException:
+        spill.remove()
+        raise
