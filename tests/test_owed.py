@@ -13,10 +13,11 @@ from __future__ import annotations
 import copy
 import itertools
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.logic import owed
+from stream.logic import keyvalue, owed
 
 
 def test_settle_keeps_own_undelivered_drops_own_delivered_and_returns_foreign():
@@ -130,3 +131,18 @@ def test_deltas_are_counted_exactly_once_whatever_the_crashes(rows, steps):
     model.receive()
     assert model.receiver["rows"] == len(rows)
     assert model.receiver["total"] == sum(rows)
+
+
+def test_large_owed_records_wait_beside_the_state_and_leave_with_their_delivery():
+    store = keyvalue.DictStore()
+    spill = owed.Spill(store, "device:7")
+    state = {}
+    big = [["t", "u1", {"acts": ["x" * 100] * 400}]]  # ~40 KB: past INLINE_BYTES
+    owed.remember(state, ["me", 1], big, spill)
+    owed.remember(state, ["me", 2], [["t", "u1", {"seq": 2}]], spill)
+    assert len(orjson.dumps(state)) < 200 and len(store.data) == 1  # the state keeps the tag alone
+    assert owed.settle(state, "me", delivered_upto=1, spill=spill) == []
+    assert store.data == {}  # delivered: the entry is gone
+    owed.remember(state, ["me", 3], big, spill)
+    assert owed.settle(state, "next worker", delivered_upto=0, spill=spill) == [["t", "u1", {"seq": 2}], *big]
+    assert store.data == {} and not owed.owes(state)

@@ -31,8 +31,9 @@ activity events (see stream.logic.ucn).
 time last heard, partition or None], the JSON-able form kept in the user's
 state; `progress` maps (table, partition) to event time.
 
-Known limit: a partition of a table that has no rows at all sends no
-progress, so its not-started channels hold until they go idle.
+Known limit: a partition of a table that has no rows at all (a feed without
+locations) sends no progress, so its not-started channels hold until they go
+idle: 30 s of processing time, nothing in a live feed, much of a fast replay.
 """
 from __future__ import annotations
 

@@ -26,42 +26,17 @@ table, or a dict in tests). Nothing here knows Kafka.
 """
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from typing import Iterable
 
 from contract.timeutil import US_PER_S
 
 from .idset import IdRanges
+from .keyvalue import DictStore, KeyValue  # noqa: F401 (DictStore: for callers of this module)
 
 DAY_US = 86_400 * US_PER_S
 MAX_BUCKET_IDS = 2_000  # storj: 2,000 ids of 16 hex digits are ~38 KB of JSON
 ID_BLOCK = 1_024  # ucn: ids per bucket; at worst 512 ranges, ~10 KB of JSON
 NO_TIME = "none"  # the bucket of rows without an event time
-
-
-class KeyValue(Protocol):
-    """The part of a state store a de-duplicator needs, scoped to one key's partition."""
-
-    def get(self, key: str) -> dict | None: ...
-
-    def put(self, key: str, value: dict) -> None: ...
-
-    def delete(self, key: str) -> None: ...
-
-
-class DictStore:
-    """A `KeyValue` over a plain dict (tests, batch tools)."""
-
-    def __init__(self, data: dict | None = None):
-        self.data = {} if data is None else data
-
-    def get(self, key: str) -> dict | None:
-        return self.data.get(key)
-
-    def put(self, key: str, value: dict) -> None:
-        self.data[key] = value
-
-    def delete(self, key: str) -> None:
-        self.data.pop(key, None)
 
 
 class _DayBucket:

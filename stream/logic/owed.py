@@ -16,19 +16,72 @@ outbox pattern), under a tag `[incarnation, n]` of the worker that made them:
 A key whose input batch was committed had its records delivered first (the
 runtime drains them before every offset commit); one whose batch was not is
 touched again by the redelivery. Nothing here knows Kafka.
+
+Owed records of one batch can be large (a replay message carries thousands of
+one device's rows; an end of run closes many sessions at once). Past
+INLINE_BYTES they are kept beside the state, in an entry of their own
+(`Spill`), and the state keeps only their tag: the key's record stays small,
+and the entry is deleted once the records are delivered.
 """
 from __future__ import annotations
 
+import orjson
+
+from .keyvalue import KeyValue
+
 FIELD = "owed"
+INLINE_BYTES = 16 * 1024
 
 
-def remember(state: dict, tag: list, messages: list) -> None:
-    """Keep `messages` ([topic, receiver key, record], ...) in the state until delivered."""
-    if messages:
-        state.setdefault(FIELD, []).append([tag, [list(message) for message in messages]])
+class Spill:
+    """One key's owed records kept beside its state: per tag, entries of about INLINE_BYTES each."""
+
+    def __init__(self, store: KeyValue, entity: str):
+        self.store, self.entity = store, entity
+
+    def _name(self, tag: list, number: int) -> str:
+        return f"o{tag[0]}.{tag[1]}.{number}|{self.entity}"
+
+    def put(self, tag: list, messages: list, sizes: list[int]) -> int:
+        """Store the messages in entries of about INLINE_BYTES; return how many."""
+        chunk, size, number = [], 0, 0
+        for message, message_size in zip(messages, sizes):
+            if chunk and size + message_size > INLINE_BYTES:
+                self.store.put(self._name(tag, number), {"m": chunk})
+                chunk, size, number = [], 0, number + 1
+            chunk.append(message)
+            size += message_size
+        self.store.put(self._name(tag, number), {"m": chunk})
+        return number + 1
+
+    def take(self, tag: list, entries: int) -> list:
+        messages = []
+        for number in range(entries):
+            entry = self.store.get(self._name(tag, number))
+            self.store.delete(self._name(tag, number))
+            messages += entry["m"] if entry else []
+        return messages
+
+    def drop(self, tag: list, entries: int) -> None:
+        for number in range(entries):
+            self.store.delete(self._name(tag, number))
 
 
-def settle(state: dict, incarnation: str, delivered_upto: int) -> list[list]:
+def remember(state: dict, tag: list, messages: list, spill: Spill | None = None) -> None:
+    """Keep `messages` ([topic, receiver key, record], ...) with the state until delivered: in it, or
+    beside it when they are large and there is a `spill` (the state then keeps the tag and the number
+    of entries they fill)."""
+    if not messages:
+        return
+    messages = [list(message) for message in messages]
+    if spill is not None:
+        sizes = [len(orjson.dumps(message)) for message in messages]
+        if sum(sizes) > INLINE_BYTES:
+            messages = spill.put(tag, messages, sizes)
+    state.setdefault(FIELD, []).append([tag, messages])
+
+
+def settle(state: dict, incarnation: str, delivered_upto: int, spill: Spill | None = None) -> list[list]:
     """Drop what this incarnation knows delivered; return what an earlier one may not have delivered.
 
     The returned messages leave the state: the caller sends them again and
@@ -39,10 +92,13 @@ def settle(state: dict, incarnation: str, delivered_upto: int) -> list[list]:
         return []
     keep, again = [], []
     for tag, messages in entries:
+        spilled = isinstance(messages, int)  # the number of entries beside the state
         if tag[0] != incarnation:
-            again.extend(messages)
+            again.extend(spill.take(tag, messages) if spilled else messages)
         elif tag[1] > delivered_upto:
             keep.append([tag, messages])
+        elif spilled:
+            spill.drop(tag, messages)
     if keep:
         state[FIELD] = keep
     else:

@@ -27,6 +27,7 @@ class PartitionProgress:
         self._held: dict[int, dict[str, tuple[int, float]]] = {}  # partition -> device -> (oldest ts, since)
         self._unknown: dict[int, set[str]] = {}  # partition -> devices that held past the grace
         self._told: dict[tuple[str, int], int] = {}  # (table, partition) -> event time last told
+        self._reached: dict[tuple[str, int], int] = {}  # (table, partition) -> applied up to (floor aside)
 
     def restart(self) -> None:
         """A rebalance: what was known of every partition may be stale."""
@@ -34,6 +35,7 @@ class PartitionProgress:
         self._held.clear()
         self._unknown.clear()
         self._told.clear()
+        self._reached.clear()
 
     def knows(self, partition: int) -> bool:
         return partition in self._known
@@ -55,8 +57,11 @@ class PartitionProgress:
             held[device] = (oldest_held_ts, held[device][1])
 
     def to_tell(self, table: str, partition: int, newest: int, now_s: float) -> int | None:
-        """The event time to put in a progress mark after a batch whose newest row is `newest`, or None
-        when there is nothing new to say."""
+        """The event time to put in a progress mark once the partition's rows up to `newest` are applied,
+        or None when there is nothing new to say."""
+        key = (table, partition)
+        self._reached[key] = max(newest, self._reached.get(key, newest))
+        newest = self._reached[key]
         held = self._held.get(partition, {})
         for device in [d for d, (_, held_since) in held.items() if now_s - held_since >= self.grace_s]:
             del held[device]  # held for longer than the grace: an unknown device, it holds nothing
@@ -67,3 +72,13 @@ class PartitionProgress:
             return None
         self._told[(table, partition)] = ts
         return ts
+
+    def retell(self, partition: int, now_s: float) -> list[tuple[str, int]]:
+        """(table, event time) for the partition's tables that can say more now that held rows went out
+        (a device was linked): a user that got them can move on at once."""
+        told = []
+        for table, part in [key for key in self._reached if key[1] == partition]:
+            ts = self.to_tell(table, partition, self._reached[(table, part)], now_s)
+            if ts is not None:
+                told.append((table, ts))
+        return told

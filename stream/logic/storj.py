@@ -264,7 +264,7 @@ def new_operator() -> dict:
 
 
 class OperatorNodes:
-    """One operator's nodes, one entry each in a store beside the operator's state (`dedup.KeyValue`):
+    """One operator's nodes, one entry each in a store beside the operator's state (`keyvalue.KeyValue`):
     {"seq": newest summary applied, "node": that summary while the node is the operator's, else None}.
 
     Names end with the email and carry the node id's length, so no two (node, email) pairs share one."""

@@ -105,6 +105,7 @@ from contract.timeutil import ONE_US, US_PER_S, format_ts, parse_ts_or_none, to_
 
 from . import channel_clock
 from .dedup import BlockedIntIds
+from .keyvalue import KeyValue
 from .sessions import DEFAULT_LATENESS_US, SessionWindow
 from .sequence import next_seq
 
@@ -210,7 +211,11 @@ def _new_contribution() -> dict:
 
 def oldest_held(state: dict) -> int | None:
     """Event time of the oldest row the device holds back (no owner or no devices row yet), or None."""
-    return state["pend"].get("first") if state["held"] and state["pend"] else None
+    if not state["held"]:
+        return None
+    if state.get("held_parts"):
+        return state.get("held_first")
+    return state["pend"].get("first") if state["pend"] else None
 
 
 def apply_device_rows(state: dict, table: str, rows, seen: BlockedIntIds) -> None:
@@ -312,8 +317,9 @@ _FOLD = {"devicetraffic": _fold_traffic, "deviceapptraffic": _fold_app, "dnsreqs
          HTTP: _fold_http, "locations": _fold_location}
 
 
-def device_outbox(state: dict, device_id) -> list[tuple[str, dict]]:
-    """Records for the user stage: (user id as text, record). See the module doc."""
+def device_outbox(state: dict, device_id, held: HeldParts | None = None) -> list[tuple[str, dict]]:
+    """Records for the user stage: (user id as text, record). See the module doc. `held`: the parts of
+    the contribution the device held back beside its state, if any (`HeldParts`)."""
     dev = state["dev"]
     if dev is None:
         return []  # unknown device: events stay held
@@ -321,31 +327,76 @@ def device_outbox(state: dict, device_id) -> list[tuple[str, dict]]:
     told = set(state["told"])
     new_owners = [u for u in owners if u not in told]
     if dev["shared"]:
-        if state["pend"] is not None:
+        if state["pend"] is not None or state.get("held_parts"):
             state["unowned_events"] += state["held"]
-            state["pend"], state["held"] = None, 0
-        targets, contribution = new_owners, None
+            _forget_held(state, held)
+        targets, contributions = new_owners, []
     else:
         if not owners:
             return []  # no owner yet: events stay held
-        contribution = state["pend"]
-        targets = owners if contribution is not None else new_owners
+        contributions = (held.take(state) if held is not None else []) + (
+            [state["pend"]] if state["pend"] is not None else [])
+        targets = owners if contributions else new_owners
     if not targets:
         return []
-    state["seq"] = next_seq(state["seq"])
     device = _as_id(device_id)
     out = []
-    for user in targets:
-        record = {"k": "device", "user": user, "device": device, "seq": state["seq"],
-                  "platform": dev["platform"], "shared": dev["shared"]}
-        if contribution is not None:
-            record["ev"] = contribution
-        out.append((str(user), record))
-    if contribution is not None:
+    for contribution in contributions or [None]:  # oldest first, each its own sequence number
+        state["seq"] = next_seq(state["seq"])
+        for user in targets:
+            record = {"k": "device", "user": user, "device": device, "seq": state["seq"],
+                      "platform": dev["platform"], "shared": dev["shared"]}
+            if contribution is not None:
+                record["ev"] = contribution
+            out.append((str(user), record))
+    if contributions:
         state["fwd"] += state["held"]
-        state["pend"], state["held"] = None, 0
+        _forget_held(state, None)
     state["told"] = list(owners)
     return out
+
+
+HELD_PART_ROWS = 500  # a held contribution of this many rows moves beside the state (~40 KB at most)
+
+
+class HeldParts:
+    """What a device holds back (no owner or no devices row yet), in parts beside its state once it grows:
+    a device that is never linked would otherwise grow its state with every row it gets."""
+
+    def __init__(self, store: KeyValue, device_key: str):
+        self.store, self.device_key = store, device_key
+
+    def _name(self, number: int) -> str:
+        return f"h{number}|{self.device_key}"
+
+    def spill(self, state: dict) -> None:
+        """After a batch: move the held contribution out of the state once it has HELD_PART_ROWS rows."""
+        pend = state["pend"]
+        if not state["held"] or pend is None or pend["n"] < HELD_PART_ROWS:
+            return
+        number = state.get("held_parts", 0)
+        if number == 0:
+            state["held_first"] = pend.get("first")
+        self.store.put(self._name(number), {"part": pend})
+        state["held_parts"], state["pend"] = number + 1, None
+
+    def take(self, state: dict) -> list[dict]:
+        """The parts in the order they were held, removed from beside the state."""
+        parts = []
+        for number in range(state.get("held_parts", 0)):
+            part = self.store.get(self._name(number))
+            self.store.delete(self._name(number))
+            if part is not None:
+                parts.append(part["part"])
+        return parts
+
+
+def _forget_held(state: dict, held: HeldParts | None) -> None:
+    if held is not None:
+        held.take(state)
+    state["pend"], state["held"] = None, 0
+    state.pop("held_parts", None)
+    state.pop("held_first", None)
 
 
 # --------------------------------------------------------------------------- stage 2: users

@@ -11,8 +11,15 @@ from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
 
 SEEN_STORE = "ucn_seen"  # the ids each device applied, per table (stream.logic.dedup)
+OWED_STORE = "ucn_owed"  # large owed records (stream.logic.owed) and held rows (ucn.HeldParts), beside a state
 USER_TOPIC = "ucn.internal.user"
 SESSIONS_TOPIC = "ucn.sessions"
+
+
+def owed_spill(runtime, partition: int, stage: str, key: str) -> owed.Spill:
+    return owed.Spill(runtime.store(OWED_STORE).view(partition), f"{stage}:{key}")
+
+
 DEVICE_TOPICS = ["ucn.devices", "ucn.user_devices", "ucn.devicetraffic", "ucn.deviceapptraffic", "ucn.httpreqs",
                  "ucn.httpreqs2", "ucn.dnsreqs", "ucn.locations"]
 
@@ -43,18 +50,23 @@ class DeviceStage(Stage):
         self._know_holding_devices(partition, now_s)
         for key, rows in groups.items():
             state = store.get(key) or ucn.new_device()
-            messages = owed.settle(state, relay.incarnation, delivered_upto)  # an earlier worker's, maybe lost
+            spill = owed_spill(self.runtime, partition, self.name, key)
+            messages = owed.settle(state, relay.incarnation, delivered_upto, spill)  # an earlier worker's, maybe lost
             before = state["events"]
             ucn.apply_device_rows(state, table, rows, BlockedIntIds(self.runtime.store(SEEN_STORE).view(partition), key))
+            held = ucn.HeldParts(self.runtime.store(OWED_STORE).view(partition), f"{self.name}:{key}")
             if state["events"] != before:
-                for user, record in ucn.device_outbox(state, key):
+                for user, record in ucn.device_outbox(state, key, held):
                     record["src"] = table  # the user's input channel: this device's rows of this table,
                     record["sp"] = partition  # in this partition
                     messages.append([USER_TOPIC, user, record])
-            self.runtime.owe(state, messages, outbox)
+            self.runtime.owe(state, messages, outbox, spill)
+            held.spill(state)
             if messages or state["events"] != before:
                 store.put(partition, key, state)
             self._progress.holding(partition, key, ucn.oldest_held(state), now_s)
+        for table_told, ts_us in self._progress.retell(partition, now_s):
+            outbox.note_progress(USER_TOPIC, table_told, partition, ts_us)
 
     def applied_up_to(self, partition: int, topic: str, ts_us: int, outbox: Outbox) -> None:
         table = topic.split(".", 1)[1]
@@ -85,8 +97,9 @@ class DeviceStage(Stage):
         if not owed.owes(state):
             return
         relay = self.runtime.relay
-        messages = owed.settle(state, relay.incarnation, relay.delivered_upto)
-        self.runtime.owe(state, messages, outbox)
+        spill = owed_spill(self.runtime, partition, self.name, key)
+        messages = owed.settle(state, relay.incarnation, relay.delivered_upto, spill)
+        self.runtime.owe(state, messages, outbox, spill)
         self.runtime.store("ucn_device").put(partition, key, state)
 
 
@@ -155,13 +168,14 @@ class UserStage(Stage):
         sink, relay = self.runtime.sink, self.runtime.relay
         if state.get("user") is None:
             return  # a snapshot exists for every users row; data of others waits in the state
-        again = owed.settle(state, relay.incarnation, delivered_upto)
+        spill = owed_spill(self.runtime, partition, self.name, user)
+        again = owed.settle(state, relay.incarnation, delivered_upto, spill)
         if again:  # an earlier worker's sessions, maybe lost; the Redis list skips those it has
             sink.sessions("ucn", user, [record for _, _, record in again])
         if closed:
             sink.sessions("ucn", user, closed)
         messages = again + [[SESSIONS_TOPIC, user, record] for record in closed]
-        self.runtime.owe(state, messages, outbox)
+        self.runtime.owe(state, messages, outbox, spill)
         state["ver"] = next_version(state.get("ver", 0))
         self.write_snapshot(user, state)
 
@@ -177,5 +191,6 @@ class UserStage(Stage):
 
 
 STAGES = [DeviceStage, UserStage]
-TABLES = ["ucn_device", "ucn_user", SEEN_STORE]
+TABLES = ["ucn_device", "ucn_user", SEEN_STORE, OWED_STORE]
+
 INTERNAL_TOPICS = [USER_TOPIC, SESSIONS_TOPIC]
