@@ -891,3 +891,27 @@ def test_a_first_completion_closes_pending_sessions_and_a_quiet_user_is_left_alo
     closed = ucn.close_at_run_end(h.users["1"])
     assert [s["events"] for s in closed] == [3]
     assert ucn.close_at_run_end(h.users["1"]) is None
+
+
+def test_a_large_contribution_goes_in_pieces_that_fold_to_the_same_user():
+    t0 = T("2015-11-02 10:00:00")
+    acts = [[t0 + i * 5 * S, "dnsreqs", i, f"d{i % 7}.org"] for i in range(1_000)]
+    ev = {"n": 1_000, "wm": acts[-1][0], "first": acts[0][0], "dns": 1_000, "acts": acts}
+    pieces = ucn._pieces(ev)
+    assert len(pieces) == 3 and [len(p["acts"]) for p in pieces] == [400, 400, 200]
+    assert [("wm" in p) for p in pieces] == [False, False, True] and sum(p["n"] for p in pieces) == 1_000
+
+    def user_after(contributions):
+        state = ucn.new_user(1)
+        apply_user_rows_for(state)
+        records = [{"k": "device", "user": 1, "device": 10, "seq": n + 1, "platform": "ios", "shared": False,
+                    "src": "dnsreqs", "ev": c} for n, c in enumerate(contributions)]
+        ucn.apply_user_records(state, json_round_trip(records), now_s=0.0)
+        ucn.close_user_windows(state)
+        return ucn.user_features(state)
+
+    assert user_after(pieces) == user_after([ev])
+
+
+def apply_user_rows_for(state):
+    ucn.apply_user_rows(state, [row("users", id=1, username="u", country="fr")])

@@ -69,14 +69,15 @@ class Spill:
 
 def remember(state: dict, tag: list, messages: list, spill: Spill | None = None) -> None:
     """Keep `messages` ([topic, receiver key, record], ...) with the state until delivered: in it, or
-    beside it when they are large and there is a `spill` (the state then keeps the tag and the number
-    of entries they fill)."""
+    beside it when there is a `spill` and they would take the records owed in the state past
+    INLINE_BYTES (the state then keeps the tag and the number of entries they fill)."""
     if not messages:
         return
     messages = [list(message) for message in messages]
     if spill is not None:
         sizes = [len(orjson.dumps(message)) for message in messages]
-        if sum(sizes) > INLINE_BYTES:
+        inline = [entry for entry in state.get(FIELD, ()) if not isinstance(entry[1], int)]
+        if sum(sizes) + (len(orjson.dumps(inline)) if inline else 0) > INLINE_BYTES:
             messages = spill.put(tag, messages, sizes)
     state.setdefault(FIELD, []).append([tag, messages])
 

@@ -341,6 +341,7 @@ def device_outbox(state: dict, device_id, held: HeldParts | None = None) -> list
         return []
     device = _as_id(device_id)
     out = []
+    contributions = [piece for contribution in contributions for piece in _pieces(contribution)]
     for contribution in contributions or [None]:  # oldest first, each its own sequence number
         state["seq"] = next_seq(state["seq"])
         for user in targets:
@@ -354,6 +355,24 @@ def device_outbox(state: dict, device_id, held: HeldParts | None = None) -> list
         _forget_held(state, None)
     state["told"] = list(owners)
     return out
+
+
+PIECE_EVENTS = 400  # activity events per record: a contribution of more is sent in pieces (~25 KB each)
+
+
+def _pieces(contribution: dict) -> list[dict]:
+    """A contribution as records of at most PIECE_EVENTS activity events, in order. The first carries
+    the counts and sums; only the last carries `wm`, which moves the user's channel: a user that has read
+    it has read the whole contribution."""
+    acts = contribution.get("acts", ())
+    if len(acts) <= PIECE_EVENTS:
+        return [contribution]
+    first = {k: v for k, v in contribution.items() if k not in ("acts", "wm")}
+    pieces = [first] + [{"n": 0} for _ in range(PIECE_EVENTS, len(acts), PIECE_EVENTS)]
+    for piece, start in zip(pieces, range(0, len(acts), PIECE_EVENTS)):
+        piece["acts"] = acts[start:start + PIECE_EVENTS]
+    pieces[-1]["wm"] = contribution.get("wm")
+    return pieces
 
 
 HELD_PART_ROWS = 500  # a held contribution of this many rows moves beside the state (~40 KB at most)

@@ -115,11 +115,13 @@ class UserStage(Stage):
         self._progress: dict[int, dict] = {}  # user partition -> (table, device partition) -> event time
 
     def _new_generation(self) -> None:
-        """After a rebalance this worker starts afresh: what it knew of a partition may be behind what it
-        will read again there (a partition it had, then lost before its offsets were committed)."""
+        """After a rebalance, silence counts again from when this worker consumes each partition. What it
+        heard of the device partitions' progress stays: a user partition's marks only ever grow, and one
+        it reads again from an earlier offset repeats records whose sequence numbers its users have
+        (forgetting it left users whose device tables had no rows since waiting for nothing)."""
         generation = self.runtime.app.consumer_generation_id
         if generation != self._generation:
-            self._generation, self._consuming_since, self._progress = generation, {}, {}
+            self._generation, self._consuming_since = generation, {}
 
     def expected_marks(self) -> int:
         return 1 + self.runtime.partitions  # its users partition and every device partition
