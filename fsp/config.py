@@ -4,6 +4,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+STORES = ("rocksdb", "memory")  # stream.runtime.state_backends
+# Beside the replay's checkpoints (.fsp/replay-*.json): one hidden folder for what the project keeps
+# locally, rather than Faust's default datadir ({app id}-data in the working directory).
+DEFAULT_STATE_DIR = os.path.join(".fsp", "state")
+
+
+def store_from_env() -> str:
+    store = (os.environ.get("FSP_STORE") or STORES[0]).lower()
+    if store not in STORES:
+        raise SystemExit(f"error: FSP_STORE must be one of {', '.join(STORES)}, not {store!r}")
+    return store
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -12,6 +24,8 @@ class Settings:
     prefix: str  # Redis key prefix (several deployments can share a Redis)
     partitions: int  # partitions of every topic the project creates
     sessions_cap: int
+    store: str  # where workers keep keyed state: rocksdb (on disk, under state_dir) or memory
+    state_dir: str
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -21,4 +35,6 @@ class Settings:
             prefix=os.environ.get("FEATURE_PREFIX", ""),
             partitions=int(os.environ.get("PARTITIONS", "4")),
             sessions_cap=int(os.environ.get("SESSIONS_CAP", "100")),
+            store=store_from_env(),
+            state_dir=os.environ.get("FSP_STATE_DIR") or DEFAULT_STATE_DIR,
         )

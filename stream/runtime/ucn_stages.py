@@ -30,7 +30,7 @@ class DeviceStage(Stage):
         relay = self.runtime.relay
         delivered_upto = relay.delivered_upto
         for key, rows in groups.items():
-            state = store.get(key) or ucn.new_device()
+            state = store.get(partition, key) or ucn.new_device()
             messages = owed.settle(state, relay.incarnation, delivered_upto)  # an earlier worker's, maybe lost
             before = state["events"]
             ucn.apply_device_rows(state, table, rows)
@@ -83,7 +83,7 @@ class UserStage(Stage):
         delivered_upto = self.runtime.relay.delivered_upto
         since = self.consuming_since(partition)
         for user, items in groups.items():
-            state = store.get(user) or ucn.new_user(user)
+            state = store.get(partition, user) or ucn.new_user(user)
             if topic == USER_TOPIC:
                 closed = ucn.apply_user_records(state, items, active_since_s=since)
             else:
