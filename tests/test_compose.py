@@ -55,7 +55,8 @@ def test_settings_fields_are_all_in_the_compose_file():
     """A new setting must reach the deployment too."""
     env = SERVICES["worker"]["environment"]
     names = {"kafka_broker": "KAFKA_BROKER", "redis_url": "REDIS_URL", "prefix": "FEATURE_PREFIX",
-             "partitions": "PARTITIONS", "sessions_cap": "SESSIONS_CAP"}
+             "partitions": "PARTITIONS", "sessions_cap": "SESSIONS_CAP", "store": "FSP_STORE",
+             "state_dir": "FSP_STATE_DIR"}
     assert set(Settings.__dataclass_fields__) == set(names)
     assert all(names[f] in env for f in names)
 
