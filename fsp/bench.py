@@ -56,11 +56,13 @@ def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj"
     broker = start_broker()  # a broker of its own: no state or offsets left by another run
     stack = Stack(broker.address, stack.redis_url, [broker])
     procs = []
+    run_tag = uuid.uuid4().hex[:6]
 
     def start(n: int) -> None:
         suffix = f"-w{n + 1}" if n else ""
         procs.append(start_worker(stack.kafka_broker, stack.redis_url, prefix, settings.partitions, dataset,
-                                  os.path.join(folder, f"worker-{dataset}-{pack}{suffix}.log")))
+                                  os.path.join(folder, f"worker-{dataset}-{pack}{suffix}.log"),
+                                  state_dir=os.path.join(folder, f".worker-state-{run_tag}{suffix}")))
 
     start(0)
     worker = procs[0]

@@ -26,6 +26,8 @@ from datetime import datetime, timedelta
 
 import orjson
 
+from stream.runtime.driver import changelog_table
+
 POINTS = (0.01, 0.10, 0.50, 1.00)
 RECORD_LIMIT = 64 * 1024
 T0 = datetime(2021, 1, 1)
@@ -52,11 +54,9 @@ class _Meter:
         started = time.process_time()
         await feed()
         cpu = time.process_time() - started
-        largest = max((size for topic, size in producer.largest.items() if topic.startswith("changelog-")),
-                      default=0)
-        table = max((t for t in producer.largest if t.startswith("changelog-")), key=producer.largest.get,
-                    default="")
-        self.rounds.append((rows, cpu, largest, table.removeprefix("changelog-")))
+        largest = max((size for topic, size in producer.largest.items() if changelog_table(topic)), default=0)
+        topic = max((t for t in producer.largest if changelog_table(t)), key=producer.largest.get, default="")
+        self.rounds.append((rows, cpu, largest, changelog_table(topic) or ""))
 
     def report(self) -> list[dict]:
         total = sum(rows for rows, _, _, _ in self.rounds)
@@ -214,7 +214,7 @@ def run_growth(quick: bool = False) -> dict:
             "points": points,
             "last_over_first": points[-1]["cpu_us_per_row"] / points[0]["cpu_us_per_row"],
             "largest_record": max(size for _, _, size, _ in meter.rounds),
-            "changelog_bytes": sum(v for t, v in path.app.producer.sent_bytes.items() if t.startswith("changelog-")),
+            "changelog_bytes": sum(v for t, v in path.app.producer.sent_bytes.items() if changelog_table(t)),
             "rows": sum(rows for rows, _, _, _ in meter.rounds),
             "dead_letters": sum(v for t, v in path.app.producer.sent_bytes.items() if t.endswith(".dlq")),
         }

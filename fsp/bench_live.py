@@ -3,7 +3,9 @@ Redis shows the snapshot that counts them. Runs as a process of its own (see fsp
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -23,7 +25,8 @@ def live_latency(redis_url: str, partitions: int, rate: int, seconds: float, use
     broker = start_broker()
     stack = Stack(broker.address, redis_url, [broker])
     prefix = f"bench-live-{uuid.uuid4().hex[:6]}:"
-    worker = start_worker(stack.kafka_broker, redis_url, prefix, partitions, "storj")
+    state_dir = tempfile.mkdtemp(prefix="fsp-bench-live-state-")  # a fresh broker's worker starts from nothing
+    worker = start_worker(stack.kafka_broker, redis_url, prefix, partitions, "storj", state_dir=state_dir)
     alive = lambda: worker.poll() is None  # noqa: E731
     r, previous_events = redis_lib.Redis.from_url(redis_url), None
     try:
@@ -97,6 +100,7 @@ def live_latency(redis_url: str, partitions: int, rate: int, seconds: float, use
                 "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": ordered[-1] * 1000 if ordered else None}
     finally:
         stop_worker(worker)
+        shutil.rmtree(state_dir, ignore_errors=True)
         stack.stop()
         if previous_events is not None:
             r.config_set("notify-keyspace-events", previous_events)

@@ -52,7 +52,8 @@ def cmd_worker(args) -> None:
     check_kafka(_need(settings.kafka_broker, "Kafka broker", "KAFKA_BROKER"))
     run_worker(_need(settings.kafka_broker, "Kafka broker", "KAFKA_BROKER"),
                _need(settings.redis_url, "Redis", "REDIS_URL"), settings.prefix, settings.partitions,
-               tuple(args.datasets.split(",")), metrics_port=args.metrics_port)
+               tuple(args.datasets.split(",")), metrics_port=args.metrics_port,
+               store_kind=args.store or settings.store, state_dir=args.state_dir or settings.state_dir)
 
 
 def cmd_generate(args) -> None:
@@ -260,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run a stream worker (KAFKA_BROKER, REDIS_URL)")
     p.add_argument("--datasets", default="storj,ucn", help="comma-separated datasets to process")
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    p.add_argument("--store", choices=["rocksdb", "memory"], default=None,
+                   help="where keyed state lives (default: FSP_STORE, else rocksdb)")
+    p.add_argument("--state-dir", default=None,
+                   help="the RocksDB state of this worker (default: FSP_STATE_DIR, else .fsp/state)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("generate", help="write a synthetic dataset")

@@ -6,6 +6,18 @@ from dataclasses import dataclass
 
 from replay.external_sort import RUN_ROWS
 
+STORES = ("rocksdb", "memory")  # stream.runtime.state_backends
+# Beside the replay's checkpoints (.fsp/replay-*.json): one hidden folder for what the project keeps
+# locally, rather than Faust's default datadir ({app id}-data in the working directory).
+DEFAULT_STATE_DIR = os.path.join(".fsp", "state")
+
+
+def store_from_env() -> str:
+    store = (os.environ.get("FSP_STORE") or STORES[0]).lower()
+    if store not in STORES:
+        raise SystemExit(f"error: FSP_STORE must be one of {', '.join(STORES)}, not {store!r}")
+    return store
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -14,6 +26,8 @@ class Settings:
     prefix: str  # Redis key prefix (several deployments can share a Redis)
     partitions: int  # partitions of every topic the project creates
     sessions_cap: int
+    store: str  # where workers keep keyed state: rocksdb (on disk, under state_dir) or memory
+    state_dir: str
     sort_run_rows: int = RUN_ROWS  # rows a replay of a CSV folder sorts in memory at once (a run)
     sort_dir: str | None = None  # where it spills sorted runs; None -> the system's temporary folder
 
@@ -27,4 +41,6 @@ class Settings:
             sessions_cap=int(os.environ.get("SESSIONS_CAP", "100")),
             sort_run_rows=int(os.environ.get("FSP_SORT_RUN_ROWS") or RUN_ROWS),
             sort_dir=os.environ.get("FSP_SORT_DIR") or None,
+            store=store_from_env(),
+            state_dir=os.environ.get("FSP_STATE_DIR") or DEFAULT_STATE_DIR,
         )

@@ -11,9 +11,14 @@ from fsp.stack import bring_up
 
 
 def start_worker(kafka_broker: str, redis_url: str, prefix: str, partitions: int, datasets: str,
-                 log_path: str | None = None, metrics_port: int | None = None) -> subprocess.Popen:
+                 log_path: str | None = None, metrics_port: int | None = None,
+                 state_dir: str | None = None) -> subprocess.Popen:
+    """`state_dir`: the worker's own (FSP_STATE_DIR): two workers must not share one, and a worker of a
+    fresh broker must not find the state of another broker's changelogs."""
     env = {**os.environ, "KAFKA_BROKER": kafka_broker, "REDIS_URL": redis_url, "FEATURE_PREFIX": prefix,
            "PARTITIONS": str(partitions)}
+    if state_dir is not None:
+        env["FSP_STATE_DIR"] = state_dir
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     extra = ["--metrics-port", str(metrics_port)] if metrics_port else []
     return subprocess.Popen([sys.executable, "-m", "fsp", "worker", "--datasets", datasets, *extra], env=env,
@@ -80,7 +85,7 @@ def run_demo(scale: float = 1.0, seed: int = 1, out: str = "demo-data") -> int:
     stack = bring_up(settings.kafka_broker, settings.redis_url)
     print(f"broker {stack.kafka_broker}, Redis {stack.redis_url}", flush=True)
     worker = start_worker(stack.kafka_broker, stack.redis_url, settings.prefix, settings.partitions, "storj",
-                          log_path=os.path.join(out, "worker.log"))
+                          log_path=os.path.join(out, "worker.log"), state_dir=os.path.join(out, "worker-state"))
     try:
         summary = replay("storj", out, stack.kafka_broker, stack.redis_url, partitions=settings.partitions,
                          prefix=settings.prefix, wait=True, timeout=150,

@@ -34,6 +34,7 @@ class Pipeline:
     partitions: int
     worker: object
     log_path: str
+    state_dir: str  # the worker's RocksDB state: a restarted worker finds it again
 
     def replay(self, dataset: str, source: str, watch_worker: bool = True, **kwargs):
         from fsp.cli import replay
@@ -58,11 +59,12 @@ class Pipeline:
 
         self.extra_log = self.log_path + ".extra"
         self.extra = start_worker(self.broker, self.redis_url, self.prefix, self.partitions, datasets,
-                                  self.extra_log)
+                                  self.extra_log, state_dir=self.state_dir + "-extra")
         return self.extra
 
-    def restart_worker(self, datasets: str = "storj", kill: bool = False) -> None:
-        """Stop the worker (SIGKILL when `kill`, else a clean stop) and start a new one in the same group."""
+    def restart_worker(self, datasets: str = "storj", kill: bool = False, metrics_port: int | None = None) -> None:
+        """Stop the worker (SIGKILL when `kill`, else a clean stop) and start a new one in the same group,
+        on the same state directory."""
         import signal
 
         from fsp.demo import start_worker, stop_worker
@@ -74,7 +76,7 @@ class Pipeline:
             stop_worker(self.worker)
         self.log_path += ".next"
         self.worker = start_worker(self.broker, self.redis_url, self.prefix, self.partitions, datasets,
-                                   self.log_path)
+                                   self.log_path, metrics_port=metrics_port, state_dir=self.state_dir)
 
     def redis(self):
         from stream.client import connect
@@ -114,14 +116,17 @@ def pipeline_factory(redis_url, tmp_path):
     started = []
 
     def make(datasets: str = "storj", partitions: int = 4, redis: str | None = None,
-             prefix: str | None = None, broker=None) -> Pipeline:
-        """`broker`: one the caller started (anything with .address and .stop()), else a fresh embedded one."""
+             prefix: str | None = None, broker=None, state_dir: str | None = None) -> Pipeline:
+        """`broker`: one the caller started (anything with .address and .stop()), else a fresh embedded one;
+        `state_dir`: the worker's, else a new one."""
         broker = broker or start_broker()
         redis_url_here = redis or redis_url
         prefix = prefix or f"test-{uuid.uuid4().hex[:8]}:"
         log_path = str(tmp_path / f"worker-{len(started)}.log")
-        worker = start_worker(broker.address, redis_url_here, prefix, partitions, datasets, log_path)
-        pipeline = Pipeline(broker.address, redis_url_here, prefix, partitions, worker, log_path)
+        state_dir = state_dir or str(tmp_path / f"worker-{len(started)}-state")
+        worker = start_worker(broker.address, redis_url_here, prefix, partitions, datasets, log_path,
+                              state_dir=state_dir)
+        pipeline = Pipeline(broker.address, redis_url_here, prefix, partitions, worker, log_path, state_dir)
         started.append((broker, pipeline))
         return pipeline
 

@@ -6,11 +6,19 @@ import asyncio
 from datetime import datetime, timedelta
 
 import orjson
+import pytest
 
-from stream.runtime.driver import RecordPath
+from stream.runtime import state_backends
+from stream.runtime.driver import RecordPath, changelog_table
 
 LIMIT = 64 * 1024
 T0 = datetime(2021, 1, 1)
+
+
+@pytest.fixture(params=[state_backends.MEMORY, state_backends.ROCKSDB])
+def new_path(request, tmp_path):
+    """A record path on the memory store and on RocksDB (its own directory)."""
+    return lambda: RecordPath(store_kind=request.param, state_dir=str(tmp_path / "state"), keep_sent=False)
 
 
 def iso(moment: datetime) -> str:
@@ -24,36 +32,36 @@ def feed(path: RecordPath, topic: str, key, rows, partition: int | None = None) 
 
 
 def largest_state_record(path: RecordPath) -> int:
-    return max(size for topic, size in path.app.producer.largest.items() if topic.startswith("changelog-"))
+    return max(size for topic, size in path.app.producer.largest.items() if changelog_table(topic))
 
 
-def test_a_project_with_60000_bandwidth_rows_stays_small_and_exact():
+def test_a_project_with_60000_bandwidth_rows_stays_small_and_exact(new_path):
     """At ~50,000 rows the project's state used to pass 1 MB: the worker died on every restart."""
-    path = RecordPath(keep_sent=False)
+    path = new_path()
     feed(path, "storj.projects", "p1", [{"project_id": "p1", "user_id": "u1", "created_at": iso(T0)}])
     rounds = [[{"project_id": "p1", "interval_start": iso(T0 + timedelta(hours=h)), "action": 1 + h % 2,
                 "settled": 10} for h in range(start, start + 2_500)] for start in range(0, 60_000, 2_500)]
     for rows in rounds:
         feed(path, "storj.bbr", "p1", rows)
     feed(path, "storj.bbr", "p1", rounds[3])  # a redelivered round changes nothing
-    state = path.runtime.store("storj_project").get("p1")
+    state = path.state("storj_project", "p1")
     assert (state["up"], state["down"], state["events"]) == (30_000, 30_000, 60_001)  # + the projects row
     assert sum(state["up_m"].values()) == 300_000
     assert path.dead_letters("storj") == []
     assert largest_state_record(path) < LIMIT
 
 
-def test_an_operator_with_2000_nodes_stays_small():
+def test_an_operator_with_2000_nodes_stays_small(new_path):
     """620 bytes per node used to make an operator of 1,600 nodes pass 1 MB."""
-    path = RecordPath(keep_sent=False)
+    path = new_path()
     for n in range(2_000):
         feed(path, "storj.nodes", f"n{n}", [{"id": f"n{n}", "email_hash": "e1", "wallet": f"0x{n % 3}",
                                              "created_at": iso(T0), "free_disk": 5, "piece_count": 1}])
     feed(path, "storj.nodes", "n7", [{"id": "n7", "email_hash": "e2", "created_at": iso(T0 + timedelta(days=1))}])
-    operator = path.runtime.store("storj_operator").get("e1")
+    operator = path.state("storj_operator", "e1")
     assert (operator["nodes"], operator["free_disk"], operator["piece_count"]) == (1_999, 9_995, 1_999)
     assert operator["wallets"] == {"0x0": 667, "0x1": 666, "0x2": 666}
-    assert path.runtime.store("storj_operator").get("e2")["nodes"] == 1
+    assert path.state("storj_operator", "e2")["nodes"] == 1
     assert path.dead_letters("storj") == []
     assert largest_state_record(path) < LIMIT
 
@@ -80,29 +88,29 @@ def _link(path: RecordPath, user: int, device: int) -> None:
     feed(path, "ucn.user_devices", device, [{"user_id": user, "device_id": device}])
 
 
-def test_a_device_held_for_3000_rows_before_its_link_keeps_them_beside_its_state():
-    path = RecordPath(keep_sent=False)
+def test_a_device_held_for_3000_rows_before_its_link_keeps_them_beside_its_state(new_path):
+    path = new_path()
     for start in range(0, 3_000, 250):
         _activity(path, 7, start, 250, 1)
-    device = path.runtime.store("ucn_device").get("7")
+    device = path.state("ucn_device", "7")
     assert device["held"] == 3_312 and device["held_parts"] == 6  # 3,000 dns, 300 http, 12 location rows
     _link(path, 1, 7)
-    assert path.runtime.store("ucn_user").get("1")["dns"] == 3_000
+    assert path.state("ucn_user", "1")["dns"] == 3_000
     feed(path, "ucn.dnsreqs", 7, [{"id": 3_000, "devid": 7, "ts": iso(_burst_time(3_000)), "query": "x.org"}])
-    assert path.runtime.store("ucn_user").get("1")["dns"] == 3_001
-    assert not [k for k in path.runtime.store("ucn_owed").table.data if not k.startswith(b"__")]  # all delivered
+    assert path.state("ucn_user", "1")["dns"] == 3_001
+    assert not [k for p in range(2) for k, _ in path.runtime.store("ucn_owed").data.items_in(p)]  # all delivered
     assert path.dead_letters("ucn") == []
     assert largest_state_record(path) < LIMIT
 
 
-def test_a_device_with_60000_ids_interleaved_with_other_devices_stays_small():
-    path = RecordPath(keep_sent=False)
+def test_a_device_with_60000_ids_interleaved_with_other_devices_stays_small(new_path):
+    path = new_path()
     _link(path, 1, 7)
     for start in range(0, 60_000, 250):  # a session window holds what one batch brings: 250 events here
         _activity(path, 7, start, 250, 3)
     feed(path, "ucn.dnsreqs", 7, [{"id": 3 * i, "devid": 7, "ts": iso(_burst_time(i)), "query": "x.org"}
                                   for i in range(0, 60_000, 997)])  # duplicates
-    assert path.runtime.store("ucn_device").get("7")["dups"] == len(range(0, 60_000, 997))
-    assert path.runtime.store("ucn_user").get("1")["dns"] == 60_000
+    assert path.state("ucn_device", "7")["dups"] == len(range(0, 60_000, 997))
+    assert path.state("ucn_user", "1")["dns"] == 60_000
     assert path.dead_letters("ucn") == []
     assert largest_state_record(path) < LIMIT

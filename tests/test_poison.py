@@ -67,7 +67,7 @@ def test_a_poison_row_is_a_dead_letter_and_the_good_row_beside_it_counts(case):
     letters = path.dead_letters("ucn")
     assert len(letters) == 1 and letters[0]["reason"], letters
     assert letters[0]["origin"]["topic"] == "ucn.dnsreqs"
-    state = path.runtime.store("ucn_device").get("7")
+    state = path.state("ucn_device", "7")
     assert state["events"] == 3  # devices row, link, the good dns row
 
 
@@ -77,7 +77,7 @@ def test_deeply_nested_and_oversized_values_are_dead_letters():
     big = json.dumps({**GOOD_DNS, "id": 4, "query": "x" * 700_000}).encode()
     _feed(path, "ucn.dnsreqs", [deep, big, GOOD_DNS])
     assert len(path.dead_letters("ucn")) == 2
-    assert path.runtime.store("ucn_device").get("7")["events"] == 3
+    assert path.state("ucn_device", "7")["events"] == 3
 
 
 def test_a_wrong_type_in_a_text_column_cannot_win_the_users_row():
@@ -86,7 +86,7 @@ def test_a_wrong_type_in_a_text_column_cannot_win_the_users_row():
     _feed(path, "ucn.users", [{"id": 1, "username": "u1", "country": ["fr"]},
                               {"id": 1, "username": "u1", "country": "fr"}], key=b"1")
     assert _reasons(path, "ucn") == ["wrong type in country: list where text is expected"]
-    assert path.runtime.store("ucn_user").get("1")["user"]["country"] == "fr"
+    assert path.state("ucn_user", "1")["user"]["country"] == "fr"
 
 
 def test_a_wallet_given_as_an_object_is_a_dead_letter_at_the_source():
@@ -95,7 +95,8 @@ def test_a_wallet_given_as_an_object_is_a_dead_letter_at_the_source():
     node = {"id": "n1", "email_hash": "e1", "wallet": {"a": 1}, "created_at": "2021-01-01T00:00:00"}
     _feed(path, "storj.nodes", [node, {**node, "wallet": "0xabc"}], key=b"n1")
     assert _reasons(path, "storj") == ["wrong type in wallet: dict where text is expected"]
-    assert path.runtime.store("storj_operator_nodes").get("2:n1|e1")["node"]["wallet"] == "0xabc"
+    entry = path.runtime.store("storj_operator_nodes").get(path.partition_of(b"e1"), "2:n1|e1")
+    assert entry["node"]["wallet"] == "0xabc"
 
 
 def test_a_sum_past_64_bits_dead_letters_the_row_that_would_pass_it():
@@ -107,7 +108,7 @@ def test_a_sum_past_64_bits_dead_letters_the_row_that_would_pass_it():
     letters = path.dead_letters("ucn")
     assert len(letters) == 1 and letters[0]["error_type"] == "TypeError", letters
     assert "64-bit" in letters[0]["reason"] and letters[0]["cause"] == "apply_error"
-    assert path.runtime.store("ucn_user").get("1")["tr"][1] == 2 * INT64_MAX
+    assert path.state("ucn_user", "1")["tr"][1] == 2 * INT64_MAX
 
 
 def test_a_row_that_would_grow_a_state_past_the_record_limit_is_a_dead_letter(monkeypatch):
@@ -118,7 +119,7 @@ def test_a_row_that_would_grow_a_state_past_the_record_limit_is_a_dead_letter(mo
     _feed(path, "storj.bbr", [rows], key=b"p1")
     letters = path.dead_letters("storj")
     assert letters and all("over the 2,000-byte limit" in letter["reason"] for letter in letters)
-    state = path.runtime.store("storj_project").get("p1")
+    state = path.state("storj_project", "p1")
     assert state["events"] + len(letters) == 240
 
 
@@ -228,7 +229,7 @@ def test_many_records_for_one_key_in_a_batch_go_out_as_messages_within_the_limit
     ).encode()) for d in devices]))
     to_user = [value for topic, _, value, _ in path.app.producer.sent if topic == "ucn.internal.user"]
     assert len(to_user) > 3 and max(len(value) for value in to_user) <= 2_000
-    assert path.runtime.store("ucn_user").get("1")["dns"] == 150
+    assert path.state("ucn_user", "1")["dns"] == 150
     assert path.dead_letters("ucn") == []
 
 
@@ -254,9 +255,9 @@ def test_a_key_that_fails_at_the_end_of_a_run_is_a_dead_letter_and_the_run_ends_
     for topic in ["ucn.users"] + [t for t in tables.topics("ucn") if t != "ucn.users"]:
         for partition in range(path.runtime.partitions):
             run(path.feed(topic, [(None, wire.encode_mark("r1", f"replay:{topic}:{partition}"))], partition))
-    users = path.runtime.store("ucn_user")
-    assert users.get("1")["sess_n"] == 1 and users.get("1")["win"]["sessions"] == []
-    assert users.get("2")["sess_n"] == 0 and len(users.get("2")["win"]["sessions"]) == 1  # taken back whole
+    one, two = path.state("ucn_user", "1"), path.state("ucn_user", "2")
+    assert one["sess_n"] == 1 and one["win"]["sessions"] == []
+    assert two["sess_n"] == 0 and len(two["win"]["sessions"]) == 1  # taken back whole
     letters = path.dead_letters("ucn")
     assert len(letters) == 1 and "failed to end run r1 for key 2" in letters[0]["reason"]
     finished = {args[0] for kind, _, args in path.runtime.sink._pending if kind == "HSET"}  # run status fields

@@ -139,6 +139,80 @@ def test_restarted_worker_recovers_state_from_the_changelog(pipeline, tmp_path):
     assert [str(m) for m in mismatches] == []
 
 
+def _changelog_records_read(metrics_port: int) -> int:
+    from urllib.request import urlopen
+
+    text = urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("fsp_changelog_records_read_total{")))
+
+
+def _changelog_records(broker: str) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from stream.runtime.consumer import true_end_offsets
+
+    consumer = KafkaConsumer(bootstrap_servers=broker)
+    try:
+        tps = [TopicPartition(topic, p) for topic in consumer.topics() if topic.endswith("-changelog")
+               for p in consumer.partitions_for_topic(topic)]
+        reported = consumer.end_offsets(tps)
+    finally:
+        consumer.close()
+    return sum(true_end_offsets(broker, reported).values())
+
+
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_worker_killed_after_a_replay_reads_the_whole_changelog_in_memory_and_only_its_tail_on_disk(
+        pipeline_factory, tmp_path, monkeypatch, store):
+    """RocksDB keeps each partition's state with the changelog offset it reflects: a worker killed with
+    SIGKILL and started again on its directory reads the changelogs' tails, not the whole of them (in
+    memory it must read them all), and its state is whole: a rerun of the replay, de-duplicated by that
+    state, changes nothing."""
+    from fsp.stack import free_port
+
+    monkeypatch.setenv("FSP_STORE", store)  # the workers inherit it
+    pipeline = pipeline_factory()
+    folder = tmp_path / "dump"
+    generate_storj(folder, seed=12, scale=0.05)
+    pipeline.replay("storj", str(folder))
+    before = _without_meta(pipeline.features("storj", "user"))
+    written = _changelog_records(pipeline.broker)
+    port = free_port()
+    pipeline.restart_worker(kill=True, metrics_port=port)
+    pipeline.wait_ready()
+    read = _changelog_records_read(port)
+    print(f"\n{store}: changelogs hold {written} records; the restarted worker read {read} of them")
+    assert written > 1000
+    if store == "memory":
+        assert read >= written
+    else:
+        assert read < written / 20
+    pipeline.replay("storj", str(folder), timeout=90)
+    assert _without_meta(pipeline.features("storj", "user")) == before
+    mismatches, _ = pipeline.verify("storj", str(folder))
+    assert [str(m) for m in mismatches] == []
+
+
+def test_a_state_dir_left_by_another_broker_is_dropped_not_mixed_in(pipeline_factory, tmp_path):
+    """The embedded broker keeps nothing: a worker of a new one must not take the old databases (their
+    persisted offsets lie past the new changelogs' ends) for its own state, or the same replay would
+    look like a rerun of events already applied."""
+    from fsp.demo import stop_worker
+
+    folder = tmp_path / "dump"
+    generate_storj(folder, seed=14, scale=0.02)
+    state_dir = str(tmp_path / "one-state-dir")
+    first = pipeline_factory(state_dir=state_dir)
+    first.replay("storj", str(folder))
+    stop_worker(first.worker)
+    second = pipeline_factory(state_dir=state_dir)  # a new broker, the same directory
+    second.replay("storj", str(folder), state_dir=str(tmp_path / "replay-2"))
+    mismatches, _ = second.verify("storj", str(folder))
+    assert [str(m) for m in mismatches] == []
+    assert "dropped, recovered from the changelogs instead" in second.worker_log()
+
+
 def test_interrupted_replay_resumes_and_ends_exact(pipeline, tmp_path, monkeypatch):
     from fsp.cli import checkpoint_path, source_stream
     from replay import publisher

@@ -113,6 +113,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
     batch_topics: frozenset = frozenset()  # topics of the stages; the rest (changelogs) go Faust's way
     before_commit: Callable[[], Awaitable[None]] | None = None
     after_fetch: Callable[[], Awaitable[None]] | None = None  # once per fetch, after every batch of it
+    on_changelog_batch: Callable[[object, int], None] | None = None  # (tp, records) Faust handles itself
 
     def _new_consumer_thread(self):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -170,6 +171,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         await handler(tp, batch)
                         self._ack_offsets(tp, [r.offset for r in batch])
                     else:  # changelog recovery and anything else Faust routes itself
+                        if self.on_changelog_batch is not None:
+                            self.on_changelog_batch(tp, len(batch))
                         for record in batch:
                             await callback(to_message(tp, record))
                     read_offset[tp] = batch[-1].offset + 1
@@ -191,14 +194,17 @@ class BatchConsumer(faust_aiokafka.Consumer):
             stop_for_good(f"the consumer loop failed ({type(exc).__name__}: {exc})", exc)
 
 
-def install(app, handler: BatchHandler, topics, bootstrap: str, before_commit=None, after_fetch=None) -> None:
+def install(app, handler: BatchHandler, topics, bootstrap: str, before_commit=None, after_fetch=None,
+            on_changelog_batch=None) -> None:
     """Make `app` consume with BatchConsumer, feeding `handler` the batches of `topics`.
 
-    `before_commit` runs before every offset commit, `after_fetch` after the batches of one fetch.
+    `before_commit` runs before every offset commit, `after_fetch` after the batches of one fetch,
+    `on_changelog_batch(tp, count)` for each batch of records Faust handles itself (changelogs).
     """
     BatchConsumer.batch_handler = staticmethod(handler)
     BatchConsumer.before_commit = staticmethod(before_commit) if before_commit else None
     BatchConsumer.after_fetch = staticmethod(after_fetch) if after_fetch else None
+    BatchConsumer.on_changelog_batch = staticmethod(on_changelog_batch) if on_changelog_batch else None
     BatchConsumer.bootstrap = bootstrap
     BatchConsumer.batch_topics = frozenset(topics)
     app.transport.Consumer = BatchConsumer

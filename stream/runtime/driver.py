@@ -1,23 +1,35 @@
-"""The worker's record path in one process: the real Runtime, stages and runner, with Faust's app
-replaced by a few dicts. Records the stages send to internal topics are fed on to the next stage, so
-a message goes all the way (decode -> normalise -> apply -> next stage) without a broker.
+"""The worker's record path in one process: the real Runtime, stages, runner and state stores (memory
+or RocksDB), with Faust's producer replaced by a list. Records the stages send to internal topics are
+fed on to the next stage, so a message goes all the way (decode -> normalise -> apply -> next stage)
+without a broker.
 
-What Kafka Streams' TopologyTestDriver is to a topology: the poison tests use it, and so does the growth
-benchmark (fsp/bench_growth.py), which measures what one update costs as a key's history grows without
-the broker's and Faust's noise around it.
+What Kafka Streams' TopologyTestDriver is to a topology: the poison and bounded-state tests use it, and so
+does the growth benchmark (fsp/bench_growth.py), which measures what one update costs as a key's history
+grows without the broker's and Faust's noise around it.
 """
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections import defaultdict
 from typing import NamedTuple
 
+import faust
 import orjson
 
-from stream.runtime import storj_stages, ucn_stages
+from stream.runtime import state_backends, storj_stages, ucn_stages
 from stream.runtime.sink import SnapshotSink
 from stream.runtime.stages import StageRunner
 from stream.runtime.worker import Runtime, dlq_topic
+
+
+APP_ID = "record-path"
+
+
+def changelog_table(topic: str) -> str | None:
+    """The table whose changelog `topic` is, or None."""
+    prefix, suffix = f"{APP_ID}-", "-changelog"
+    return topic[len(prefix):-len(suffix)] if topic.startswith(prefix) and topic.endswith(suffix) else None
 
 
 class TP(NamedTuple):
@@ -31,23 +43,24 @@ class Record(NamedTuple):
     offset: int
 
 
-class _Table:
-    def __init__(self, name):
-        self.data: dict = {}
-        self.changelog_topic = self
-
-        def topic_name(_name=name):
-            return f"changelog-{_name}"
-
-        self.get_topic_name = topic_name
+class Delivered(NamedTuple):
+    """What a delivery future holds (aiokafka's RecordMetadata, the part the stores read)."""
+    topic: str
+    partition: int
+    offset: int
 
 
 class _Producer:
+    """Delivers every record at once, unless `hold` is set: then deliveries wait for `deliver()`."""
+
     def __init__(self, keep_sent: bool = True):
         self.sent: list[tuple[str, bytes | None, bytes, int | None]] = []
         self.keep_sent = keep_sent  # False: keep only what the next stage reads and the sizes written
         self.largest: dict[str, int] = defaultdict(int)  # topic -> largest value sent
         self.sent_bytes: dict[str, int] = defaultdict(int)
+        self.hold = False
+        self._held: list = []
+        self._offsets: dict = defaultdict(int)
 
     async def send(self, topic, key, value, partition, timestamp, headers):
         size = len(value or b"")
@@ -57,26 +70,42 @@ class _Producer:
         if self.keep_sent or ".internal." in topic:
             self.sent.append((topic, key, value, partition))
         future = asyncio.get_running_loop().create_future()
-        future.set_result(None)
+        offset = self._offsets[(topic, partition)]
+        self._offsets[(topic, partition)] += 1
+        if self.hold:
+            self._held.append((future, Delivered(topic, partition, offset)))
+        else:
+            future.set_result(Delivered(topic, partition, offset))
         return future
+
+    def deliver(self, fail: bool = False) -> None:
+        """Deliver (or fail) what is held."""
+        held, self._held = self._held, []
+        for future, metadata in held:
+            future.set_exception(OSError("not delivered")) if fail else future.set_result(metadata)
 
 
 class _App:
+    """Faust's tables (with their real stores) in an app that is never started."""
+
     consumer_generation_id = 1
 
-    def __init__(self, keep_sent: bool = True):
+    def __init__(self, store_kind: str, state_dir: str, keep_sent: bool = True):
         self.producer = _Producer(keep_sent)
+        self._faust = faust.App(APP_ID, store=state_backends.store_url(store_kind), datadir=state_dir,
+                                web_enabled=False)
 
-    def Table(self, name, **_):  # noqa: N802 (Faust's name)
-        return _Table(name)
+    def Table(self, name, **kwargs):  # noqa: N802 (Faust's name)
+        return self._faust.Table(name, **kwargs)
 
 
 class RecordPath:
     """`await path.feed(topic, [(key, value), ...])` runs messages through every stage they reach."""
 
-    def __init__(self, partitions: int = 2, keep_sent: bool = True):
-        self.app = _App(keep_sent)
-        self.runtime = Runtime(self.app, SnapshotSink("redis://127.0.0.1:1/0", "fuzz:"), partitions)
+    def __init__(self, partitions: int = 2, store_kind: str = state_backends.MEMORY, state_dir: str | None = None,
+                 keep_sent: bool = True):
+        self.app = _App(store_kind, state_dir or tempfile.mkdtemp(prefix="record-path-"), keep_sent)
+        self.runtime = Runtime(self.app, SnapshotSink("redis://127.0.0.1:1/0", "fuzz:"), partitions, store_kind)
         stages = []
         for module in (storj_stages, ucn_stages):
             for name in module.TABLES:
@@ -88,8 +117,14 @@ class RecordPath:
         self._offsets: dict = defaultdict(int)
         self._relayed = 0
 
-    async def feed(self, topic: str, messages: list[tuple[bytes | None, bytes | None]], partition: int = 0) -> None:
-        await self._handle(topic, partition, messages)
+    async def feed(self, topic: str, messages: list[tuple[bytes | None, bytes | None]],
+                   partition: int | None = None) -> None:
+        """`partition`: where every message goes, else each goes to its key's (as a producer puts it)."""
+        by_partition = defaultdict(list)
+        for key, value in messages:
+            by_partition[partition if partition is not None else self.partition_of(key)].append((key, value))
+        for part, batch in by_partition.items():
+            await self._handle(topic, part, batch)
         for _ in range(10):  # follow records on through the internal topics
             await self._relay_owed()
             internal = [s for s in self.app.producer.sent[self._relayed:] if ".internal." in s[0]]
@@ -104,6 +139,13 @@ class RecordPath:
                 by_tp[(topic_name, part or 0)].append((key, value))
             for (topic_name, part), batch in by_tp.items():
                 await self._handle(topic_name, part, batch)
+
+    def partition_of(self, key: bytes | None) -> int:
+        return self.runtime.partition_of(key) if key is not None else 0
+
+    def state(self, table: str, key: str) -> dict | None:
+        """The key's state, read from its partition."""
+        return self.runtime.store(table).get(self.partition_of(key.encode()), key)
 
     async def _handle(self, topic, partition, messages) -> None:
         tp = TP(topic, partition)

@@ -250,7 +250,7 @@ class StageRunner:
         store = self.runtime.store(stage.run_end_store)
         for key, _ in store.items_in_partition(tp.partition):
             async def end(work: Outbox, key=key) -> None:
-                stage.end_run_for(tp.partition, key, store.get(key), work, again)  # read again: journaled
+                stage.end_run_for(tp.partition, key, store.get(tp.partition, key), work, again)  # read again: journaled
 
             exc = await self._unit_of_work(end, outbox)
             if exc is not None:
@@ -273,7 +273,7 @@ class StageRunner:
         run = str(mark.get("run"))
         store = self.runtime.store(stage.marks_table)
         key = f"{MARKS_KEY}{stage.name}:{partition}"
-        seen = store.get(key) or {}
+        seen = store.get(partition, key) or {}
         expected = stage.expected_marks()
         completes = record_mark(seen, run, str(mark.get("origin")), expected)
         if not completes and not run_complete(seen, run, expected):

@@ -55,7 +55,7 @@ class ProjectStage(Stage):
         table = topic.split(".", 1)[1]
         store = self.runtime.store("storj_project")
         for key, rows in groups.items():
-            state = store.get(key) or storj.new_project()
+            state = store.get(partition, key) or storj.new_project()
             storj.apply_project_rows(state, table, rows, seen_ids(self.runtime, partition, self.name, key))
             # summaries are whole: send one even when every row was a duplicate, since a redelivered
             # batch may be one whose state was written but whose records were lost in a crash
@@ -87,7 +87,7 @@ class NodeStage(Stage):
         table = topic.split(".", 1)[1]
         store = self.runtime.store("storj_node")
         for key, rows in groups.items():
-            state = store.get(key) or storj.new_node()
+            state = store.get(partition, key) or storj.new_node()
             storj.apply_node_rows(state, table, rows, seen_ids(self.runtime, partition, self.name, key))
             if table != "receipts":  # whole summaries, duplicates or not (see ProjectStage)
                 outbox.extend(OPERATOR_TOPIC, storj.node_outbox(state, key))
@@ -106,7 +106,7 @@ class AccountStage(Stage):
     async def apply(self, partition, topic, groups, outbox) -> None:
         store = self.runtime.store("storj_account")
         for key, rows in groups.items():
-            state = store.get(key) or storj.new_account()
+            state = store.get(partition, key) or storj.new_account()
             storj.apply_account_rows(state, rows, seen_ids(self.runtime, partition, self.name, key))
             if state["row"] is not None:  # whole records, duplicates or not (see ProjectStage)
                 to_users, to_operators = storj.account_outbox(state, key)
@@ -127,7 +127,7 @@ class OperatorStage(Stage):
     async def apply(self, partition, topic, groups, outbox) -> None:
         store = self.runtime.store("storj_operator")
         for email, records in groups.items():
-            state = store.get(email) or storj.new_operator()
+            state = store.get(partition, email) or storj.new_operator()
             nodes = storj.OperatorNodes(self.runtime.store(NODES_STORE).view(partition), email)
             storj.apply_operator_records(state, email, records, nodes)
             had_snapshot = state.get("snap", False)
@@ -164,7 +164,7 @@ class UserStage(Stage):
     async def apply(self, partition, topic, groups, outbox) -> None:
         store = self.runtime.store("storj_user")
         for user, records in groups.items():
-            state = store.get(user) or storj.new_user()
+            state = store.get(partition, user) or storj.new_user()
             storj.apply_user_records(state, records)
             state["ver"] = next_version(state["ver"])
             self.write_snapshot(user, state)

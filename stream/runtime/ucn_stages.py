@@ -49,7 +49,7 @@ class DeviceStage(Stage):
         now_s = time.time()
         self._know_holding_devices(partition, now_s)
         for key, rows in groups.items():
-            state = store.get(key) or ucn.new_device()
+            state = store.get(partition, key) or ucn.new_device()
             spill = owed_spill(self.runtime, partition, self.name, key)
             messages = owed.settle(state, relay.incarnation, delivered_upto, spill)  # an earlier worker's, maybe lost
             before = state["events"]
@@ -146,7 +146,7 @@ class UserStage(Stage):
         delivered_upto = self.runtime.relay.delivered_upto
         since = self.consuming_since(partition)
         for user, items in groups.items():
-            state = store.get(user) or ucn.new_user(user)
+            state = store.get(partition, user) or ucn.new_user(user)
             if topic == USER_TOPIC:
                 closed = ucn.apply_user_records(state, items, active_since_s=since,
                                                 progress=self._progress.get(partition))

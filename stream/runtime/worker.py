@@ -16,10 +16,11 @@ import faust
 import orjson
 
 from contract import tables, wire
+from fsp.config import DEFAULT_STATE_DIR
 from fsp.gc_tuning import tune_gc
 from fsp.topics import ensure_topics
 from stream.logic import owed
-from stream.runtime import consumer, storj_stages, ucn_stages, unknown_topics
+from stream.runtime import consumer, state_backends, storj_stages, ucn_stages, unknown_topics
 from stream.runtime.metrics import Metrics
 from stream.runtime.partitioning import KeyPartitioner
 from stream.runtime.relay import Relay
@@ -59,8 +60,10 @@ def all_topics(datasets) -> list[str]:
 class Runtime:
     """What the stages share: stores, sink, producer, metrics."""
 
-    def __init__(self, app: faust.App, sink: SnapshotSink, partitions: int):
+    def __init__(self, app: faust.App, sink: SnapshotSink, partitions: int,
+                 store_kind: str = state_backends.MEMORY):
         self.app = app
+        self.store_kind = store_kind
         self.sink = sink
         self.partitions = partitions
         self.metrics = Metrics()
@@ -77,22 +80,34 @@ class Runtime:
         self._redis_retry_at = 0.0  # monotonic time before which no Redis write is tried
 
     def add_table(self, name: str) -> None:
-        self.tables[name] = self.app.Table(name, partitions=self.partitions, key_type=bytes,
-                                           value_type=bytes)
-        self._stores[name] = StateStore(self.tables[name], self._send, self.journal)
+        """A table in the app's store (one of stream.runtime.state_backends)."""
+        self.tables[name] = self.app.Table(name, partitions=self.partitions, key_type=bytes, value_type=bytes,
+                                           options=state_backends.table_options(self.store_kind))
+        self._stores[name] = StateStore(self.tables[name], self._send, self.journal,
+                                        record_size=self.metrics.state_record_size(name))
+
+    def count_changelog_records(self, tp, count: int) -> None:
+        """How much of the changelogs recovery reads: with state on disk, only their tails."""
+        self.metrics.changelog_records_read.labels(tp.topic).inc(count)
 
     def store(self, name: str) -> StateStore:
         return self._stores[name]
 
-    def _send(self, topic: str, key: str | None, value: bytes, partition: int | None = None) -> None:
-        self._pending_sends.append((topic, key.encode() if key is not None else None, value, partition))
+    def _send(self, topic: str, key: str | None, value: bytes, partition: int | None = None, on_sent=None) -> None:
+        """Queue a record; `on_sent(future)` is called with its delivery future once it is handed over."""
+        self._pending_sends.append((topic, key.encode() if key is not None else None, value, partition, on_sent))
 
     async def _drain_sends(self) -> list:
         """Hand queued sends to the producer; return their delivery futures."""
         sends, self._pending_sends = self._pending_sends, []
         producer = self.app.producer
-        return [await producer.send(topic, key, value, partition, None, None)
-                for topic, key, value, partition in sends]
+        futures = []
+        for topic, key, value, partition, on_sent in sends:
+            future = await producer.send(topic, key, value, partition, None, None)
+            if on_sent is not None:
+                on_sent(future)
+            futures.append(future)
+        return futures
 
     def _messages(self, by_topic: dict) -> list[tuple[str, bytes, bytes, int]]:
         """One message per (topic, key), or a few in order when it would pass the broker's limit:
@@ -107,7 +122,7 @@ class Runtime:
         return messages
 
     async def send_outbox(self, outbox) -> None:
-        self._pending_sends.extend(self._messages(outbox.by_topic))
+        self._pending_sends.extend((*message, None) for message in self._messages(outbox.by_topic))
         writes = await self._drain_sends()
         if outbox.owed or outbox.progress:
             # progress marks go last, through the relay like the owed records: a receiver that reads one
@@ -226,7 +241,9 @@ def quiet_logs(level: str = "WARNING") -> None:
 
 
 def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
-              datasets=("storj", "ucn"), app_id: str = "usage-features", sessions_cap: int = 100):
+              datasets=("storj", "ucn"), app_id: str = "usage-features", sessions_cap: int = 100,
+              store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR):
+    """`store_kind`: where keyed state lives (state_backends.ROCKSDB under `state_dir`, or MEMORY)."""
     ensure_topics(kafka_broker, all_topics(datasets), partitions)
     from fsp.kafka_security import faust_credentials
 
@@ -234,7 +251,8 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
         app_id,
         broker=[f"kafka://{b}" for b in kafka_broker.split(",")],
         broker_credentials=faust_credentials(),  # SASL / TLS from KAFKA_SECURITY_PROTOCOL etc.
-        store="memory://",
+        store=state_backends.store_url(store_kind),
+        datadir=str(state_dir),  # RocksDB's files: {state_dir}/v1/tables/{table}-{partition}.db
         topic_partitions=partitions,
         topic_replication_factor=1,
         broker_rebalance_timeout=3,
@@ -249,7 +267,7 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
         stream_buffer_maxsize=100_000,
     )
     sink = SnapshotSink(redis_url, prefix, sessions_cap)
-    runtime = Runtime(app, sink, partitions)
+    runtime = Runtime(app, sink, partitions, store_kind)
     stages = []
     for dataset in datasets:
         module = _dataset_module(dataset)
@@ -262,7 +280,7 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
         for topic in stage.topics:
             app.topics.add(app.topic(topic, key_serializer="raw", value_serializer="raw"))
     consumer.install(app, runner.handle, runner.by_topic, kafka_broker, before_commit=runtime.before_commit,
-                     after_fetch=runtime.flush_sink)
+                     after_fetch=runtime.flush_sink, on_changelog_batch=runtime.count_changelog_records)
 
     @app.task
     async def relay_owed_records() -> None:
@@ -294,6 +312,33 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
         await runtime.flush_sink(check=True)
 
     return app, runtime
+
+
+def changelog_end_offsets(kafka_broker: str, tps) -> dict:
+    """{(topic, partition): end offset} of changelog partitions; 0 for a topic the broker does not have."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from fsp.kafka_security import kafka_python_args
+
+    client = KafkaConsumer(bootstrap_servers=kafka_broker.split(","), **kafka_python_args())
+    try:
+        existing = client.topics()
+        reported = client.end_offsets([TopicPartition(*tp) for tp in tps if tp[0] in existing])
+    finally:
+        client.close()
+    return consumer.true_end_offsets(kafka_broker, reported)
+
+
+def forget_state_of_other_logs(runtime: Runtime, kafka_broker: str) -> None:
+    """A state directory left by a worker of another cluster (or of a new embedded broker) must not be
+    taken for this one's: see state_backends.drop_state_of_other_logs."""
+    on_disk = state_backends.persisted_offsets_on_disk(runtime.tables.values(), runtime.partitions)
+    if not on_disk:
+        return
+    dropped = state_backends.drop_state_of_other_logs(on_disk, changelog_end_offsets(kafka_broker, on_disk))
+    if dropped:
+        log.warning("state of %d partitions was not of this cluster's changelogs (offsets past their end): "
+                    "dropped, recovered from the changelogs instead: %s", len(dropped), ", ".join(dropped))
 
 
 def check_redis(redis_url: str) -> None:
@@ -330,14 +375,18 @@ def dump_tasks_on_sigusr1() -> None:
 
 
 def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
-               datasets=("storj", "ucn"), loglevel: str = "warning", metrics_port: int | None = None) -> None:
+               datasets=("storj", "ucn"), loglevel: str = "warning", metrics_port: int | None = None,
+               store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR) -> None:
     quiet_logs(os.environ.get("FSP_LOGLEVEL", "warning").upper())
     tune_gc()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     check_redis(redis_url)
     consumer.fetch_max_wait_ms()  # a mistyped setting stops the worker here, not inside the consumer thread
     dump_tasks_on_sigusr1()
-    app, runtime = build_app(kafka_broker, redis_url, prefix, partitions, datasets)
+    app, runtime = build_app(kafka_broker, redis_url, prefix, partitions, datasets, store_kind=store_kind,
+                             state_dir=state_dir)
+    forget_state_of_other_logs(runtime, kafka_broker)
+    log.info("state: %s%s", store_kind, f" in {state_dir}" if store_kind == state_backends.ROCKSDB else "")
     if metrics_port:
         runtime.metrics.serve(metrics_port)
     from faust.worker import Worker

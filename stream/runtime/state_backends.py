@@ -1,0 +1,253 @@
+"""Where the worker's keyed state lives: Faust's memory or RocksDB store, read and written by partition.
+
+`StateStore` (stream.runtime.store) works on either through the same few
+methods: `get_in`, `put_in`, `before_put`/`undo_put` (the unit of work's
+undo), `items_in` (one partition's keys, without touching the others) and
+`track_delivery` (called with the future of each state write's changelog
+record).
+
+Both are Faust stores, so Faust still recovers them from the changelog on
+start and rebalance. The project writes without Faust's stream API (there is
+no current event, which Faust's own `_set` requires), so writes go to the
+partition given by the caller.
+
+RocksDB keeps a partition's state on disk between runs, with the changelog
+offset it reflects (Faust's persisted offset), so that a restarted worker
+reads only the changelog's tail. That offset may only ever cover records the
+broker has: a write is kept in memory (`_unsettled`) until its changelog
+record is delivered, and only then goes to the database, together with the
+record's offset, in one atomic batch, in the order the records were sent. A
+worker killed at any moment leaves a database that is exactly a prefix of the
+changelog, which recovery then completes.
+"""
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict, deque
+
+import faust.stores
+import rocksdict
+from faust.stores import memory, rocksdb
+
+MEMORY, ROCKSDB = "memory", "rocksdb"  # the settings' names (fsp.config: FSP_STORE)
+
+# Faust's defaults (64 MiB write buffers, a 2 GiB block cache) are per database, and the worker opens
+# one per table and partition (20 for storj on 4 partitions): small buffers keep the worker's memory
+# bounded and let RocksDB move state to disk as it grows.
+ROCKSDB_OPTIONS = {"write_buffer_size": 4 * 1024 * 1024, "max_write_buffer_number": 2,
+                   "block_cache_size": 8 * 1024 * 1024}
+
+
+DELETED = b""  # what a deleted key holds until its tombstone is delivered (no state encodes to no bytes)
+
+
+def store_url(kind: str) -> str:
+    return {MEMORY: "fsp-memory://", ROCKSDB: "fsp-rocksdb://"}[kind]
+
+
+def table_options(kind: str) -> dict | None:
+    return dict(ROCKSDB_OPTIONS) if kind == ROCKSDB else None
+
+
+class PartitionedMemory(memory.Store):
+    """Faust's memory store with the keys of each partition indexed, including those recovered."""
+
+    durable = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.keys_by_partition: dict[int, set] = defaultdict(set)
+
+    def get_in(self, partition: int, raw: bytes) -> bytes | None:
+        return self.data.get(raw)
+
+    def put_in(self, partition: int, raw: bytes, value: bytes) -> None:
+        if value is DELETED or not value:
+            self.data.pop(raw, None)
+            self.keys_by_partition[partition].discard(raw)
+            return
+        self.data[raw] = value
+        self.keys_by_partition[partition].add(raw)
+
+    def before_put(self, partition: int, raw: bytes) -> bytes | None:
+        return self.data.get(raw)
+
+    def undo_put(self, partition: int, raw: bytes, before: bytes | None) -> None:
+        if before is None:
+            self.data.pop(raw, None)
+            self.keys_by_partition[partition].discard(raw)
+        else:
+            self.data[raw] = before
+
+    def items_in(self, partition: int):
+        data = self.data
+        for raw in list(self.keys_by_partition.get(partition, ())):
+            value = data.get(raw)
+            if value is not None:
+                yield raw, value
+
+    def track_delivery(self, partition: int, raw: bytes, value: bytes, future) -> None:
+        """Nothing to do: memory does not outlive the process."""
+
+    def apply_changelog_batch(self, batch, to_key, to_value) -> None:
+        batch = list(batch)
+        super().apply_changelog_batch(batch, to_key, to_value)
+        for event in batch:
+            keys = self.keys_by_partition[event.message.partition]
+            raw = to_key(event.key)
+            if raw in self.data:
+                keys.add(raw)
+            else:
+                keys.discard(raw)
+
+    async def on_recovery_completed(self, active_tps, standby_tps) -> None:
+        """Faust drops the recovered keys of partitions not assigned; the keys written here go too."""
+        await super().on_recovery_completed(active_tps, standby_tps)
+        active = {tp.partition for tp in active_tps}
+        for partition in [p for p in self.keys_by_partition if p not in active]:
+            for raw in self.keys_by_partition.pop(partition):
+                self.data.pop(raw, None)
+
+
+class PartitionedRocksDB(rocksdb.Store):
+    """Faust's RocksDB store written by partition, each write going to disk once its changelog record is
+    delivered (see the module doc)."""
+
+    durable = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._unsettled: dict[int, dict[bytes, bytes]] = defaultdict(dict)  # written, not yet on disk
+        self._in_flight: dict[int, deque] = defaultdict(deque)  # (raw, value, future) in send order
+        self._settle_scheduled = False
+
+    def _db(self, partition: int):
+        db = self._dbs.get(partition)
+        return db if db is not None else self._db_for_partition(partition)
+
+    def get_in(self, partition: int, raw: bytes) -> bytes | None:
+        unsettled = self._unsettled.get(partition)
+        if unsettled:
+            value = unsettled.get(raw)
+            if value is not None:
+                return value or None  # DELETED: gone, though its tombstone is not delivered yet
+        return self._db(partition).get(raw)
+
+    def put_in(self, partition: int, raw: bytes, value: bytes) -> None:
+        self._unsettled[partition][raw] = value
+
+    def before_put(self, partition: int, raw: bytes) -> bytes | None:
+        """The database is written only on delivery, so undoing a write is undoing its unsettled value."""
+        return self._unsettled[partition].get(raw)
+
+    def undo_put(self, partition: int, raw: bytes, before: bytes | None) -> None:
+        unsettled = self._unsettled[partition]
+        if before is None:
+            unsettled.pop(raw, None)
+        else:
+            unsettled[raw] = before
+
+    def items_in(self, partition: int):
+        unsettled = dict(self._unsettled.get(partition, ()))
+        offset_key = self.offset_key
+        for raw, value in self._db(partition).items():
+            if raw != offset_key:
+                value = unsettled.pop(raw, value)
+                if value:
+                    yield raw, value
+        yield from ((raw, value) for raw, value in unsettled.items() if value)
+
+    def track_delivery(self, partition: int, raw: bytes, value: bytes, future) -> None:
+        self._in_flight[partition].append((raw, value, future))
+        future.add_done_callback(self._on_delivery)
+
+    def _on_delivery(self, future) -> None:
+        """Deliveries of one producer request come together: settle them in one database write."""
+        if not self._settle_scheduled:
+            self._settle_scheduled = True
+            future.get_loop().call_soon(self._settle)
+
+    def _settle(self) -> None:
+        self._settle_scheduled = False
+        for partition, in_flight in self._in_flight.items():
+            if in_flight and in_flight[0][2].done():
+                self._settle_partition(partition, in_flight)
+
+    def _settle_partition(self, partition: int, in_flight: deque) -> None:
+        """Write the delivered prefix of the partition's sends and its last offset, atomically. A send that
+        failed stops the prefix for good: nothing after it is ever marked persisted."""
+        settled, offset = [], None
+        while in_flight and in_flight[0][2].done():
+            raw, value, future = in_flight[0]
+            if future.cancelled() or future.exception() is not None:
+                break
+            in_flight.popleft()
+            settled.append((raw, value))
+            offset = future.result().offset
+        if not settled:
+            return
+        db = self._db(partition)
+        if offset > (self._disk_offset(db) or -1):  # else recovery already wrote newer records of this partition
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            for raw, value in settled:
+                if value:
+                    batch.put(raw, value)
+                else:  # DELETED
+                    batch.delete(raw)
+            batch.put(self.offset_key, str(offset).encode())
+            db.write(batch)
+        unsettled = self._unsettled.get(partition, {})
+        for raw, value in settled:
+            if unsettled.get(raw) is value:
+                del unsettled[raw]
+
+    def _disk_offset(self, db) -> int | None:
+        offset = db.get(self.offset_key)
+        return int(offset) if offset is not None else None
+
+    def revoke_partitions(self, table, tps) -> None:
+        """Unsettled writes of a partition that moves away may be older than what its next owner writes;
+        their deliveries still settle (never behind the database's offset)."""
+        for tp in tps:
+            if tp.topic in table.changelog_topic.topics:
+                self._unsettled.pop(tp.partition, None)
+        super().revoke_partitions(table, tps)
+
+
+def persisted_offsets_on_disk(tables, partitions: int) -> dict:
+    """{(changelog topic, partition): (database path, persisted offset)} of the RocksDB databases a
+    previous worker left in the state directory, read without opening them for writing."""
+    found = {}
+    for table in tables:
+        store = table.data
+        if not isinstance(store, PartitionedRocksDB):
+            continue
+        for partition in range(partitions):
+            path = store.partition_path(partition)
+            if not path.exists():
+                continue
+            db = rocksdict.Rdict(str(path), options=rocksdict.Options(raw_mode=True),
+                                 access_type=rocksdict.AccessType.read_only())
+            try:
+                offset = db.get(store.offset_key)
+            finally:
+                db.close()
+            if offset is not None:
+                found[(table.changelog_topic.get_topic_name(), partition)] = (path, int(offset))
+    return found
+
+
+def drop_state_of_other_logs(on_disk: dict, changelog_ends: dict) -> list:
+    """Remove the databases whose persisted offset is not in their changelog (the topic is new, or
+    shorter than what the database says it reflects): they hold the state of another cluster's log,
+    e.g. a new embedded broker's. Their partitions are then recovered from the changelog alone."""
+    dropped = []
+    for tp, (path, offset) in on_disk.items():
+        if offset >= changelog_ends.get(tp, 0):
+            shutil.rmtree(path, ignore_errors=True)
+            dropped.append(str(path))
+    return dropped
+
+
+faust.stores.STORES.aliases.setdefault("fsp-memory", f"{__name__}:PartitionedMemory")
+faust.stores.STORES.aliases.setdefault("fsp-rocksdb", f"{__name__}:PartitionedRocksDB")

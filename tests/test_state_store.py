@@ -1,0 +1,179 @@
+"""StateStore on both of its stores (Faust's memory store, RocksDB through rocksdict), in one process:
+reads and writes by partition, undo of a unit of work, the per-partition walk, and, on disk, that a
+write reaches the database (with its changelog offset) only once its changelog record is delivered."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import orjson
+import pytest
+
+from stream.runtime.state_backends import MEMORY, ROCKSDB
+from stream.runtime.driver import RecordPath
+
+TABLE = "storj_user"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def _path(kind, tmp_path, **kwargs) -> RecordPath:
+    return RecordPath(partitions=4, store_kind=kind, state_dir=str(tmp_path / "state"), **kwargs)
+
+
+async def _put_and_send(path: RecordPath, partition: int, key: str, state: dict) -> None:
+    path.runtime.store(TABLE).put(partition, key, state)
+    await path.runtime._drain_sends()
+
+
+async def _deliveries_settled() -> None:
+    """Delivery callbacks run on the loop, and settle the writes in a callback of their own."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("kind", [MEMORY, ROCKSDB])
+def test_a_state_written_is_read_back_from_its_partition(kind, tmp_path):
+    async def scenario():
+        path = _path(kind, tmp_path)
+        store = path.runtime.store(TABLE)
+        await _put_and_send(path, 2, "u1", {"n": 1})
+        assert store.get(2, "u1") == {"n": 1, "_p": 2}
+        assert store.get(2, "nobody") is None
+        assert store.get(2, "u1") is store.get(2, "u1")  # decoded once
+        sent = [s for s in path.app.producer.sent if s[0] == store.topic]
+        assert sent == [(store.topic, b"u1", orjson.dumps({"n": 1, "_p": 2}), 2)]
+        if kind == ROCKSDB:
+            assert store.get(1, "u1") is None  # each partition has a database of its own
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("kind", [MEMORY, ROCKSDB])
+def test_rollback_puts_back_the_bytes_of_before_and_forgets_the_changed_decoded_state(kind, tmp_path):
+    async def scenario():
+        path = _path(kind, tmp_path)
+        runtime, store = path.runtime, path.runtime.store(TABLE)
+        await _put_and_send(path, 1, "u1", {"n": 1})
+        savepoint = runtime.begin()
+        state = store.get(1, "u1")
+        state["n"] = 99  # changed in place by the work that then fails
+        store.put(1, "u1", state)
+        store.put(1, "u2", {"new": True})
+        runtime.rollback(savepoint)
+        assert store.get(1, "u1") == {"n": 1, "_p": 1}
+        assert store.get(1, "u2") is None
+        assert [key for key, _ in store.items_in_partition(1)] == ["u1"]
+        assert runtime._pending_sends == []  # the rolled-back writes' records are not sent
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("kind", [MEMORY, ROCKSDB])
+def test_the_walk_of_some_partitions_reads_those_only_and_skips_bookkeeping(kind, tmp_path):
+    async def scenario():
+        path = _path(kind, tmp_path)
+        store = path.runtime.store(TABLE)
+        for partition in range(4):
+            for n in range(3):
+                await _put_and_send(path, partition, f"u{partition}-{n}", {"n": n})
+        await _put_and_send(path, 1, "__marks__:user:1", {"r1": ["a"]})
+        walked = dict(store.items_in_partitions({1, 3}))
+        assert sorted(walked) == ["u1-0", "u1-1", "u1-2", "u3-0", "u3-1", "u3-2"]
+        assert walked["u3-2"] == {"n": 2, "_p": 3}
+
+    run(scenario())
+
+
+def test_memory_walk_covers_keys_recovered_from_the_changelog(tmp_path):
+    """Faust fills the memory store itself during recovery; the per-partition index must see those keys."""
+    path = _path(MEMORY, tmp_path)
+    store = path.runtime.store(TABLE)
+
+    def changelog_record(partition, key, value):
+        return SimpleNamespace(key=key, value=value, message=SimpleNamespace(partition=partition, value=value))
+
+    store.data.apply_changelog_batch([changelog_record(2, b"r1", orjson.dumps({"n": 5, "_p": 2})),
+                                      changelog_record(3, b"r2", orjson.dumps({"n": 6, "_p": 3}))],
+                                     to_key=lambda k: k, to_value=lambda v: v)
+    assert dict(store.items_in_partition(2)) == {"r1": {"n": 5, "_p": 2}}
+    assert store.get(3, "r2") == {"n": 6, "_p": 3}
+
+
+def _disk(store, partition: int, raw: bytes):
+    return store.data._db_for_partition(partition).get(raw)
+
+
+def _disk_offset(store, partition: int):
+    return store.data.persisted_offset(SimpleNamespace(partition=partition))
+
+
+def test_on_disk_a_write_waits_for_its_changelog_delivery_then_lands_with_its_offset(tmp_path):
+    async def scenario():
+        path = _path(ROCKSDB, tmp_path)
+        store, producer = path.runtime.store(TABLE), path.app.producer
+        producer.hold = True
+        await _put_and_send(path, 0, "u1", {"n": 1})
+        await _put_and_send(path, 0, "u1", {"n": 2})
+        assert store.get(0, "u1")["n"] == 2  # readable at once
+        assert _disk(store, 0, b"u1") is None and _disk_offset(store, 0) is None  # not delivered: not on disk
+        producer.deliver()
+        await _deliveries_settled()
+        assert orjson.loads(_disk(store, 0, b"u1"))["n"] == 2
+        assert _disk_offset(store, 0) == 1  # the changelog offset of the last write delivered
+        assert store.data._unsettled[0] == {}
+
+    run(scenario())
+
+
+def test_on_disk_a_write_whose_record_failed_is_never_marked_persisted(tmp_path):
+    async def scenario():
+        path = _path(ROCKSDB, tmp_path)
+        store, producer = path.runtime.store(TABLE), path.app.producer
+        await _put_and_send(path, 0, "u1", {"n": 1})
+        await _deliveries_settled()
+        producer.hold = True
+        await _put_and_send(path, 0, "u1", {"n": 2})
+        await _put_and_send(path, 0, "u2", {"n": 3})
+        producer.deliver(fail=True)
+        await _deliveries_settled()
+        assert orjson.loads(_disk(store, 0, b"u1"))["n"] == 1
+        assert _disk(store, 0, b"u2") is None
+        assert _disk_offset(store, 0) == 0
+
+    run(scenario())
+
+
+def test_on_disk_a_new_worker_on_the_same_directory_finds_the_state_and_its_offset(tmp_path):
+    async def first_worker():
+        path = _path(ROCKSDB, tmp_path)
+        for n in range(5):
+            await _put_and_send(path, 3, f"u{n}", {"n": n})
+        await _deliveries_settled()
+        for table in path.runtime.tables.values():  # the worker stops: its databases close
+            for db in table.data._dbs.values():
+                db.close()
+            table.data._dbs.clear()
+
+    run(first_worker())
+    store = _path(ROCKSDB, tmp_path).runtime.store(TABLE)
+    assert store.get(3, "u4") == {"n": 4, "_p": 3}
+    assert _disk_offset(store, 3) == 4  # recovery reads the changelog from there on
+
+
+def test_the_largest_state_record_of_each_table_is_a_metric(tmp_path):
+    async def scenario():
+        path = _path(MEMORY, tmp_path)
+        await _put_and_send(path, 0, "small", {"n": 1})
+        await _put_and_send(path, 0, "large", {"n": "x" * 5000})
+        await _put_and_send(path, 0, "small2", {"n": 2})
+        metrics = path.runtime.metrics
+        assert metrics.state_record_max_bytes.labels(TABLE)._value.get() == len(
+            orjson.dumps({"n": "x" * 5000, "_p": 0}))
+        histogram = {s.labels["le"]: s.value for m in metrics.state_record_bytes.collect() for s in m.samples
+                     if s.name.endswith("_bucket") and s.labels["table"] == TABLE}
+        assert histogram["256.0"] == 2 and histogram["16384.0"] == 3
+
+    run(scenario())
