@@ -110,6 +110,11 @@ def test_a_device_with_60000_ids_interleaved_with_other_devices_stays_small(new_
         _activity(path, 7, start, 250, 3)
     feed(path, "ucn.dnsreqs", 7, [{"id": 3 * i, "devid": 7, "ts": iso(_burst_time(i)), "query": "x.org"}
                                   for i in range(0, 60_000, 997)])  # duplicates
+    window = path.state("ucn_user", "1")["win"]
+    pending = sum(len(session) for session in window["sessions"])
+    # what a window holds: the last batch (250 dns + 25 http events) and the events within gap + lateness
+    # (70 minutes: under 5 bursts of 50) of the user's event time, not the 60,000 events of the history
+    assert pending <= 275 + 5 * 55, pending
     assert path.state("ucn_device", "7")["dups"] == len(range(0, 60_000, 997))
     assert path.state("ucn_user", "1")["dns"] == 60_000
     assert path.dead_letters("ucn") == []
