@@ -11,10 +11,17 @@ IDLE = 30.0
 
 
 def test_a_channel_that_has_not_started_holds_until_its_partition_moves():
-    channels = {"7:dnsreqs": [100, 0.0, 1], "8:dnsreqs": [None, 0.0, 2]}
+    channels = {"7:dnsreqs": [100, 0.0, 1], "8:dnsreqs": [5, 0.0, 2], "8:httpreqs": [None, 0.0, 2]}
     assert channel_clock.event_time(channels, 1.0, 0.0, IDLE) is None
-    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("dnsreqs", 2): 40}) == 40
-    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("dnsreqs", 2): 500}) == 100
+    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("httpreqs", 2): 40}) == 5
+    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("httpreqs", 2): 40, ("dnsreqs", 2): 60}) == 40
+    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("httpreqs", 2): 500, ("dnsreqs", 2): 500}) == 100
+
+
+def test_a_device_that_delivered_nothing_does_not_follow_its_partitions():
+    """Just linked: the user may have other devices yet to be linked, whose held rows are older."""
+    channels = {"7:dnsreqs": [100, 0.0, 1], "8:dnsreqs": [None, 0.0, 2]}
+    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("dnsreqs", 2): 40}) is None
 
 
 def test_a_quiet_channel_follows_its_partition():
@@ -26,7 +33,7 @@ def test_a_quiet_channel_follows_its_partition():
 
 
 def test_an_alias_follows_the_name_the_table_is_published_under():
-    channels = {"7:httpreqs": [None, 0.0, 3]}
+    channels = {"7:httpreqs": [None, 0.0, 3], "7:dnsreqs": [1_000, 0.0, 3]}
     assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("httpreqs2", 3): 77}) == 77
     assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("httpreqs2", 3): 77, ("httpreqs", 3): 5}) == 5
 
@@ -49,6 +56,10 @@ def test_progress_stops_before_a_held_row_for_the_grace_then_moves_on():
     assert progress.to_tell("dnsreqs", 0, 5_000, now_s=1.0) == 999
     assert progress.to_tell("dnsreqs", 0, 6_000, now_s=2.0) is None  # nothing new to say
     assert progress.to_tell("dnsreqs", 0, 7_000, now_s=6.0) == 7_000  # d1 never linked: an unknown device
+    progress.holding(1, "d9", 7_200, now_s=6.0)  # a device held in another partition stops this one's too
+    assert progress.to_tell("dnsreqs", 0, 7_500, now_s=6.0) == 7_199
+    progress.holding(1, "d9", None, now_s=6.5)
+    assert progress.retell(now_s=6.5) == [("dnsreqs", 0, 7_500)]
     progress.holding(0, "d1", 1_000, now_s=7.0)
     assert progress.to_tell("dnsreqs", 0, 8_000, now_s=7.0) == 8_000  # and it stays one
     progress.holding(0, "d2", 7_500, now_s=7.0)

@@ -6,10 +6,15 @@ event time `t` has been applied *and its records sent before the mark*
 promise: a device with no owner yet keeps its contribution until its
 `devices` / `user_devices` rows come, and a replay's reference tables,
 though published first, may be read after some event rows. So while a
-device of the partition holds rows, the mark stops just before its oldest
-held row, for HELD_GRACE_S seconds of processing time; after that the
-device is taken for one that will never be linked (an unknown device) and
-holds nothing.
+device holds rows, the marks stop just before its oldest held row, for
+HELD_GRACE_S seconds of processing time; after that the device is taken for
+one that will never be linked (an unknown device) and holds nothing. Held
+rows stop the marks of every partition this worker has, not only their own:
+the user the device will be linked to may hear of its other devices through
+any partition, and its event time must not pass the held rows before the
+link (seen under load: 492 events late). A device held on another worker
+is not seen here; its rows can be late if the link comes after the user's
+other devices moved past them by more than the lateness.
 
 In memory only: after a restart or rebalance (`restart`) the caller tells,
 before anything else of a partition, which of its devices hold rows
@@ -17,7 +22,7 @@ before anything else of a partition, which of its devices hold rows
 """
 from __future__ import annotations
 
-HELD_GRACE_S = 5.0
+HELD_GRACE_S = 30.0  # as long as a silent channel holds a user (stream.logic.ucn.IDLE_CHANNEL_S)
 
 
 class PartitionProgress:
@@ -62,23 +67,26 @@ class PartitionProgress:
         key = (table, partition)
         self._reached[key] = max(newest, self._reached.get(key, newest))
         newest = self._reached[key]
-        held = self._held.get(partition, {})
-        for device in [d for d, (_, held_since) in held.items() if now_s - held_since >= self.grace_s]:
-            del held[device]  # held for longer than the grace: an unknown device, it holds nothing
-            self._unknown.setdefault(partition, set()).add(device)
-        floor = min((ts for ts, _ in held.values()), default=None)
+        floor = None
+        for part, held in self._held.items():  # every partition's: a held device may link to any user
+            for device in [d for d, (_, held_since) in held.items() if now_s - held_since >= self.grace_s]:
+                del held[device]  # held for longer than the grace: an unknown device, it holds nothing
+                self._unknown.setdefault(part, set()).add(device)
+            oldest = min((ts for ts, _ in held.values()), default=None)
+            if oldest is not None and (floor is None or oldest < floor):
+                floor = oldest
         ts = newest if floor is None else min(newest, floor - 1)
         if ts <= self._told.get((table, partition), ts - 1):
             return None
         self._told[(table, partition)] = ts
         return ts
 
-    def retell(self, partition: int, now_s: float) -> list[tuple[str, int]]:
-        """(table, event time) for the partition's tables that can say more now that held rows went out
+    def retell(self, now_s: float) -> list[tuple[str, int, int]]:
+        """(table, partition, event time) for the tables that can say more now that held rows went out
         (a device was linked): a user that got them can move on at once."""
         told = []
-        for table, part in [key for key in self._reached if key[1] == partition]:
-            ts = self.to_tell(table, partition, self._reached[(table, part)], now_s)
+        for table, partition in list(self._reached):
+            ts = self.to_tell(table, partition, self._reached[(table, partition)], now_s)
             if ts is not None:
-                told.append((table, ts))
+                told.append((table, partition, ts))
         return told

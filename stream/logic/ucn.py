@@ -261,6 +261,10 @@ def apply_device_rows(state: dict, table: str, rows, seen: BlockedIntIds) -> Non
             pend["first"] = row.ts  # the oldest row held: a progress mark must not pass it (stream.logic.progress)
         if pend["wm"] is None or row.ts > pend["wm"]:
             pend["wm"] = row.ts
+        if table in CHANNEL_TABLES:  # how far each of its tables' rows go: the user's channels (see below)
+            newest_of = pend.setdefault("tw", {})
+            if row.ts > newest_of.get(table, row.ts - 1):
+                newest_of[table] = row.ts
         state["held"] += 1
 
 
@@ -367,11 +371,13 @@ def _pieces(contribution: dict) -> list[dict]:
     acts = contribution.get("acts", ())
     if len(acts) <= PIECE_EVENTS:
         return [contribution]
-    first = {k: v for k, v in contribution.items() if k not in ("acts", "wm")}
+    first = {k: v for k, v in contribution.items() if k not in ("acts", "wm", "tw")}
     pieces = [first] + [{"n": 0} for _ in range(PIECE_EVENTS, len(acts), PIECE_EVENTS)]
     for piece, start in zip(pieces, range(0, len(acts), PIECE_EVENTS)):
         piece["acts"] = acts[start:start + PIECE_EVENTS]
     pieces[-1]["wm"] = contribution.get("wm")
+    if "tw" in contribution:
+        pieces[-1]["tw"] = contribution["tw"]
     return pieces
 
 
@@ -505,15 +511,7 @@ def apply_user_records(state: dict, records, now_s: float | None = None, active_
         if window is None:
             window = _window(state)
         _fold_contribution(state, window, device, contribution)
-        source = record.get("src", "*")
-        if contribution.get("wm") is not None and source in CHANNEL_SOURCES:
-            # a contribution released by a reference row (devices, user_devices) held rows of other tables:
-            # it says nothing of how far any channel has come, so it moves none (nor makes one that would
-            # then hold the user's event time where it was)
-            channel = f"{device}:{source}"
-            newest = state["ch"].get(channel, [None])[0]
-            state["ch"][channel] = [contribution["wm"] if newest is None else max(newest, contribution["wm"]), now_s,
-                                    record.get("sp")]
+        _move_channels(state, device, record, contribution, now_s)
     if window is None:
         return []
     event_time = channel_clock.event_time(state["ch"], now_s, active_since_s, IDLE_CHANNEL_S, progress)
@@ -522,6 +520,25 @@ def apply_user_records(state: dict, records, now_s: float | None = None, active_
     closed = _finalise(state, window.close_due())
     state["win"] = window.to_state()
     return closed
+
+
+def _move_channels(state: dict, device, record: dict, contribution: dict, now_s: float) -> None:
+    """A contribution's rows of each table are in order and complete up to their newest (`tw`): each
+    table's channel has come that far. One released by a reference row (devices, user_devices) carries
+    the rows the device held, of several tables. Records that do not say their source (tests, older
+    records) move one channel per device ("*") by `wm`."""
+    newest_of = contribution.get("tw") if "src" in record else None
+    if newest_of is None:
+        source = record.get("src", "*")
+        if contribution.get("wm") is None or source not in CHANNEL_SOURCES:
+            return
+        newest_of = {source: contribution["wm"]}
+    for table, newest in newest_of.items():
+        if table == HTTP and record.get("src") == "httpreqs2":
+            table = "httpreqs2"  # the channel is the topic the rows came through
+        channel = f"{device}:{table}"
+        known = state["ch"].get(channel, [None])[0]
+        state["ch"][channel] = [newest if known is None else max(known, newest), now_s, record.get("sp")]
 
 
 def _fold_contribution(state: dict, window: SessionWindow, device, ev: dict) -> None:

@@ -65,8 +65,8 @@ class DeviceStage(Stage):
             if messages or state["events"] != before:
                 store.put(partition, key, state)
             self._progress.holding(partition, key, ucn.oldest_held(state), now_s)
-        for table_told, ts_us in self._progress.retell(partition, now_s):
-            outbox.note_progress(USER_TOPIC, table_told, partition, ts_us)
+        for table_told, partition_told, ts_us in self._progress.retell(now_s):
+            outbox.note_progress(USER_TOPIC, table_told, partition_told, ts_us)
 
     def applied_up_to(self, partition: int, topic: str, ts_us: int, outbox: Outbox) -> None:
         table = topic.split(".", 1)[1]
