@@ -56,7 +56,7 @@ def test_a_day_with_many_rows_goes_on_in_parts_under_the_size_bound():
     for lo in range(0, len(rows), 2_500):
         assert seen.first_seen(state, rows[lo:lo + 2_500]) == rows[lo:lo + 2_500]
     assert seen.first_seen(state, rows[::7]) == []
-    assert len(store.data) == 5  # 10,000 ids in parts of 2,000
+    assert len(store.data) == 5 and state["dn"] == [5, None]  # 10,000 ids in parts of 2,000, beside the state
     assert largest_value(store) < 40_000
 
 
@@ -73,8 +73,8 @@ def test_a_horizon_forgets_old_days_and_counts_rows_older_than_it():
     seen = dedup.DayBucketedIds(store, "project:p1", horizon_us=3 * DAY_US)
     for day in range(100):
         assert seen.first_seen(state, [row(day * DAY_US, f"{day:016x}")]) != []
-    assert state["dd"] == [96, 97, 98, 99]
-    assert len(store.data) == 4  # buckets of the days kept, the others deleted
+    assert state["dd"] == [96, 97, 98] and state["dn"][0] == 99  # the newest day's ids stay in the state
+    assert len(store.data) == 3  # buckets of the other days kept, the older ones deleted
     assert seen.first_seen(state, [row(50 * DAY_US, f"{50:016x}")]) == []  # older than the horizon
     assert state["expired"] == 1
     assert seen.first_seen(state, [row(97 * DAY_US, f"{97:016x}")]) == []  # a duplicate inside it

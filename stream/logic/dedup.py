@@ -79,6 +79,10 @@ class _DayBucket:
 class DayBucketedIds:
     """The storj de-duplicator of one key: `first_seen(state, rows)` keeps each id's first row.
 
+    The ids of the key's newest day stay in its state (`state["dn"]`: [day,
+    ids]) while they are fewer than MAX_BUCKET_IDS: rows come mostly in time
+    order, so a batch then costs no write besides the state's own, and a day
+    moves beside the state once (when a newer day comes, or it fills up).
     Buckets are named `d{day}|{entity}`: the entity comes last so that no
     entity text can make two names equal. With a horizon, the key's state
     keeps the days it has buckets for (`state["dd"]`, at most horizon / 1 day
@@ -92,27 +96,59 @@ class DayBucketedIds:
         return f"d{day}|{self.entity}"
 
     def first_seen(self, state: dict, rows: Iterable) -> list:
+        rows = list(rows)
         buckets: dict = {}
         new = []
         days = state.get("dd") if self.horizon_us is not None else None
-        oldest = self._oldest_kept_day(days, rows)
+        newest_day, newest_ids = state.get("dn") or (None, None)
+        oldest = self._oldest_kept_day([*(days or ()), *([newest_day] if newest_day is not None else [])], rows)
+        if newest_day is not None and oldest is not None and newest_day < oldest:
+            newest_day, newest_ids = None, None  # past the horizon: forgotten
+        inline = set(newest_ids or ())
         for row in rows:
             day = NO_TIME if row.ts is None else row.ts // DAY_US
             if oldest is not None and day != NO_TIME and day < oldest:
                 state["expired"] = state.get("expired", 0) + 1
                 continue
-            bucket = buckets.get(day)
-            if bucket is None:
-                bucket = buckets[day] = _DayBucket(self.store, self._name(day))
-            if bucket.add(row.eid):
+            if day != NO_TIME and (newest_day is None or day > newest_day):
+                self._move_aside(buckets, newest_day, newest_ids)  # a newer day: the newest one moves aside
+                newest_day, newest_ids, inline = day, [], set()
+            if day == newest_day and newest_ids is not None:
+                first = row.eid not in inline
+                if first:
+                    inline.add(row.eid)
+                    newest_ids.append(row.eid)
+                    if len(newest_ids) > MAX_BUCKET_IDS:  # a full day lives beside the state from now on
+                        self._move_aside(buckets, newest_day, newest_ids)
+                        newest_ids = None
+            else:
+                bucket = buckets.get(day)
+                if bucket is None:
+                    bucket = buckets[day] = _DayBucket(self.store, self._name(day))
+                first = bucket.add(row.eid)
+            if first:
                 new.append(row)
             else:
                 state["dups"] = state.get("dups", 0) + 1
         for bucket in buckets.values():
             bucket.write()
+        if newest_day is None:
+            state.pop("dn", None)
+        else:
+            state["dn"] = [newest_day, newest_ids]
         if self.horizon_us is not None:
             self._keep_days(state, [d for d in buckets if d != NO_TIME], oldest)
         return new
+
+    def _move_aside(self, buckets: dict, day, ids) -> None:
+        """The ids of a day kept in the state go to the day's bucket beside it."""
+        if day is None or not ids:
+            return
+        bucket = buckets.get(day)
+        if bucket is None:
+            bucket = buckets[day] = _DayBucket(self.store, self._name(day))
+        for eid in ids:
+            bucket.add(eid)
 
     def _oldest_kept_day(self, days, rows) -> int | None:
         """The first day still remembered once these rows are in (None: every day is)."""
