@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract.rows import Row
-from stream.logic import dedup
+from stream.logic import dedup, keyvalue
 from stream.logic.dedup import DAY_US
 
 
@@ -15,7 +15,7 @@ def row(ts, eid, key="p1"):
     return Row(key, ts, eid, {})
 
 
-def largest_value(store: dedup.DictStore) -> int:
+def largest_value(store: keyvalue.DictStore) -> int:
     return max((len(orjson.dumps(v)) for v in store.data.values()), default=0)
 
 
@@ -30,7 +30,7 @@ def test_day_buckets_keep_exactly_the_first_row_of_each_id(rows, cuts, cap):
     original = dedup.MAX_BUCKET_IDS
     dedup.MAX_BUCKET_IDS = cap
     try:
-        store, state, new = dedup.DictStore(), {}, []
+        store, state, new = keyvalue.DictStore(), {}, []
         # an id's rows share a time here, as storj content ids do (the time is part of the content)
         times = {}
         rows = [row(times.setdefault(eid, ts), f"{eid:016x}") for ts, eid in rows]
@@ -50,7 +50,7 @@ def test_day_buckets_keep_exactly_the_first_row_of_each_id(rows, cuts, cap):
 
 
 def test_a_day_with_many_rows_goes_on_in_parts_under_the_size_bound():
-    store, state = dedup.DictStore(), {}
+    store, state = keyvalue.DictStore(), {}
     seen = dedup.DayBucketedIds(store, "project:p1")
     rows = [row(5 * DAY_US + i, f"{i:016x}") for i in range(10_000)]
     for lo in range(0, len(rows), 2_500):
@@ -61,7 +61,7 @@ def test_a_day_with_many_rows_goes_on_in_parts_under_the_size_bound():
 
 
 def test_entities_never_share_a_bucket():
-    store, state_a, state_b = dedup.DictStore(), {}, {}
+    store, state_a, state_b = keyvalue.DictStore(), {}, {}
     a = dedup.DayBucketedIds(store, "project:x|d1")
     b = dedup.DayBucketedIds(store, "project:x")
     assert a.first_seen(state_a, [row(DAY_US, "e")]) != []
@@ -69,7 +69,7 @@ def test_entities_never_share_a_bucket():
 
 
 def test_a_horizon_forgets_old_days_and_counts_rows_older_than_it():
-    store, state = dedup.DictStore(), {}
+    store, state = keyvalue.DictStore(), {}
     seen = dedup.DayBucketedIds(store, "project:p1", horizon_us=3 * DAY_US)
     for day in range(100):
         assert seen.first_seen(state, [row(day * DAY_US, f"{day:016x}")]) != []
@@ -84,7 +84,7 @@ def test_a_horizon_forgets_old_days_and_counts_rows_older_than_it():
 @settings(max_examples=200, deadline=None)
 @given(ids=st.lists(st.integers(0, 50_000), max_size=300), cuts=st.lists(st.integers(0, 300), max_size=6))
 def test_integer_blocks_keep_exactly_the_first_of_each_id(ids, cuts):
-    store = dedup.DictStore()
+    store = keyvalue.DictStore()
     seen = dedup.BlockedIntIds(store, "42")
     bounds = sorted({0, len(ids), *(c for c in cuts if c <= len(ids))})
     flags = []
@@ -101,7 +101,7 @@ def test_integer_blocks_keep_exactly_the_first_of_each_id(ids, cuts):
 @pytest.mark.parametrize("stride", [1, 2, 3, 17])
 def test_interleaved_ids_stay_small_records(stride):
     """A device whose ids interleave with other devices' (every `stride`-th id) over 100,000 events."""
-    store = dedup.DictStore()
+    store = keyvalue.DictStore()
     seen = dedup.BlockedIntIds(store, "7")
     ids = list(range(0, 100_000 * stride, stride))
     for lo in range(0, len(ids), 2_500):

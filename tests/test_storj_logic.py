@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 from contract import tables
 from contract.rows import normalise
-from stream.logic import dedup, storj
+from stream.logic import dedup, keyvalue, storj
 from verify.batch_storj import compute_storj
 from tests.expected import EMPTY_STORJ_USER, typed
 
@@ -97,8 +97,8 @@ class Harness:
         self.users: dict[str, dict] = {}
         self.pending: list[tuple[str, str, dict, bool]] = []
         self.log: list[tuple[str, str, dict]] = []  # every record delivered, in delivery order
-        self.seen = dedup.DictStore()  # every key's applied ids, as the runtime's storj_seen store
-        self.operator_nodes = dedup.DictStore()  # every operator's nodes, as the runtime's storj_operator_nodes
+        self.seen = keyvalue.DictStore()  # every key's applied ids, as the runtime's storj_seen store
+        self.operator_nodes = keyvalue.DictStore()  # every operator's nodes, as the runtime's storj_operator_nodes
 
     def seen_ids(self, stage: str, key: str) -> dedup.DayBucketedIds:
         return dedup.DayBucketedIds(self.seen, f"{stage}:{key}")

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from contract import tables
 from contract.rows import normalise
 from contract.timeutil import format_ts, parse_ts
-from stream.logic import dedup, ucn
+from stream.logic import dedup, keyvalue, ucn
 
 S = 1_000_000
 HOUR = 3_600 * S
@@ -70,7 +70,7 @@ class Harness:
         self.inbox: dict[str, list] = defaultdict(list)
         self.sessions: dict[str, list] = defaultdict(list)
         self.sent: list[tuple[str, dict]] = []
-        self.seen = dedup.DictStore()  # every device's applied ids, as the runtime's ucn_seen store
+        self.seen = keyvalue.DictStore()  # every device's applied ids, as the runtime's ucn_seen store
 
     def device(self, table: str, rows) -> list[tuple[str, dict]]:
         """One message batch of a device topic; returns what stage 1 sent."""

@@ -31,7 +31,7 @@ from typing import Iterable
 from contract.timeutil import US_PER_S
 
 from .idset import IdRanges
-from .keyvalue import DictStore, KeyValue  # noqa: F401 (DictStore: for callers of this module)
+from .keyvalue import KeyValue
 
 DAY_US = 86_400 * US_PER_S
 MAX_BUCKET_IDS = 2_000  # storj: 2,000 ids of 16 hex digits are ~38 KB of JSON

@@ -66,27 +66,35 @@ class PartitionProgress:
         or None when there is nothing new to say."""
         key = (table, partition)
         self._reached[key] = max(newest, self._reached.get(key, newest))
-        newest = self._reached[key]
-        floor = None
-        for part, held in self._held.items():  # every partition's: a held device may link to any user
-            for device in [d for d, (_, held_since) in held.items() if now_s - held_since >= self.grace_s]:
-                del held[device]  # held for longer than the grace: an unknown device, it holds nothing
-                self._unknown.setdefault(part, set()).add(device)
-            oldest = min((ts for ts, _ in held.values()), default=None)
-            if oldest is not None and (floor is None or oldest < floor):
-                floor = oldest
-        ts = newest if floor is None else min(newest, floor - 1)
-        if ts <= self._told.get((table, partition), ts - 1):
-            return None
-        self._told[(table, partition)] = ts
-        return ts
+        return self._say(key, self._floor(now_s))
 
     def retell(self, now_s: float) -> list[tuple[str, int, int]]:
         """(table, partition, event time) for the tables that can say more now that held rows went out
         (a device was linked): a user that got them can move on at once."""
+        floor = self._floor(now_s)
         told = []
-        for table, partition in list(self._reached):
-            ts = self.to_tell(table, partition, self._reached[(table, partition)], now_s)
+        for key in list(self._reached):
+            ts = self._say(key, floor)
             if ts is not None:
-                told.append((table, partition, ts))
+                told.append((*key, ts))
         return told
+
+    def _floor(self, now_s: float) -> int | None:
+        """The oldest row held within the grace, in any partition (a held device may link to any user)."""
+        floor = None
+        for partition, held in self._held.items():
+            for device in [d for d, (_, held_since) in held.items() if now_s - held_since >= self.grace_s]:
+                del held[device]  # held for longer than the grace: an unknown device, it holds nothing
+                self._unknown.setdefault(partition, set()).add(device)
+            oldest = min((ts for ts, _ in held.values()), default=None)
+            if oldest is not None and (floor is None or oldest < floor):
+                floor = oldest
+        return floor
+
+    def _say(self, key: tuple[str, int], floor: int | None) -> int | None:
+        newest = self._reached[key]
+        ts = newest if floor is None else min(newest, floor - 1)
+        if ts <= self._told.get(key, ts - 1):
+            return None
+        self._told[key] = ts
+        return ts
