@@ -3,8 +3,9 @@
 A mark is a JSON object with a `__mark__` field. The replay tool sends an
 `end` mark to every partition of every source topic once a run is published;
 stream stages pass it on so that every window closes and the run is reported
-done. Between stages, `progress` marks say how far in event time a stage has
-applied one partition of its input. Live producers never need marks.
+done. `progress` marks say how far in event time a partition has come: the
+replay sends them into every partition as it goes, and a stage sends its own
+on to the next. Live producers never need marks.
 """
 from __future__ import annotations
 
@@ -42,10 +43,17 @@ def encode_mark(run: str, origin: str, **extra) -> bytes:
 PROGRESS = "progress"
 
 
-def encode_progress(table: str, partition: int, ts_us: int) -> bytes:
-    """A stage's word that every row of `table`'s partition up to event time `ts_us` has been applied and
-    what it sent downstream for them is ahead of this mark (stream.logic.channel_clock)."""
-    return orjson.dumps({MARK_FIELD: PROGRESS, "table": table, "partition": partition, "ts": ts_us})
+def encode_progress(table: str, partition: int, ts_us: int | None, run: str | None = None) -> bytes:
+    """A word that every row of `table`'s partition up to event time `ts_us` is ahead of this mark.
+
+    From the replay (`run` set) into every partition of every source topic: every row of the run up to
+    `ts_us` was published before it. From a stage to the next: every such row has been applied and what
+    the stage sent downstream for it is ahead of the mark (stream.logic.source_clock); `run` says the
+    rows came from a replay still running, None from a live feed."""
+    mark = {MARK_FIELD: PROGRESS, "table": table, "partition": partition, "ts": ts_us}
+    if run is not None:
+        mark["run"] = run
+    return orjson.dumps(mark)
 
 
 def decode(value: bytes):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import orjson
 
@@ -112,6 +112,11 @@ async def _storj_operator(path, nodes: int = 5_000, per_round: int = 50) -> _Met
     return meter
 
 
+def _us(moment) -> int:
+    """A naive UTC datetime as the stream's event time (microseconds)."""
+    return int(moment.replace(tzinfo=timezone.utc).timestamp()) * 1_000_000
+
+
 async def _ucn_link(path, user: int, devices: list[int]) -> None:
     await path.feed("ucn.users", [_msg(user, {"id": user, "username": f"u{user}", "country": "fr"})])
     for device in devices:
@@ -137,10 +142,11 @@ async def _ucn_device(path, events: int = 100_000, per_round: int = 1_000) -> _M
                 places.append({"id": i + 1, "devid": 7, "entertime": _iso(moment),
                                "exittime": _iso(moment + timedelta(hours=1)), "name": "home"})
 
-        async def feed(dns=dns, http=http, places=places) -> None:
+        async def feed(dns=dns, http=http, places=places, moment=moment) -> None:
             await path.feed("ucn.locations", [_msg(7, places)], partition=partition)
             await path.feed("ucn.dnsreqs", [_msg(7, dns)], partition=partition)
             await path.feed("ucn.httpreqs", [_msg(7, http)], partition=partition)
+            await path.replay_progress("ucn", _us(moment))
 
         await meter.round(per_round + len(places), feed)
     return meter
@@ -178,11 +184,12 @@ async def _ucn_user(path, days: int = 365) -> _Meter:
                     by_topic.setdefault("ucn.devicetraffic", {}).setdefault(device, []).append(traffic)
         rows = sum(len(r) for per_device in by_topic.values() for r in per_device.values())
 
-        async def feed(by_topic=by_topic) -> None:
+        async def feed(by_topic=by_topic, day=day) -> None:
             for topic, per_device in by_topic.items():
                 for device, device_rows in per_device.items():
                     partition = path.runtime.partition_of(str(device).encode())
                     await path.feed(topic, [_msg(device, device_rows)], partition=partition)
+            await path.replay_progress("ucn", _us(T0 + timedelta(days=day + 1)) - 1)
 
         await meter.round(rows, feed)
     return meter

@@ -26,6 +26,7 @@ from replay.sources.base import BadRecord
 from stream.logic.idset import IdRanges
 
 CHECKPOINT_ROWS = 20_000  # flush and record progress at least this often
+PROGRESS_ROWS = 20_000  # a progress mark into every partition at least this often (the stream's event time)
 
 
 @dataclass
@@ -148,7 +149,8 @@ def publish(items, dataset: str, bootstrap: str, partitions: int = 4, pack: int 
     producer = make_producer(bootstrap)
     started = time.perf_counter()
     seen = SeenEvents()
-    index = flushed_at = 0
+    index = flushed_at = marked_at = 0
+    newest_ts = None  # event time of the newest row sent
     bar = tqdm(total=total, unit="row", disable=not progress, desc=f"replay {dataset}", smoothing=0.1)
     messages: dict[tuple[str, str], list] = defaultdict(list)
 
@@ -176,9 +178,15 @@ def publish(items, dataset: str, bootstrap: str, partitions: int = 4, pack: int 
                 summary.skipped_by_resume += 1
             else:
                 messages[(item.spec.topic, item.row.key)].append(item.row.values)
+            if item.row.ts is not None:
+                newest_ts = item.row.ts
             if index % pack == 0:
                 send_chunk()
                 bar.update(pack)
+                if end_mark and index - marked_at >= PROGRESS_ROWS and newest_ts is not None:
+                    # rows of the newest time may follow in the next chunk: the mark stops just before it
+                    send_progress_marks(producer, dataset, run, partitions, newest_ts - 1)
+                    marked_at = index
                 if index - flushed_at >= CHECKPOINT_ROWS:
                     producer.flush()  # everything up to `index` is in the broker: safe to resume after it
                     checkpoint.save({"run": run, "done_rows": index, "finished": False})
@@ -194,6 +202,15 @@ def publish(items, dataset: str, bootstrap: str, partitions: int = 4, pack: int 
         producer.close()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def send_progress_marks(producer, dataset: str, run: str, partitions: int, ts_us: int) -> None:
+    """Every row of the run up to `ts_us` is published: said into every partition of every topic, empty
+    ones included, so that the stream knows how far each has come (stream.logic.source_clock)."""
+    for topic in tables.topics(dataset):
+        table = topic.split(".", 1)[1]  # the name it is published under (an alias is a topic of its own)
+        for partition in range(partitions):
+            producer.send(topic, value=wire.encode_progress(table, partition, ts_us, run), partition=partition)
 
 
 def send_end_marks(producer, dataset: str, run: str, partitions: int) -> None:

@@ -1,70 +1,96 @@
-"""A ucn user's event time (stream.logic.channel_clock) and the progress marks that move it (stream.logic.progress)."""
+"""A ucn user partition's event time (stream.logic.source_clock) and the progress marks that move it
+(stream.logic.progress)."""
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.logic import channel_clock
 from stream.logic.progress import PartitionProgress
+from stream.logic.source_clock import SourceClock
 
-IDLE = 30.0
-
-
-def test_a_channel_that_has_not_started_holds_until_its_partition_moves():
-    channels = {"7:dnsreqs": [100, 0.0, 1], "8:dnsreqs": [5, 0.0, 2], "8:httpreqs": [None, 0.0, 2]}
-    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE) is None
-    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("httpreqs", 2): 40}) == 5
-    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("httpreqs", 2): 40, ("dnsreqs", 2): 60}) == 40
-    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("httpreqs", 2): 500, ("dnsreqs", 2): 500}) == 100
+SOURCES = [("dnsreqs", 0), ("dnsreqs", 1), ("locations", 0), ("locations", 1)]
 
 
-def test_a_device_that_delivered_nothing_does_not_follow_its_partitions():
-    """Just linked: the user may have other devices yet to be linked, whose held rows are older."""
-    channels = {"7:dnsreqs": [100, 0.0, 1], "8:dnsreqs": [None, 0.0, 2]}
-    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("dnsreqs", 2): 40}) is None
+def test_every_source_must_have_spoken():
+    clock = SourceClock(SOURCES, idle_s=30.0)
+    clock.hear("dnsreqs", 0, 500, now_s=1.0, run="r")
+    clock.hear("dnsreqs", 1, 300, now_s=1.0, run="r")
+    clock.hear("locations", 0, 900, now_s=1.0, run="r")
+    assert clock.event_time(now_s=2.0, consuming_since_s=0.0) is None
+    clock.hear("locations", 1, 400, now_s=2.0, run="r")
+    assert clock.event_time(now_s=2.0, consuming_since_s=0.0) == 300
+    clock.hear("dnsreqs", 1, 200, now_s=3.0, run="r")  # an older word changes nothing
+    assert clock.event_time(now_s=3.0, consuming_since_s=0.0) == 300
 
 
-def test_a_quiet_channel_follows_its_partition():
-    """A device that sends nothing on a table holds nobody back while the table's partition moves."""
-    channels = {"7:dnsreqs": [1_000, 0.0, 1], "7:locations": [10, 0.0, 1]}
-    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE) == 10
-    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("locations", 1): 900}) == 900
-    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("locations", 0): 900}) == 10  # another partition
+def test_a_replay_never_stops_waiting_however_long_a_source_is_silent():
+    clock = SourceClock(SOURCES, idle_s=30.0)
+    for table, partition in SOURCES[:3]:
+        clock.hear(table, partition, 1_000, now_s=0.0, run="r")
+    assert clock.event_time(now_s=1_000.0, consuming_since_s=0.0) is None  # locations/1 said nothing yet
+    clock.hear("locations", 1, 2_000, now_s=1_000.0, run="r")
+    assert clock.event_time(now_s=5_000.0, consuming_since_s=0.0) == 1_000
 
 
-def test_an_alias_follows_the_name_the_table_is_published_under():
-    channels = {"7:httpreqs": [None, 0.0, 3], "7:dnsreqs": [1_000, 0.0, 3]}
-    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("httpreqs2", 3): 77}) == 77
-    assert channel_clock.event_time(channels, 1.0, 0.0, IDLE, {("httpreqs2", 3): 77, ("httpreqs", 3): 5}) == 5
+def test_a_live_source_silent_for_idle_s_stops_holding_counting_from_when_consuming_began():
+    clock = SourceClock(SOURCES, idle_s=30.0)
+    clock.hear("dnsreqs", 0, 500, now_s=100.0)
+    clock.hear("dnsreqs", 1, 700, now_s=125.0)
+    assert clock.event_time(now_s=110.0, consuming_since_s=100.0) is None  # two sources never spoke, 10 s in
+    assert clock.event_time(now_s=131.0, consuming_since_s=100.0) == 700  # dnsreqs/0 silent for 31 s
+    clock.hear("dnsreqs", 0, 800, now_s=131.0)
+    assert clock.event_time(now_s=140.0, consuming_since_s=100.0) == 700
+    assert clock.event_time(now_s=160.0, consuming_since_s=100.0) == 800  # dnsreqs/1 silent for 35 s
+    assert clock.event_time(now_s=160.0, consuming_since_s=159.0) is None  # a worker that just began waits
 
 
-def test_idle_channels_are_forgotten_counting_from_when_consuming_began():
-    channels = {"7:dnsreqs": [None, 0.0, 1], "8:dnsreqs": [50, 120.0, 1]}
-    assert channel_clock.event_time(channels, 110.0, 100.0, IDLE) is None  # 10 s since this worker began
-    assert channel_clock.event_time(channels, 131.0, 100.0, IDLE) == 50
-    assert "7:dnsreqs" not in channels
+def test_after_the_run_ends_its_sources_are_a_live_feed():
+    clock = SourceClock(SOURCES[:1], idle_s=30.0)
+    clock.hear("dnsreqs", 0, 500, now_s=0.0, run="r")
+    clock.run_ended()
+    assert clock.event_time(now_s=10.0, consuming_since_s=0.0) == 500
+    assert clock.event_time(now_s=40.0, consuming_since_s=0.0) is None  # idle: holds nothing, knows nothing
 
 
-def test_channels_written_before_they_said_their_partition_still_count():
-    assert channel_clock.event_time({"7:dnsreqs": [60, 0.0]}, 1.0, 0.0, IDLE, {("dnsreqs", 0): 99}) == 60
-
-
-def test_progress_stops_before_a_held_row_for_the_grace_then_moves_on():
+def test_live_marks_stop_before_a_held_row_for_the_grace_then_move_on():
     progress = PartitionProgress(grace_s=5.0)
     progress.known(0)
     progress.holding(0, "d1", 1_000, now_s=0.0)
     assert progress.to_tell("dnsreqs", 0, 5_000, now_s=1.0) == 999
     assert progress.to_tell("dnsreqs", 0, 6_000, now_s=2.0) is None  # nothing new to say
     assert progress.to_tell("dnsreqs", 0, 7_000, now_s=6.0) == 7_000  # d1 never linked: an unknown device
-    progress.holding(1, "d9", 7_200, now_s=6.0)  # a device held in another partition stops this one's too
-    assert progress.to_tell("dnsreqs", 0, 7_500, now_s=6.0) == 7_199
+    progress.holding(1, "d9", 7_200, now_s=6.0)  # held in another partition: that partition's business
+    assert progress.to_tell("dnsreqs", 0, 7_500, now_s=6.0) == 7_500
+    assert progress.to_tell("dnsreqs", 1, 7_500, now_s=6.0) == 7_199
     progress.holding(1, "d9", None, now_s=6.5)
-    assert progress.retell(now_s=6.5) == [("dnsreqs", 0, 7_500)]
+    assert progress.retell(now_s=6.5) == [("dnsreqs", 1, 7_500)]
     progress.holding(0, "d1", 1_000, now_s=7.0)
     assert progress.to_tell("dnsreqs", 0, 8_000, now_s=7.0) == 8_000  # and it stays one
     progress.holding(0, "d2", 7_500, now_s=7.0)
     progress.holding(0, "d2", None, now_s=7.5)  # linked: its rows went out
     assert progress.to_tell("dnsreqs", 0, 9_000, now_s=8.0) == 9_000
+
+
+def test_in_a_replay_a_held_row_stops_marks_until_both_reference_tables_are_through():
+    progress = PartitionProgress(grace_s=5.0)
+    progress.known(0)
+    progress.replayed("dnsreqs", 0, 100, "r")
+    progress.holding(0, "d1", 1_000, now_s=0.0)
+    assert progress.to_tell("dnsreqs", 0, 5_000, now_s=1_000.0) == 999  # no grace while the replay runs
+    progress.replayed("devices", 0, 6_000, "r")
+    assert progress.retell(now_s=1_000.0) == []  # user_devices may still link it
+    progress.replayed("user_devices", 0, 6_000, "r")
+    assert progress.retell(now_s=1_000.0) == [("dnsreqs", 0, 5_000)]  # d1 will not be linked by this run
+    assert progress.replaying(0) == "r"
+    progress.run_ended(0)
+    assert progress.replaying(0) is None
+
+
+def test_a_replay_mark_moves_a_partition_that_has_no_rows():
+    progress = PartitionProgress()
+    progress.known(2)
+    progress.replayed("locations", 2, 4_000, "r")
+    assert progress.retell(now_s=0.0) == [("locations", 2, 4_000)]
 
 
 @settings(max_examples=300, deadline=None)
@@ -91,3 +117,19 @@ def test_progress_never_passes_a_row_held_within_the_grace_and_never_goes_back(s
                 assert said <= reached
                 assert not told or said > told[-1]
                 told.append(said)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(SOURCES), st.integers(0, 1_000), st.floats(0, 20)), max_size=40))
+def test_in_a_replay_the_event_time_never_passes_a_source(words):
+    """Whatever the order and pauses: the event time is at most what each source said (or None)."""
+    clock, now, said = SourceClock(SOURCES, idle_s=5.0), 0.0, {}
+    for source, ts, pause in words:
+        now += pause
+        clock.hear(*source, ts, now, run="r")
+        said[source] = max(ts, said.get(source, ts))
+        event_time = clock.event_time(now, 0.0)
+        if len(said) < len(SOURCES):
+            assert event_time is None
+        else:
+            assert event_time == min(said.values())

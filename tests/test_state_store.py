@@ -40,11 +40,11 @@ def test_a_state_written_is_read_back_from_its_partition(kind, tmp_path):
         path = _path(kind, tmp_path)
         store = path.runtime.store(TABLE)
         await _put_and_send(path, 2, "u1", {"n": 1})
-        assert store.get(2, "u1") == {"n": 1, "_p": 2}
+        assert store.get(2, "u1") == {"n": 1, "_p": 2, "_b": 1}
         assert store.get(2, "nobody") is None
         assert store.get(2, "u1") is store.get(2, "u1")  # decoded once
         sent = [s for s in path.app.producer.sent if s[0] == store.topic]
-        assert sent == [(store.topic, b"u1", orjson.dumps({"n": 1, "_p": 2}), 2)]
+        assert sent == [(store.topic, b"u1", orjson.dumps({"n": 1, "_p": 2, "_b": 1}), 2)]
         if kind == ROCKSDB:
             assert store.get(1, "u1") is None  # each partition has a database of its own
 
@@ -63,7 +63,7 @@ def test_rollback_puts_back_the_bytes_of_before_and_forgets_the_changed_decoded_
         store.put(1, "u1", state)
         store.put(1, "u2", {"new": True})
         runtime.rollback(savepoint)
-        assert store.get(1, "u1") == {"n": 1, "_p": 1}
+        assert store.get(1, "u1") == {"n": 1, "_p": 1, "_b": 1}
         assert store.get(1, "u2") is None
         assert [key for key, _ in store.items_in_partition(1)] == ["u1"]
         assert runtime._pending_sends == []  # the rolled-back writes' records are not sent
@@ -82,7 +82,7 @@ def test_the_walk_of_some_partitions_reads_those_only_and_skips_bookkeeping(kind
         await _put_and_send(path, 1, "__marks__:user:1", {"r1": ["a"]})
         walked = dict(store.items_in_partitions({1, 3}))
         assert sorted(walked) == ["u1-0", "u1-1", "u1-2", "u3-0", "u3-1", "u3-2"]
-        assert walked["u3-2"] == {"n": 2, "_p": 3}
+        assert walked["u3-2"] == {"n": 2, "_p": 3, "_b": 1}
 
     run(scenario())
 
@@ -159,7 +159,7 @@ def test_on_disk_a_new_worker_on_the_same_directory_finds_the_state_and_its_offs
 
     run(first_worker())
     store = _path(ROCKSDB, tmp_path).runtime.store(TABLE)
-    assert store.get(3, "u4") == {"n": 4, "_p": 3}
+    assert store.get(3, "u4") == {"n": 4, "_p": 3, "_b": 1}
     assert _disk_offset(store, 3) == 4  # recovery reads the changelog from there on
 
 
@@ -171,7 +171,7 @@ def test_the_largest_state_record_of_each_table_is_a_metric(tmp_path):
         await _put_and_send(path, 0, "small2", {"n": 2})
         metrics = path.runtime.metrics
         assert metrics.state_record_max_bytes.labels(TABLE)._value.get() == len(
-            orjson.dumps({"n": "x" * 5000, "_p": 0}))
+            orjson.dumps({"n": "x" * 5000, "_p": 0, "_b": 1}))
         histogram = {s.labels["le"]: s.value for m in metrics.state_record_bytes.collect() for s in m.samples
                      if s.name.endswith("_bucket") and s.labels["table"] == TABLE}
         assert histogram["256.0"] == 2 and histogram["16384.0"] == 3

@@ -97,8 +97,8 @@ class Harness:
         self.users: dict[str, dict] = {}
         self.pending: list[tuple[str, str, dict, bool]] = []
         self.log: list[tuple[str, str, dict]] = []  # every record delivered, in delivery order
-        self.seen = keyvalue.DictStore()  # every key's applied ids, as the runtime's storj_seen store
-        self.operator_nodes = keyvalue.DictStore()  # every operator's nodes, as the runtime's storj_operator_nodes
+        self.seen = keyvalue.DictStore()  # every key's applied ids (the runtime keeps them beside each state)
+        self.operator_nodes = keyvalue.DictStore()  # every operator's nodes (beside its state in the runtime)
 
     def seen_ids(self, stage: str, key: str) -> dedup.DayBucketedIds:
         return dedup.DayBucketedIds(self.seen, f"{stage}:{key}")

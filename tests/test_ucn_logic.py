@@ -62,21 +62,26 @@ def json_round_trip(value):
 
 
 class Harness:
-    """Plays the runtime: stage-1 states per device, stage-2 states per user."""
+    """Plays the runtime: stage-1 states per device, stage-2 states per user. Its event time is the
+    newest row applied so far, as one partition's progress marks would say (rows given out of order are
+    what tests of late events give)."""
 
     def __init__(self):
+        self.event_time: int | None = None
         self.devices: dict[str, dict] = {}
         self.users: dict[str, dict] = {}
         self.inbox: dict[str, list] = defaultdict(list)
         self.sessions: dict[str, list] = defaultdict(list)
         self.sent: list[tuple[str, dict]] = []
-        self.seen = keyvalue.DictStore()  # every device's applied ids, as the runtime's ucn_seen store
+        self.seen = keyvalue.DictStore()  # every device's applied ids, as the runtime keeps them beside its state
 
     def device(self, table: str, rows) -> list[tuple[str, dict]]:
         """One message batch of a device topic; returns what stage 1 sent."""
         groups = defaultdict(list)
         for r in rows:
             groups[r.key].append(r)
+            if r.ts is not None and (self.event_time is None or r.ts > self.event_time):
+                self.event_time = r.ts
         sent = []
         for key, group in groups.items():
             state = self.devices.get(key) or ucn.new_device()
@@ -107,7 +112,7 @@ class Harness:
             if not records:
                 continue
             state = self.users.get(key) or ucn.new_user()
-            got = ucn.apply_user_records(state, records)
+            got = ucn.apply_user_records(state, records, self.event_time)
             self.sessions[key].extend(got)
             closed.extend(got)
             self.users[key] = json_round_trip(state)
@@ -817,38 +822,6 @@ def test_generated_dataset_matches_the_batch_reference(tmp_path):
         assert ucn.user_late_events(h.users[user]) == 0
 
 
-def _two_device_user_after_a_long_outage(active_since_s: float) -> dict:
-    """User 1 with devices 10 and 11; both speak, then the worker is down for 100 s (processing time).
-    Device 10 speaks first afterwards, far ahead in event time; device 11's next event comes after."""
-    h = Harness()
-    personal_setup(h, user=1, dev=10)
-    h.device("devices", [row("devices", id=11, platform="ios", shared=False)])
-    h.device("user_devices", [row("user_devices", user_id=1, device_id=11)])
-    h.flush()
-    state = h.users["1"]
-
-    def deliver(table, rows, now_s, since=0.0):
-        records = [json_round_trip(record) for _, record in h.device(table, rows)]
-        for record in records:
-            record["src"] = table  # as the device stage marks its records
-        ucn.apply_user_records(state, records, now_s=now_s, active_since_s=since)
-
-    deliver("dnsreqs", [dns(1, 10, T("2015-11-02 10:00:00")), dns(2, 11, T("2015-11-02 10:01:00"))], 1_000)
-    deliver("dnsreqs", [dns(3, 10, T("2015-11-02 14:00:00"))], 1_100, active_since_s)
-    deliver("dnsreqs", [dns(4, 11, T("2015-11-02 10:02:00"))], 1_101, active_since_s)
-    return state
-
-
-def test_a_worker_outage_is_no_silence_of_the_input_channels():
-    """A restarted worker recovers the user's channels with their old processing times; counting the
-    outage as silence made every channel idle, and device 11's redelivered events came too late."""
-    recovered = _two_device_user_after_a_long_outage(active_since_s=1_095)  # consuming again since 1,095 s
-    assert ucn.user_late_events(recovered) == 0
-    assert ucn.user_features(recovered)["dns_requests"] == 4
-    # counted from the channels' own last word, the outage makes them idle and the event late
-    assert ucn.user_late_events(_two_device_user_after_a_long_outage(active_since_s=0.0)) == 1
-
-
 def _user_across_a_redelivered_end_mark(run_end) -> Harness:
     """User 1 with devices 10 and 11. An earlier run (the readiness probe's) has completed; a new worker
     then reads that run's end mark once more, between device 10's events and device 11's earlier ones
@@ -906,7 +879,7 @@ def test_a_large_contribution_goes_in_pieces_that_fold_to_the_same_user():
         apply_user_rows_for(state)
         records = [{"k": "device", "user": 1, "device": 10, "seq": n + 1, "platform": "ios", "shared": False,
                     "src": "dnsreqs", "ev": c} for n, c in enumerate(contributions)]
-        ucn.apply_user_records(state, json_round_trip(records), now_s=0.0)
+        ucn.apply_user_records(state, json_round_trip(records))
         ucn.close_user_windows(state)
         return ucn.user_features(state)
 

@@ -2,19 +2,24 @@
 
 A progress mark promises a receiver that every row of that partition up to
 event time `t` has been applied *and its records sent before the mark*
-(stream.logic.channel_clock). Rows a ucn device holds back break that
-promise: a device with no owner yet keeps its contribution until its
-`devices` / `user_devices` rows come, and a replay's reference tables,
-though published first, may be read after some event rows. So while a
-device holds rows, the marks stop just before its oldest held row, for
-HELD_GRACE_S seconds of processing time; after that the device is taken for
-one that will never be linked (an unknown device) and holds nothing. Held
-rows stop the marks of every partition this worker has, not only their own:
-the user the device will be linked to may hear of its other devices through
-any partition, and its event time must not pass the held rows before the
-link (seen under load: 492 events late). A device held on another worker
-is not seen here; its rows can be late if the link comes after the user's
-other devices moved past them by more than the lateness.
+(stream.logic.source_clock). A stage learns how far it has come from its
+rows (a partition's messages come in event-time order) and, in a replay,
+from the replay's own progress marks, which reach every partition of every
+topic, empty ones included.
+
+Rows a ucn device holds back break the promise: a device with no owner yet
+keeps its contribution until its `devices` / `user_devices` rows come. So
+while a device holds rows, the marks of its partition stop just before its
+oldest held row. That lasts
+
+* in a replay, until the replay's marks have passed both reference tables
+  of that partition: a replay publishes every reference row before its
+  events, so a device still unlinked then will not be linked by this run
+  (an unknown device) and holds nothing;
+* in a live feed (no replay marks), for HELD_GRACE_S seconds of processing
+  time.
+
+Nothing here depends on processing time while a replay is running.
 
 In memory only: after a restart or rebalance (`restart`) the caller tells,
 before anything else of a partition, which of its devices hold rows
@@ -22,25 +27,25 @@ before anything else of a partition, which of its devices hold rows
 """
 from __future__ import annotations
 
-HELD_GRACE_S = 30.0  # as long as a silent channel holds a user (stream.logic.ucn.IDLE_CHANNEL_S)
+HELD_GRACE_S = 30.0  # a live feed's held device stops holding marks after this (stream.logic.source_clock.IDLE_S)
+REFERENCE_TABLES = ("devices", "user_devices")
 
 
 class PartitionProgress:
-    def __init__(self, grace_s: float = HELD_GRACE_S):
+    def __init__(self, grace_s: float = HELD_GRACE_S, reference_tables=REFERENCE_TABLES):
         self.grace_s = grace_s
+        self.reference_tables = tuple(reference_tables)
         self._known: set[int] = set()  # partitions whose holding devices have been told since the restart
         self._held: dict[int, dict[str, tuple[int, float]]] = {}  # partition -> device -> (oldest ts, since)
-        self._unknown: dict[int, set[str]] = {}  # partition -> devices that held past the grace
+        self._unknown: dict[int, set[str]] = {}  # partition -> devices that will not be linked
         self._told: dict[tuple[str, int], int] = {}  # (table, partition) -> event time last told
         self._reached: dict[tuple[str, int], int] = {}  # (table, partition) -> applied up to (floor aside)
+        self._runs: dict[tuple[str, int], str] = {}  # (table, partition) -> replay run its marks come from
 
     def restart(self) -> None:
         """A rebalance: what was known of every partition may be stale."""
-        self._known.clear()
-        self._held.clear()
-        self._unknown.clear()
-        self._told.clear()
-        self._reached.clear()
+        for held in (self._known, self._held, self._unknown, self._told, self._reached, self._runs):
+            held.clear()
 
     def knows(self, partition: int) -> bool:
         return partition in self._known
@@ -61,35 +66,64 @@ class PartitionProgress:
         elif oldest_held_ts < held[device][0]:
             held[device] = (oldest_held_ts, held[device][1])
 
+    # ------------------------------------------------------------------ replay marks
+
+    def replayed(self, table: str, partition: int, ts_us: int | None, run: str) -> None:
+        """A replay's progress mark: every row of the run in this table's partition up to `ts_us` is
+        applied (the caller calls this after applying the rows before the mark)."""
+        self._runs[(table, partition)] = run
+        if ts_us is not None and table not in self.reference_tables:
+            key = (table, partition)
+            self._reached[key] = max(ts_us, self._reached.get(key, ts_us))
+
+    def run_ended(self, partition: int) -> None:
+        """The run's end mark came through every topic of the partition: what follows is a live feed."""
+        for key in [key for key in self._runs if key[1] == partition]:
+            del self._runs[key]
+
+    def replaying(self, partition: int) -> str | None:
+        """The replay run this partition's marks come from, or None (a live feed)."""
+        runs = [run for (table, p), run in self._runs.items() if p == partition and table not in self.reference_tables]
+        return max(runs) if runs else None
+
+    def _references_done(self, partition: int, run: str | None) -> bool:
+        return run is not None and all(self._runs.get((table, partition)) == run for table in self.reference_tables)
+
+    # ------------------------------------------------------------------ what to say
+
     def to_tell(self, table: str, partition: int, newest: int, now_s: float) -> int | None:
         """The event time to put in a progress mark once the partition's rows up to `newest` are applied,
         or None when there is nothing new to say."""
         key = (table, partition)
         self._reached[key] = max(newest, self._reached.get(key, newest))
-        return self._say(key, self._floor(now_s))
+        return self._say(key, self._floor(partition, now_s))
 
     def retell(self, now_s: float) -> list[tuple[str, int, int]]:
-        """(table, partition, event time) for the tables that can say more now that held rows went out
-        (a device was linked): a user that got them can move on at once."""
-        floor = self._floor(now_s)
+        """(table, partition, event time) for every table that can say more than it did (held rows went
+        out, or turned out to belong to no one, or a replay mark moved it)."""
         told = []
         for key in list(self._reached):
-            ts = self._say(key, floor)
+            ts = self._say(key, self._floor(key[1], now_s))
             if ts is not None:
                 told.append((*key, ts))
         return told
 
-    def _floor(self, now_s: float) -> int | None:
-        """The oldest row held within the grace, in any partition (a held device may link to any user)."""
-        floor = None
-        for partition, held in self._held.items():
-            for device in [d for d, (_, held_since) in held.items() if now_s - held_since >= self.grace_s]:
-                del held[device]  # held for longer than the grace: an unknown device, it holds nothing
-                self._unknown.setdefault(partition, set()).add(device)
-            oldest = min((ts for ts, _ in held.values()), default=None)
-            if oldest is not None and (floor is None or oldest < floor):
-                floor = oldest
-        return floor
+    def _floor(self, partition: int, now_s: float) -> int | None:
+        """The oldest row held in the partition by a device that may still be linked."""
+        held = self._held.get(partition)
+        if not held:
+            return None
+        run = self.replaying(partition)
+        if self._references_done(partition, run):
+            gone = list(held)  # this run's links are all applied: whoever holds now is unknown
+        elif run is None:
+            gone = [device for device, (_, since) in held.items() if now_s - since >= self.grace_s]
+        else:
+            gone = []
+        for device in gone:
+            del held[device]
+            self._unknown.setdefault(partition, set()).add(device)
+        return min((ts for ts, _ in held.values()), default=None)
 
     def _say(self, key: tuple[str, int], floor: int | None) -> int | None:
         newest = self._reached[key]

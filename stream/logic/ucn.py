@@ -59,8 +59,9 @@ Stage 2: one user
   is known the bins are kept for both zones (Europe/London and Europe/Paris),
   afterwards for the user's zone only.
 * Activity events go into a ``SessionWindow`` (gap 600 s, >= 3 events,
-  >= 1 s, lateness 3,600 s). The window's watermark is the greatest event
-  time of any row of the user (traffic included). Closed sessions (kept or
+  >= 1 s, lateness 3,600 s). The window's watermark is the event time the
+  stage gives: how far every source partition of activity has come
+  (stream.logic.source_clock). Closed sessions (kept or
   not) are walked in order to fill ``inter_event_hist`` from final events
   only (``state["ief"]`` is the time of the last final event); kept ones
   update the session counters and become session records.
@@ -94,7 +95,6 @@ one it applied from that device, so a redelivered record is harmless.
 """
 from __future__ import annotations
 
-import time
 from bisect import bisect_right
 from collections import Counter
 from datetime import timezone
@@ -103,7 +103,6 @@ from zoneinfo import ZoneInfo
 
 from contract.timeutil import ONE_US, US_PER_S, format_ts, parse_ts_or_none, to_datetime
 
-from . import channel_clock
 from .dedup import BlockedIntIds
 from .keyvalue import KeyValue
 from .sessions import DEFAULT_LATENESS_US, SessionWindow
@@ -112,11 +111,10 @@ from .sequence import next_seq
 SESSION_GAP_US = 600 * US_PER_S
 SESSION_MIN_EVENTS = 3
 LATENESS_US = DEFAULT_LATENESS_US
-# The tables whose rows can still change a session: activity events, and the locations a closing session
-# is matched with. Traffic rows carry no activity event, so however far behind they are they hold nothing.
-CHANNEL_TABLES = ("httpreqs", "dnsreqs", "locations")
-CHANNEL_SOURCES = {*CHANNEL_TABLES, "httpreqs2", "*"}  # "*": a record that does not say its source
-IDLE_CHANNEL_S = 30.0  # processing-time seconds after which a silent input channel stops holding event time
+# The source tables whose rows can still change a session: activity events, and the locations a closing
+# session is matched with (stream.logic.source_clock). Traffic rows carry no activity event, so however far
+# behind they are they hold nothing.
+SESSION_SOURCES = ("dnsreqs", "httpreqs", "httpreqs2", "locations")
 TOP_DOMAINS = 10
 HOUR_US = 3_600 * US_PER_S
 HIST_EDGES_US = (0, 1_000, 10_000, 100_000, US_PER_S, 10 * US_PER_S, 60 * US_PER_S, 600 * US_PER_S,
@@ -261,10 +259,6 @@ def apply_device_rows(state: dict, table: str, rows, seen: BlockedIntIds) -> Non
             pend["first"] = row.ts  # the oldest row held: a progress mark must not pass it (stream.logic.progress)
         if pend["wm"] is None or row.ts > pend["wm"]:
             pend["wm"] = row.ts
-        if table in CHANNEL_TABLES:  # how far each of its tables' rows go: the user's channels (see below)
-            newest_of = pend.setdefault("tw", {})
-            if row.ts > newest_of.get(table, row.ts - 1):
-                newest_of[table] = row.ts
         state["held"] += 1
 
 
@@ -366,18 +360,15 @@ PIECE_EVENTS = 400  # activity events per record: a contribution of more is sent
 
 def _pieces(contribution: dict) -> list[dict]:
     """A contribution as records of at most PIECE_EVENTS activity events, in order. The first carries
-    the counts and sums; only the last carries `wm`, which moves the user's channel: a user that has read
-    it has read the whole contribution."""
+    the counts and sums; the last carries `wm`."""
     acts = contribution.get("acts", ())
     if len(acts) <= PIECE_EVENTS:
         return [contribution]
-    first = {k: v for k, v in contribution.items() if k not in ("acts", "wm", "tw")}
+    first = {k: v for k, v in contribution.items() if k not in ("acts", "wm")}
     pieces = [first] + [{"n": 0} for _ in range(PIECE_EVENTS, len(acts), PIECE_EVENTS)]
     for piece, start in zip(pieces, range(0, len(acts), PIECE_EVENTS)):
         piece["acts"] = acts[start:start + PIECE_EVENTS]
     pieces[-1]["wm"] = contribution.get("wm")
-    if "tw" in contribution:
-        pieces[-1]["tw"] = contribution["tw"]
     return pieces
 
 
@@ -452,7 +443,6 @@ def new_user(user_id=None) -> dict:
         "win": None,
         "events": 0,
         "wm": None,
-        "ch": {},  # input channel "device:table" -> [newest event time, processing time last seen, partition]
     }
 
 
@@ -478,18 +468,12 @@ def _window(state: dict) -> SessionWindow:
     return SessionWindow.from_state(state["win"], **params)
 
 
-def apply_user_records(state: dict, records, now_s: float | None = None, active_since_s: float = 0.0,
-                       progress: dict | None = None) -> list[dict]:
+def apply_user_records(state: dict, records, event_time: int | None = None) -> list[dict]:
     """Fold stage-1 records into the user; return the kept sessions that closed (oldest first).
 
-    The user's event time comes from its input channels (device x source
-    table): see stream.logic.channel_clock for which ones hold it back and
-    for how long. `active_since_s` is when the caller began consuming this
-    user's input: time a worker spent dead, recovering or rebalancing is no
-    silence of the channels. `progress` maps (source table, partition) to how
-    far the device stage has applied that partition (its progress marks).
+    `event_time`: how far every source that can still send this user an activity event has come (the
+    caller's stream.logic.source_clock), or None while that is not known; sessions close only behind it.
     """
-    now_s = time.time() if now_s is None else now_s
     window = None
     for record in records:
         if record.get("k") != "device":
@@ -502,43 +486,19 @@ def apply_user_records(state: dict, records, now_s: float | None = None, active_
         if state["id"] is None:
             state["id"] = record["user"]
         state["devices"][dev_key] = [record["platform"], bool(record["shared"])]
-        if "src" in record and not record["shared"]:  # from the stream: every event table of a personal
-            for table in CHANNEL_TABLES:  # device is a channel, held back until it or its partition moves
-                state["ch"].setdefault(f"{device}:{table}", [None, now_s, record.get("sp")])
         contribution = record.get("ev")
         if contribution is None:
             continue
         if window is None:
             window = _window(state)
         _fold_contribution(state, window, device, contribution)
-        _move_channels(state, device, record, contribution, now_s)
     if window is None:
         return []
-    event_time = channel_clock.event_time(state["ch"], now_s, active_since_s, IDLE_CHANNEL_S, progress)
     if event_time is not None:
         window.advance_to(event_time)
     closed = _finalise(state, window.close_due())
     state["win"] = window.to_state()
     return closed
-
-
-def _move_channels(state: dict, device, record: dict, contribution: dict, now_s: float) -> None:
-    """A contribution's rows of each table are in order and complete up to their newest (`tw`): each
-    table's channel has come that far. One released by a reference row (devices, user_devices) carries
-    the rows the device held, of several tables. Records that do not say their source (tests, older
-    records) move one channel per device ("*") by `wm`."""
-    newest_of = contribution.get("tw") if "src" in record else None
-    if newest_of is None:
-        source = record.get("src", "*")
-        if contribution.get("wm") is None or source not in CHANNEL_SOURCES:
-            return
-        newest_of = {source: contribution["wm"]}
-    for table, newest in newest_of.items():
-        if table == HTTP and record.get("src") == "httpreqs2":
-            table = "httpreqs2"  # the channel is the topic the rows came through
-        channel = f"{device}:{table}"
-        known = state["ch"].get(channel, [None])[0]
-        state["ch"][channel] = [newest if known is None else max(known, newest), now_s, record.get("sp")]
 
 
 def _fold_contribution(state: dict, window: SessionWindow, device, ev: dict) -> None:

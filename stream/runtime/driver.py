@@ -17,6 +17,7 @@ from typing import NamedTuple
 import faust
 import orjson
 
+from contract import tables, wire
 from stream.runtime import state_backends, storj_stages, ucn_stages
 from stream.runtime.sink import SnapshotSink
 from stream.runtime.stages import StageRunner
@@ -139,6 +140,14 @@ class RecordPath:
                 by_tp[(topic_name, part or 0)].append((key, value))
             for (topic_name, part), batch in by_tp.items():
                 await self._handle(topic_name, part, batch)
+
+    async def replay_progress(self, dataset: str, ts_us: int, run: str = "driver") -> None:
+        """What a replay says into every partition of every source topic as it goes: every row up to
+        `ts_us` is published (windows may close that far: stream.logic.source_clock)."""
+        for topic in tables.topics(dataset):
+            table = topic.split(".", 1)[1]
+            for partition in range(self.runtime.partitions):
+                await self.feed(topic, [(None, wire.encode_progress(table, partition, ts_us, run))], partition)
 
     def partition_of(self, key: bytes | None) -> int:
         return self.runtime.partition_of(key) if key is not None else 0

@@ -46,14 +46,16 @@ class Outbox:
         self.by_topic: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         self.owed: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
         self.owed_upto = 0
-        self.progress: dict[tuple[str, str, int], int] = {}  # (topic, table, partition) -> event time
+        # (topic, table, partition) -> (event time, replay run or None)
+        self.progress: dict[tuple[str, str, int], tuple[int, str | None]] = {}
 
-    def note_progress(self, topic: str, table: str, partition: int, ts_us: int) -> None:
+    def note_progress(self, topic: str, table: str, partition: int, ts_us: int, run: str | None = None) -> None:
         """Broadcast to every partition of `topic`, after this batch's owed records, that rows of
-        `table`'s `partition` are applied up to `ts_us`."""
+        `table`'s `partition` are applied up to `ts_us` (`run`: the replay they come from, if any)."""
         key = (topic, table, partition)
-        if ts_us > self.progress.get(key, ts_us - 1):
-            self.progress[key] = ts_us
+        known = self.progress.get(key)
+        if known is None or ts_us > known[0] or run != known[1]:
+            self.progress[key] = (max(ts_us, known[0]) if known else ts_us, run)
 
     def owe(self, tag: list, messages) -> None:
         for topic, key, record in messages:
@@ -78,8 +80,8 @@ class Outbox:
             for key, records in by_key.items():
                 mine[key].extend(records)
         self.owed_upto = max(self.owed_upto, other.owed_upto)
-        for (topic, table, partition), ts_us in other.progress.items():
-            self.note_progress(topic, table, partition, ts_us)
+        for (topic, table, partition), (ts_us, run) in other.progress.items():
+            self.note_progress(topic, table, partition, ts_us, run)
 
 
 class Stage:
@@ -118,8 +120,9 @@ class Stage:
         they happen), though one message's rows may be older than the message before's last row. So
         rows older than `ts_us` are all applied: what a progress mark may say (stream.logic.progress)."""
 
-    def on_progress(self, partition: int, mark: dict) -> None:
-        """A progress mark from the stage upstream (after the records it sent before it); ignored unless
+    def on_progress(self, partition: int, topic: str, mark: dict, outbox: Outbox) -> None:
+        """A progress mark, after what came before it in the partition is applied: from the replay in a
+        source topic, or from the stage upstream (after the records it sent before it); ignored unless
         the stage keeps event time by it."""
 
     run_end_store: str | None = None  # the store whose keys the end of a run visits, if any
@@ -158,9 +161,12 @@ class StageRunner:
             except wire.BadMessage as exc:
                 kind, payload = "bad", str(exc)
             if kind == "mark" and payload.get(wire.MARK_FIELD) == wire.PROGRESS:
-                # no need to split the batch here: a key's records of the whole batch are folded before its
-                # event time moves, and records after the mark are newer than it
-                stage.on_progress(tp.partition, payload)
+                if stage.is_source(tp.topic):  # the replay's: about the rows before it, applied first
+                    await self._apply_segment(stage, tp, segment, outbox)
+                    segment = []
+                # between stages no need to split the batch: a key's records of the whole batch are folded
+                # before its event time moves, and records after the mark are newer than it
+                stage.on_progress(tp.partition, tp.topic, payload, outbox)
             elif kind == "mark":
                 await self._apply_segment(stage, tp, segment, outbox)
                 segment = []

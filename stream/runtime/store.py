@@ -33,6 +33,9 @@ from contract.wire import MAX_VALUE_BYTES
 from stream.runtime.state_backends import DELETED
 
 PARTITION_FIELD = "_p"
+BATCH_FIELD = "_b"  # how many times the key's state was written
+LOG_FIELD = "_x"  # what the last write changed beside the state (see Beside)
+BESIDE_PREFIX = "__"  # keys of entries beside a state (and bookkeeping): not entities
 # The largest state record written (the broker's limit). A write past it fails inside the unit of work,
 # so the record that would grow the state that far is a dead letter and the partition goes on.
 MAX_STATE_BYTES = MAX_VALUE_BYTES
@@ -75,8 +78,9 @@ class Journal:
 class StateStore:
     """One table's keyed state: decoded on read, encoded once per write, its changelog record sent by us."""
 
-    def __init__(self, table, send, journal: Journal | None = None, record_size=None):
+    def __init__(self, table, send, journal: Journal | None = None, record_size=None, writer=lambda: "w"):
         self.table = table
+        self.writer = writer  # who writes now: a worker process in one consumer generation (see Beside)
         self.data = table.data  # a stream.runtime.state_backends store
         self.topic = table.changelog_topic.get_topic_name()
         self._send = send  # send(topic, key, value, partition, on_sent)
@@ -112,6 +116,28 @@ class StateStore:
 
     def put(self, partition: int, key: str, state: dict) -> None:
         state[PARTITION_FIELD] = partition
+        log = None
+        if not key.startswith(BESIDE_PREFIX):
+            writes = state.get(BATCH_FIELD, 0)
+            log = state.get(LOG_FIELD)
+            if log is not None and log["b"] != writes:  # an earlier write's: nothing beside changed this time
+                if log["t"] != self.writer():
+                    self._write_beside(partition, log)  # that writer's entries may be lost: again, before
+                del state[LOG_FIELD]
+                log = None
+            state[BATCH_FIELD] = writes + 1
+        self._write(partition, key, state)
+        if log is not None:
+            self._write_beside(partition, log)
+
+    def _write_beside(self, partition: int, log: dict) -> None:
+        for name, value in log["e"].items():
+            if value is None:
+                self.delete(partition, BESIDE_PREFIX + name)
+            else:
+                self._write(partition, BESIDE_PREFIX + name, value)
+
+    def _write(self, partition: int, key: str, state: dict) -> None:
         raw = key.encode()
         value = orjson.dumps(state)
         if len(value) > MAX_STATE_BYTES:
@@ -145,6 +171,10 @@ class StateStore:
     def view(self, partition: int) -> PartitionView:
         return PartitionView(self, partition)
 
+    def beside(self, partition: int, state: dict) -> Beside:
+        """The entries kept beside a key's `state` (stream.logic.keyvalue.KeyValue), in its changelog."""
+        return Beside(self, partition, state)
+
     def items_in_partition(self, partition: int):
         return self.items_in_partitions({partition})
 
@@ -152,7 +182,7 @@ class StateStore:
         """(key, state) of the entities in `partitions`, read from those partitions only."""
         for partition in sorted(partitions):
             for raw, value in self.data.items_in(partition):
-                if raw.startswith(b"__"):  # bookkeeping (end-of-run marks), not an entity
+                if raw.startswith(b"__"):  # entries beside a state, bookkeeping (end-of-run marks): no entity
                     continue
                 state = self._decoded(raw, value)
                 if state.get(PARTITION_FIELD) == partition:
@@ -176,3 +206,46 @@ class PartitionView:
 
     def delete(self, key: str) -> None:
         self.store.delete(self.partition, key)
+
+
+
+class Beside:
+    """Entries beside one key's state, in the same table: what the pure logic keeps out of the state so that
+    the state stays small (applied ids, an operator's nodes, owed records, held rows).
+
+    The entries a batch changes are logged in the state itself (LOG_FIELD) and written after it, in the
+    same changelog partition, which Kafka keeps in order: whatever survives a crash is a prefix of those
+    writes. So an entry is never ahead of its state, and one the crash lost is still in the state's log,
+    which reads first. The next write of the state drops the log once its entries are safe: written by
+    this writer before it (else written again first). A log holds one batch's changes, so the state
+    grows by what a batch changes, never by history.
+    """
+
+    __slots__ = ("store", "partition", "state")
+
+    def __init__(self, store: StateStore, partition: int, state: dict):
+        self.store, self.partition, self.state = store, partition, state
+
+    def get(self, name: str):
+        log = self.state.get(LOG_FIELD)
+        if log is not None and name in log["e"]:
+            return log["e"][name]
+        return self.store.get(self.partition, BESIDE_PREFIX + name)
+
+    def put(self, name: str, value) -> None:
+        self._log()["e"][name] = value
+
+    def delete(self, name: str) -> None:
+        self._log()["e"][name] = None
+
+    def _log(self) -> dict:
+        """This batch's log (the one of an earlier write is dropped, its entries written again first unless
+        this writer wrote them)."""
+        state, writer = self.state, self.store.writer()
+        writes = state.get(BATCH_FIELD, 0)
+        log = state.get(LOG_FIELD)
+        if log is None or log["b"] != writes:
+            if log is not None and log["t"] != writer:
+                self.store._write_beside(self.partition, log)
+            log = state[LOG_FIELD] = {"b": writes, "t": writer, "e": {}}
+        return log

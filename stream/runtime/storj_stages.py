@@ -15,8 +15,6 @@ OPERATOR_TOPIC = "storj.internal.operator"
 
 
 DEDUP_HORIZON_ENV = "FSP_DEDUP_HORIZON_DAYS"  # unset: ids are kept for good
-SEEN_STORE = "storj_seen"  # the ids each project, node and account applied (stream.logic.dedup)
-NODES_STORE = "storj_operator_nodes"  # each operator's nodes, one entry each (storj.OperatorNodes)
 
 
 @lru_cache(maxsize=1)
@@ -34,8 +32,12 @@ def dedup_horizon_us() -> int | None:
     return int(days * DAY_US)
 
 
-def seen_ids(runtime, partition: int, stage: str, key: str) -> DayBucketedIds:
-    return DayBucketedIds(runtime.store(SEEN_STORE).view(partition), f"{stage}:{key}", dedup_horizon_us())
+STORE = {"project": "storj_project", "node": "storj_node", "account": "storj_account"}  # stage -> its table
+
+
+def seen_ids(runtime, stage: str, partition: int, key: str, state: dict) -> DayBucketedIds:
+    """The ids the key applied (stream.logic.dedup), beside its state."""
+    return DayBucketedIds(runtime.beside(STORE[stage], partition, state), f"{stage}:{key}", dedup_horizon_us())
 
 
 class ProjectStage(Stage):
@@ -56,7 +58,7 @@ class ProjectStage(Stage):
         store = self.runtime.store("storj_project")
         for key, rows in groups.items():
             state = store.get(partition, key) or storj.new_project()
-            storj.apply_project_rows(state, table, rows, seen_ids(self.runtime, partition, self.name, key))
+            storj.apply_project_rows(state, table, rows, seen_ids(self.runtime, self.name, partition, key, state))
             # summaries are whole: send one even when every row was a duplicate, since a redelivered
             # batch may be one whose state was written but whose records were lost in a crash
             outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
@@ -88,7 +90,7 @@ class NodeStage(Stage):
         store = self.runtime.store("storj_node")
         for key, rows in groups.items():
             state = store.get(partition, key) or storj.new_node()
-            storj.apply_node_rows(state, table, rows, seen_ids(self.runtime, partition, self.name, key))
+            storj.apply_node_rows(state, table, rows, seen_ids(self.runtime, self.name, partition, key, state))
             if table != "receipts":  # whole summaries, duplicates or not (see ProjectStage)
                 outbox.extend(OPERATOR_TOPIC, storj.node_outbox(state, key))
             store.put(partition, key, state)
@@ -107,12 +109,12 @@ class AccountStage(Stage):
         store = self.runtime.store("storj_account")
         for key, rows in groups.items():
             state = store.get(partition, key) or storj.new_account()
-            storj.apply_account_rows(state, rows, seen_ids(self.runtime, partition, self.name, key))
+            storj.apply_account_rows(state, rows, seen_ids(self.runtime, self.name, partition, key, state))
             if state["row"] is not None:  # whole records, duplicates or not (see ProjectStage)
                 to_users, to_operators = storj.account_outbox(state, key)
                 outbox.extend(USER_TOPIC, to_users)
                 outbox.extend(OPERATOR_TOPIC, to_operators)
-                store.put(partition, key, state)
+            store.put(partition, key, state)  # after the ids beside it (store.Beside)
 
 
 class OperatorStage(Stage):
@@ -128,7 +130,7 @@ class OperatorStage(Stage):
         store = self.runtime.store("storj_operator")
         for email, records in groups.items():
             state = store.get(partition, email) or storj.new_operator()
-            nodes = storj.OperatorNodes(self.runtime.store(NODES_STORE).view(partition), email)
+            nodes = storj.OperatorNodes(self.runtime.beside("storj_operator", partition, state), email)
             storj.apply_operator_records(state, email, records, nodes)
             had_snapshot = state.get("snap", False)
             features = storj.operator_features(state)
@@ -179,5 +181,5 @@ class UserStage(Stage):
 
 
 STAGES = [ProjectStage, NodeStage, AccountStage, OperatorStage, UserStage]
-TABLES = ["storj_project", "storj_node", "storj_account", "storj_operator", "storj_user", SEEN_STORE, NODES_STORE]
+TABLES = ["storj_project", "storj_node", "storj_account", "storj_operator", "storj_user"]
 INTERNAL_TOPICS = [USER_TOPIC, OPERATOR_TOPIC]

@@ -7,17 +7,20 @@ from contract.timeutil import format_ts
 from stream.logic import owed, ucn
 from stream.logic.dedup import BlockedIntIds
 from stream.logic.progress import PartitionProgress
+from stream.logic.source_clock import SourceClock
 from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
 
-SEEN_STORE = "ucn_seen"  # the ids each device applied, per table (stream.logic.dedup)
-OWED_STORE = "ucn_owed"  # large owed records (stream.logic.owed) and held rows (ucn.HeldParts), beside a state
 USER_TOPIC = "ucn.internal.user"
 SESSIONS_TOPIC = "ucn.sessions"
 
 
-def owed_spill(runtime, partition: int, stage: str, key: str) -> owed.Spill:
-    return owed.Spill(runtime.store(OWED_STORE).view(partition), f"{stage}:{key}")
+STORE = {"device": "ucn_device", "user": "ucn_user"}  # stage -> its table
+
+
+def owed_spill(runtime, partition: int, stage: str, key: str, state: dict) -> owed.Spill:
+    """Large owed records (stream.logic.owed), beside the key's state."""
+    return owed.Spill(runtime.beside(STORE[stage], partition, state), f"{stage}:{key}")
 
 
 DEVICE_TOPICS = ["ucn.devices", "ucn.user_devices", "ucn.devicetraffic", "ucn.deviceapptraffic", "ucn.httpreqs",
@@ -40,65 +43,87 @@ class DeviceStage(Stage):
 
     async def apply(self, partition, topic, groups, outbox: Outbox) -> None:
         """Contributions are deltas: they are owed (stream.logic.owed) until delivered. After them, every
-        user partition hears how far this table's partition has come (a progress mark): a device that
-        sends nothing then holds no user's event time back (stream.logic.channel_clock)."""
+        user partition hears how far this table's partition has come (a progress mark), so that users
+        close sessions no row of any device can still reach (stream.logic.source_clock)."""
         table = topic.split(".", 1)[1]
         store = self.runtime.store("ucn_device")
-        relay = self.runtime.relay
-        delivered_upto = relay.delivered_upto
         now_s = time.time()
-        self._know_holding_devices(partition, now_s)
+        self._start_partition(partition, outbox, now_s)
         for key, rows in groups.items():
             state = store.get(partition, key) or ucn.new_device()
-            spill = owed_spill(self.runtime, partition, self.name, key)
-            messages = owed.settle(state, relay.incarnation, delivered_upto, spill)  # an earlier worker's, maybe lost
+            messages, spill = self._settle(partition, key, state)
             before = state["events"]
-            ucn.apply_device_rows(state, table, rows, BlockedIntIds(self.runtime.store(SEEN_STORE).view(partition), key))
-            held = ucn.HeldParts(self.runtime.store(OWED_STORE).view(partition), f"{self.name}:{key}")
+            beside = self.runtime.beside("ucn_device", partition, state)
+            ucn.apply_device_rows(state, table, rows, BlockedIntIds(beside, key))
+            held = ucn.HeldParts(beside, f"{self.name}:{key}")
             if state["events"] != before:
                 for user, record in ucn.device_outbox(state, key, held):
-                    record["src"] = table  # the user's input channel: this device's rows of this table,
-                    record["sp"] = partition  # in this partition
                     messages.append([USER_TOPIC, user, record])
             self.runtime.owe(state, messages, outbox, spill)
             held.spill(state)
-            if messages or state["events"] != before:
-                store.put(partition, key, state)
+            store.put(partition, key, state)  # after what it wrote beside it (store.Beside)
             self._progress.holding(partition, key, ucn.oldest_held(state), now_s)
-        for table_told, partition_told, ts_us in self._progress.retell(now_s):
-            outbox.note_progress(USER_TOPIC, table_told, partition_told, ts_us)
+        self._retell(outbox, now_s)
+
+    def _settle(self, partition: int, key: str, state: dict):
+        """What the device still owes from an earlier worker (maybe lost), to send again, and its spill."""
+        relay = self.runtime.relay
+        spill = owed_spill(self.runtime, partition, self.name, key, state)
+        return owed.settle(state, relay.incarnation, relay.delivered_upto, spill), spill
+
+    def _retell(self, outbox: Outbox, now_s: float) -> None:
+        for table, partition, ts_us in self._progress.retell(now_s):
+            outbox.note_progress(USER_TOPIC, table, partition, ts_us, self._progress.replaying(partition))
 
     def applied_up_to(self, partition: int, topic: str, ts_us: int, outbox: Outbox) -> None:
         table = topic.split(".", 1)[1]
-        if table in ucn.CHANNEL_SOURCES:
+        if table in ucn.SESSION_SOURCES:
             told = self._progress.to_tell(table, partition, ts_us, time.time())
             if told is not None:
-                outbox.note_progress(USER_TOPIC, table, partition, told)
+                outbox.note_progress(USER_TOPIC, table, partition, told, self._progress.replaying(partition))
 
-    def _know_holding_devices(self, partition: int, now_s: float) -> None:
-        """After a rebalance, before a partition's first batch: its devices that hold rows, from their state
-        (once per partition and rebalance)."""
+    def on_progress(self, partition: int, topic: str, mark: dict, outbox: Outbox) -> None:
+        """The replay's progress mark: this partition of the table has every row of the run up to its time
+        (and, for a reference table, every row). Sessions may close that far, and a device still unlinked
+        once both reference tables are through will not be linked by this run (stream.logic.progress)."""
+        run, ts_us = mark.get("run"), mark.get("ts")
+        if not isinstance(run, str):
+            return
+        now_s = time.time()
+        self._start_partition(partition, outbox, now_s)
+        self._progress.replayed(topic.split(".", 1)[1], partition, ts_us if isinstance(ts_us, int) else None, run)
+        self._retell(outbox, now_s)
+
+    def _start_partition(self, partition: int, outbox: Outbox, now_s: float) -> None:
+        """After a rebalance or restart, before anything of a partition goes on: what its devices still owe
+        from an earlier worker is sent again ahead of any progress mark (else a user could close the
+        sessions it belongs to first), and its devices that hold rows are told to the progress (once per
+        partition and rebalance)."""
         if self.runtime.app.consumer_generation_id != self._generation:
             self._generation = self.runtime.app.consumer_generation_id
             self._progress.restart()
         if self._progress.knows(partition):
             return
-        for key, state in self.runtime.store("ucn_device").items_in_partition(partition):
+        store = self.runtime.store("ucn_device")
+        for key, state in store.items_in_partition(partition):
+            if owed.owes(state):
+                messages, spill = self._settle(partition, key, state)
+                self.runtime.owe(state, messages, outbox, spill)
+                store.put(partition, key, state)
             self._progress.holding(partition, key, ucn.oldest_held(state), now_s)
         self._progress.known(partition)
 
     run_end_store = "ucn_device"
 
     async def before_run_end(self, partition) -> None:
+        self._progress.run_ended(partition)  # from now on a live feed: its marks say so
         await self.runtime.relay.delivered()
 
     def end_run_for(self, partition, key, state, outbox, again=False) -> None:
         """Drop delivered contributions from the state: a device may not be touched again for a long time."""
         if not owed.owes(state):
             return
-        relay = self.runtime.relay
-        spill = owed_spill(self.runtime, partition, self.name, key)
-        messages = owed.settle(state, relay.incarnation, relay.delivered_upto, spill)
+        messages, spill = self._settle(partition, key, state)
         self.runtime.owe(state, messages, outbox, spill)
         self.runtime.store("ucn_device").put(partition, key, state)
 
@@ -112,13 +137,12 @@ class UserStage(Stage):
         super().__init__(runtime)
         self._generation = None
         self._consuming_since: dict[int, float] = {}
-        self._progress: dict[int, dict] = {}  # user partition -> (table, device partition) -> event time
+        self._clocks: dict[int, SourceClock] = {}  # user partition -> how far the device partitions came
 
     def _new_generation(self) -> None:
         """After a rebalance, silence counts again from when this worker consumes each partition. What it
         heard of the device partitions' progress stays: a user partition's marks only ever grow, and one
-        it reads again from an earlier offset repeats records whose sequence numbers its users have
-        (forgetting it left users whose device tables had no rows since waiting for nothing)."""
+        it reads again from an earlier offset repeats records whose sequence numbers its users have."""
         generation = self.runtime.app.consumer_generation_id
         if generation != self._generation:
             self._generation, self._consuming_since = generation, {}
@@ -128,28 +152,34 @@ class UserStage(Stage):
 
     def consuming_since(self, partition: int) -> float:
         """When this worker began consuming the partition (its first batch since the last rebalance):
-        input channels' silence counts from then on (see ucn.apply_user_records)."""
+        sources' silence counts from then on (stream.logic.source_clock)."""
         self._new_generation()
         return self._consuming_since.setdefault(partition, time.time())
 
-    def on_progress(self, partition: int, mark: dict) -> None:
+    def clock(self, partition: int) -> SourceClock:
+        clock = self._clocks.get(partition)
+        if clock is None:
+            sources = [(table, p) for table in ucn.SESSION_SOURCES for p in range(self.runtime.partitions)]
+            clock = self._clocks[partition] = SourceClock(sources)
+        return clock
+
+    def on_progress(self, partition: int, topic: str, mark: dict, outbox: Outbox) -> None:
         """Only what came through this partition counts for its users: the mark follows the records the
         device stage sent here, not those it sent to other partitions."""
-        self._new_generation()
-        progress = self._progress.setdefault(partition, {})
-        source, ts_us = (mark.get("table"), mark.get("partition")), mark.get("ts")
-        if isinstance(ts_us, int) and (source not in progress or ts_us > progress[source]):
-            progress[source] = ts_us
+        table, source, ts_us = mark.get("table"), mark.get("partition"), mark.get("ts")
+        run = mark.get("run")
+        if isinstance(table, str) and isinstance(source, int) and isinstance(ts_us, int):
+            self.consuming_since(partition)
+            self.clock(partition).hear(table, source, ts_us, time.time(), run if isinstance(run, str) else None)
 
     async def apply(self, partition, topic, groups, outbox) -> None:
         store = self.runtime.store("ucn_user")
         delivered_upto = self.runtime.relay.delivered_upto
-        since = self.consuming_since(partition)
+        event_time = self.clock(partition).event_time(time.time(), self.consuming_since(partition))
         for user, items in groups.items():
             state = store.get(partition, user) or ucn.new_user(user)
             if topic == USER_TOPIC:
-                closed = ucn.apply_user_records(state, items, active_since_s=since,
-                                                progress=self._progress.get(partition))
+                closed = ucn.apply_user_records(state, items, event_time)
             else:
                 ucn.apply_user_rows(state, items)
                 closed = []
@@ -157,6 +187,9 @@ class UserStage(Stage):
             store.put(partition, user, state)
 
     run_end_store = "ucn_user"
+
+    async def before_run_end(self, partition) -> None:
+        self.clock(partition).run_ended()  # what comes next is a live feed
 
     def end_run_for(self, partition, user, state, outbox, again=False) -> None:
         closed = ucn.close_at_run_end(state, again)
@@ -170,7 +203,7 @@ class UserStage(Stage):
         sink, relay = self.runtime.sink, self.runtime.relay
         if state.get("user") is None:
             return  # a snapshot exists for every users row; data of others waits in the state
-        spill = owed_spill(self.runtime, partition, self.name, user)
+        spill = owed_spill(self.runtime, partition, self.name, user, state)
         again = owed.settle(state, relay.incarnation, delivered_upto, spill)
         if again:  # an earlier worker's sessions, maybe lost; the Redis list skips those it has
             sink.sessions("ucn", user, [record for _, _, record in again])
@@ -193,6 +226,6 @@ class UserStage(Stage):
 
 
 STAGES = [DeviceStage, UserStage]
-TABLES = ["ucn_device", "ucn_user", SEEN_STORE, OWED_STORE]
+TABLES = ["ucn_device", "ucn_user"]
 
 INTERNAL_TOPICS = [USER_TOPIC, SESSIONS_TOPIC]

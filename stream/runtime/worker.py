@@ -84,7 +84,15 @@ class Runtime:
         self.tables[name] = self.app.Table(name, partitions=self.partitions, key_type=bytes, value_type=bytes,
                                            options=state_backends.table_options(self.store_kind))
         self._stores[name] = StateStore(self.tables[name], self._send, self.journal,
-                                        record_size=self.metrics.state_record_size(name))
+                                        record_size=self.metrics.state_record_size(name), writer=self.writer)
+
+    def writer(self) -> str:
+        """Who writes state now: this process in this consumer generation (see store.Beside)."""
+        return f"{self.relay.incarnation}:{self.app.consumer_generation_id}"
+
+    def beside(self, table: str, partition: int, state: dict):
+        """The entries kept beside a key's `state` in `table` (store.Beside)."""
+        return self._stores[table].beside(partition, state)
 
     def count_changelog_records(self, tp, count: int) -> None:
         """How much of the changelogs recovery reads: with state on disk, only their tails."""
@@ -127,8 +135,8 @@ class Runtime:
         if outbox.owed or outbox.progress:
             # progress marks go last, through the relay like the owed records: a receiver that reads one
             # has read every record the batch sent it before
-            marks = [(topic, None, wire.encode_progress(table, source, ts_us), partition)
-                     for (topic, table, source), ts_us in outbox.progress.items()
+            marks = [(topic, None, wire.encode_progress(table, source, ts_us, run), partition)
+                     for (topic, table, source), (ts_us, run) in outbox.progress.items()
                      for partition in range(self.partitions)]
             self.relay.after(writes, self._messages(outbox.owed) + marks, outbox.owed_upto)
 
