@@ -1,4 +1,4 @@
-"""`fsp`: one command line for the embedded stack, the worker, replay, generate, get, verify, demo, bench."""
+"""`fsp`: one command line for the embedded stack, the worker, replay, publish, generate, get, verify, demo, bench."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from fsp.config import Settings
+from fsp.config import Settings, require_redis, usage_error
 from fsp.kafka_access import check_kafka
 from replay.sources.base import BadRecord
 
@@ -23,7 +23,7 @@ def _settings() -> Settings:
 
 def _need(value, what: str, env: str):
     if not value:
-        sys.exit(f"error: no {what}: set {env} (or run `fsp stack` and export what it prints)")
+        usage_error(f"no {what}: set {env} (or run `fsp stack` and export what it prints)")
     return value
 
 
@@ -34,26 +34,32 @@ def cmd_stack(args) -> None:
     from fsp.stack import bring_up
 
     settings = _settings()
+    if settings.redis_url is not None:
+        require_redis(settings.redis_url)  # set: used, never silently replaced by an embedded one
     stack = bring_up(settings.kafka_broker, settings.redis_url)
-    print(f"export KAFKA_BROKER={stack.kafka_broker}")
-    print(f"export REDIS_URL={stack.redis_url}", flush=True)
-    print("# stack is up; Ctrl-C stops it", file=sys.stderr, flush=True)
+    # SIGTERM (`kill`) stops the children as Ctrl-C does; blocked only now, so that they do not inherit it
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
+        print(f"export KAFKA_BROKER={stack.kafka_broker}")
+        print(f"export REDIS_URL={stack.redis_url}", flush=True)
+        print("# stack is up; Ctrl-C or SIGTERM stops it", file=sys.stderr, flush=True)
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
         stack.stop()
 
 
 def cmd_worker(args) -> None:
-    from stream.runtime.worker import run_worker
+    from stream.runtime.worker import check_redis, run_worker
 
     settings = _settings()
     sys.argv = [sys.argv[0]]  # Faust's command line must not see ours
+    check_redis(_need(settings.redis_url, "Redis", "REDIS_URL"))
     check_kafka(_need(settings.kafka_broker, "Kafka broker", "KAFKA_BROKER"))
     run_worker(_need(settings.kafka_broker, "Kafka broker", "KAFKA_BROKER"),
                _need(settings.redis_url, "Redis", "REDIS_URL"), settings.prefix, settings.partitions,
                tuple(args.datasets.split(",")), metrics_port=args.metrics_port,
-               store_kind=args.store or settings.store, state_dir=args.state_dir or settings.state_dir)
+               store_kind=args.store or settings.store, state_dir=args.state_dir or settings.state_dir,
+               sessions_cap=settings.sessions_cap)
 
 
 def cmd_generate(args) -> None:
@@ -87,6 +93,33 @@ def read_source(dataset: str, source: str):
     return in_event_order(good), bad
 
 
+def check_source(source: str) -> None:
+    """One line for a source that cannot be read: a missing folder or SQLite file (exit 2), a database
+    that does not answer (exit 1)."""
+    if "://" not in source:
+        if not os.path.isdir(source):
+            usage_error(f"no such folder: {source} (a source is a CSV folder, postgresql://... or sqlite:///FILE)")
+        return
+    scheme = source.split("://", 1)[0].lower()
+    if scheme == "sqlite":
+        path = source.split(":///", 1)[1] if ":///" in source else ""
+        if not path or not os.path.isfile(path):
+            usage_error(f"no SQLite file {path or '(none given)'!r} in {source}")
+        return
+    if scheme not in ("postgresql", "postgres", "postgresql+psycopg2"):
+        usage_error(f"source {source!r}: expected a CSV folder, postgresql://... or sqlite:///FILE")
+    import sqlalchemy as sa
+
+    from replay.sources.database import engine_for
+
+    try:
+        with engine_for(source).connect():
+            pass
+    except sa.exc.SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise SystemExit(f"error: cannot read {source}: {detail}") from None
+
+
 def source_stream(dataset: str, source: str, run_rows: int | None = None, spill_dir: str | None = None):
     """(rows and bad records in event-time order, read lazily; their count).
 
@@ -114,7 +147,10 @@ def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, 
     from stream.client import connect, wait_finished
 
     tune_gc()  # the rows of a run are held and sorted in memory: see fsp.gc_tuning
+    check_source(source)
     check_kafka(kafka_broker)
+    if wait:
+        require_redis(redis_url)
     items, total = source_stream(dataset, source)
     if max_bad is not None:
         items = _fail_past(items, max_bad)
@@ -174,11 +210,44 @@ def print_summary(summary) -> None:
         print(f"every event reflected in Redis {d['wait_seconds']:.2f}s after the last publish")
 
 
+def cmd_publish(args) -> None:
+    """JSON rows (one object or array per line) from a file or stdin to one table, as a live producer."""
+    from contract import tables
+    from replay.live import publish_lines
+    from replay.publisher import make_producer
+
+    try:
+        tables.table(args.dataset, args.table)
+    except KeyError:
+        names = ", ".join(tables.topics(args.dataset))
+        usage_error(f"no table {args.table!r} in {args.dataset} (topics: {names})")
+    if args.file in (None, "-"):
+        lines = sys.stdin
+    else:
+        try:
+            lines = open(args.file, encoding="utf-8")
+        except OSError as exc:
+            usage_error(f"cannot read {args.file}: {exc.strerror}")
+    broker = _need(_settings().kafka_broker, "Kafka broker", "KAFKA_BROKER")
+    check_kafka(broker)
+    summary = publish_lines(lines, args.dataset, args.table, make_producer(broker), key=args.key)
+    print(f"published {summary.rows} rows to {summary.topic}")
+    if summary.breaking:
+        number, reason = summary.breaking[0]
+        print(f"  {len(summary.breaking)} of them break the contract and will be dead letters "
+              f"(first: line {number}: {reason})")
+    for number, reason in summary.skipped[:10]:
+        print(f"  skipped {reason}")
+    if summary.skipped:
+        sys.exit(f"error: {len(summary.skipped)} lines were no rows and were not published")
+
+
 def cmd_get(args) -> None:
     from stream.client import connect, get_features, get_sessions
 
     settings = _settings()
-    r = connect(_need(settings.redis_url, "Redis", "REDIS_URL"))
+    require_redis(_need(settings.redis_url, "Redis", "REDIS_URL"))
+    r = connect(settings.redis_url)
     features = get_features(r, args.dataset, args.entity, args.id, settings.prefix)
     if features is None:
         sys.exit(f"no snapshot for {args.dataset}/{args.entity}/{args.id}")
@@ -219,6 +288,8 @@ def verify(dataset: str, source: str, redis_url: str, prefix: str = ""):
 
 def cmd_verify(args) -> None:
     settings = _settings()
+    check_source(args.source)
+    require_redis(_need(settings.redis_url, "Redis", "REDIS_URL"))
     mismatches, counts = verify(args.dataset, args.source, _need(settings.redis_url, "Redis", "REDIS_URL"),
                                 settings.prefix)
     for m in mismatches[: args.show]:
@@ -285,6 +356,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--max-bad", type=int, default=None, help="fail before publishing when bad rows exceed this")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("publish", help="publish JSON rows (one object or array per line) to a table, as a live "
+                                       "producer would")
+    p.add_argument("dataset", choices=["storj", "ucn"])
+    p.add_argument("table", help="a table of the dataset, e.g. bbr or dnsreqs")
+    p.add_argument("file", nargs="?", default=None, help="the rows (default: stdin)")
+    p.add_argument("--key", default=None, help="the message key of every row (default: each row's routing key)")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("get", help="print an entity's feature snapshot from Redis")
     p.add_argument("dataset")

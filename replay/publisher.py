@@ -145,7 +145,11 @@ def publish(items, dataset: str, bootstrap: str, partitions: int = 4, pack: int 
     skip = previous.get("done_rows", 0) if resume and not previous.get("finished") else 0
     summary = ReplaySummary(dataset, run)
     ensure_topics(bootstrap, tables.topics(dataset) + [f"{dataset}.dlq"], partitions)
-    partitions = partitions_of(bootstrap, tables.DATASETS[dataset][next(iter(tables.DATASETS[dataset]))].topic)
+    first_topic = tables.DATASETS[dataset][next(iter(tables.DATASETS[dataset]))].topic
+    existing = partitions_of(bootstrap, first_topic)
+    if existing != partitions:
+        raise SystemExit(f"error: PARTITIONS={partitions} but {first_topic} has {existing} partitions; set "
+                         f"PARTITIONS={existing} (every topic of the project has the same count)")
     producer = make_producer(bootstrap)
     started = time.perf_counter()
     seen = SeenEvents()

@@ -72,3 +72,19 @@ def test_postgresql_replay_equals_batch_across_partitions(pipeline_factory, pg_s
     for user_id, device_id in links:
         partitions.setdefault(user_id, set()).add((murmur2(str(device_id).encode()) & 0x7FFFFFFF) % 4)
     assert any(len(p) > 1 for p in partitions.values())
+
+
+def test_sessions_cap_reaches_the_worker(pipeline_factory, tmp_path, monkeypatch):
+    from contract import keys
+
+    monkeypatch.setenv("SESSIONS_CAP", "3")
+    pipeline = pipeline_factory("ucn")
+    folder = str(tmp_path / "ucn")
+    generate_ucn(folder, seed=4, scale=0.03)
+    pipeline.replay("ucn", folder)
+    users = pipeline.features("ucn", "user")
+    r = pipeline.redis()
+    lengths = {user: r.llen(keys.sessions_key(pipeline.prefix, "ucn", user)) for user in users}
+    assert max(lengths.values()) == 3
+    assert any(f["sessions_count"] > 3 for f in users.values())
+    assert "worker ready: partitions [0, 1, 2, 3]" in pipeline.worker_log()

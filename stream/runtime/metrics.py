@@ -13,8 +13,9 @@ class Metrics:
         self.events = Counter("fsp_events", "Source rows received", ["dataset", "table"], registry=self.registry)
         self.dead_letters = Counter("fsp_dead_letters", "Records sent to the dead-letter topic", ["dataset", "cause"],
                                     registry=self.registry)
-        self.rerouted = Counter("fsp_rerouted_rows", "Rows re-published under their normalised key",
-                                registry=self.registry)
+        self.rerouted = Counter("fsp_rerouted_rows", "Rows re-published to their key's partition, by why: "
+                                "key (not the row's normalised key) or partition (another producer's hashing)",
+                                ["why"], registry=self.registry)
         self.redis_up = Gauge("fsp_redis_up", "1 when the last Redis write succeeded", registry=self.registry)
         self.batches = Counter("fsp_batches", "Record batches handled", ["stage"], registry=self.registry)
         self.batch_records = Counter("fsp_batch_records", "Kafka records in handled batches", ["stage"],

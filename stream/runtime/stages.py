@@ -189,6 +189,7 @@ class StageRunner:
         reached = None  # the oldest event time of the last message with one (see Stage.applied_up_to)
         if stage.is_source(tp.topic):
             spec = tables.table_of_topic(tp.topic)
+            placement: dict[str, int] = {}  # key -> the partition it belongs to
             for record, rows in segment:
                 message_key = record.key.decode("utf-8", "replace") if record.key is not None else None
                 oldest = None
@@ -200,7 +201,15 @@ class StageRunner:
                         continue
                     if row.key != message_key:
                         # keyed differently or not at all (e.g. an upper-case id): re-route to the owning partition
-                        self.runtime.reroute(tp.topic, row.key, raw)
+                        self.runtime.reroute(tp.topic, row.key, raw, "key")
+                        continue
+                    where = placement.get(row.key)
+                    if where is None:
+                        where = placement[row.key] = self.runtime.partition_of(row.key.encode())
+                    if where != tp.partition:
+                        # a producer that hashes keys otherwise (librdkafka's CRC32, a Go client): a key's state
+                        # lives in one partition only, so its rows go there (SPEC §2)
+                        self.runtime.reroute(tp.topic, row.key, raw, "partition")
                         continue
                     groups[row.key].append(row)
                     origins[row.key].append((record, raw))

@@ -158,9 +158,10 @@ class Runtime:
     def commit(self) -> None:
         self.journal.commit()
 
-    def reroute(self, topic: str, key: str, row: dict) -> None:
-        self.metrics.rerouted.inc()
-        self._send(topic, key, orjson.dumps(row))
+    def reroute(self, topic: str, key: str, row: dict, why: str) -> None:
+        """Re-publish a row to the partition its normalised key belongs to (the stream's placement)."""
+        self.metrics.rerouted.labels(why).inc()
+        self._send(topic, key, orjson.dumps(row), self.partition_of(key.encode()))
 
     def dead_letter(self, dataset: str, reason: str, tp, record, row=None, cause: str = "bad_message",
                     **extra) -> None:
@@ -362,8 +363,30 @@ def check_redis(redis_url: str) -> None:
         if "NOPERM" in str(exc):  # an ACL user without PING still authenticated: fine
             return
         raise
+    except (redis.ConnectionError, redis.TimeoutError) as exc:  # maybe not up yet: snapshots wait for it
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"warning: no Redis answers at REDIS_URL={redis_url} yet ({detail}); snapshots are written once "
+              "it does", file=sys.stderr, flush=True)
     finally:
         client.close()
+
+
+def say_assignments(app) -> None:
+    """One line when the worker is ready (its first rebalance and state recovery are done) and one at every
+    change of its partitions afterwards."""
+    said: dict = {}
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalanced(app, **kwargs) -> None:
+        assigned = app.consumer.assignment() if app.consumer is not None else set()
+        partitions = sorted({tp.partition for tp in assigned if ".internal." not in tp.topic
+                             and not tp.topic.endswith("-changelog")})
+        if said.get("partitions") == partitions:
+            return
+        first = "partitions" not in said
+        said["partitions"] = partitions
+        print(f"worker {'ready' if first else 'reassigned'}: partitions {partitions} of every source topic "
+              f"(generation {app.consumer_generation_id})", file=sys.stderr, flush=True)
 
 
 def dump_tasks_on_sigusr1() -> None:
@@ -384,17 +407,19 @@ def dump_tasks_on_sigusr1() -> None:
 
 def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
                datasets=("storj", "ucn"), loglevel: str = "warning", metrics_port: int | None = None,
-               store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR) -> None:
+               store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR, sessions_cap: int = 100) -> None:
     quiet_logs(os.environ.get("FSP_LOGLEVEL", "warning").upper())
     tune_gc()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     check_redis(redis_url)
     consumer.fetch_max_wait_ms()  # a mistyped setting stops the worker here, not inside the consumer thread
     dump_tasks_on_sigusr1()
-    app, runtime = build_app(kafka_broker, redis_url, prefix, partitions, datasets, store_kind=store_kind,
+    app, runtime = build_app(kafka_broker, redis_url, prefix, partitions, datasets, sessions_cap=sessions_cap,
+                             store_kind=store_kind,
                              state_dir=state_dir)
     forget_state_of_other_logs(runtime, kafka_broker)
     log.info("state: %s%s", store_kind, f" in {state_dir}" if store_kind == state_backends.ROCKSDB else "")
+    say_assignments(app)
     if metrics_port:
         runtime.metrics.serve(metrics_port)
     from faust.worker import Worker
