@@ -176,15 +176,22 @@ def checkpoint_path(dataset: str, source: str, state_dir: str = ".fsp") -> Path:
 
 
 def _fail_past(items, max_bad: int):
-    """Stop the replay (before its end mark) once bad rows pass the threshold."""
-    bad = 0
+    """Fail before anything is published once bad rows pass the threshold: bad records come first in the
+    merged order (replay.merge), so they are held until the first good row shows they are all."""
+    held = []
     for item in items:
-        if isinstance(item, BadRecord):
-            bad += 1
-            if bad > max_bad:
-                raise SystemExit(f"error: more than --max-bad {max_bad} bad rows; the last: {item.origin} "
-                                 f"{item.reason}")
+        if held is not None and isinstance(item, BadRecord):
+            held.append(item)
+            if len(held) > max_bad:
+                raise SystemExit(f"error: more than --max-bad {max_bad} bad rows, nothing published; the last: "
+                                 f"{item.origin} {item.reason}")
+            continue
+        if held is not None:
+            yield from held
+            held = None
         yield item
+    if held:
+        yield from held
 
 
 def cmd_replay(args) -> None:

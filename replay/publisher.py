@@ -141,7 +141,8 @@ def publish(items, dataset: str, bootstrap: str, partitions: int = 4, pack: int 
     to the dead-letter topic with their reason and origin."""
     checkpoint = checkpoint or Checkpoint(None)
     previous = checkpoint.load() if resume else {}
-    run = run or previous.get("run") or uuid.uuid4().hex[:12]
+    # a resumed run keeps its id (its marks are counted together); a finished one is done: a new run
+    run = run or (previous.get("run") if previous and not previous.get("finished") else None) or uuid.uuid4().hex[:12]
     skip = previous.get("done_rows", 0) if resume and not previous.get("finished") else 0
     summary = ReplaySummary(dataset, run)
     ensure_topics(bootstrap, tables.topics(dataset) + [f"{dataset}.dlq"], partitions)

@@ -238,10 +238,18 @@ def test_interrupted_replay_resumes_and_ends_exact(pipeline, tmp_path, monkeypat
     assert resumed.skipped_by_resume >= 1000 and resumed.published + resumed.skipped_by_resume < total
     mismatches, _ = pipeline.verify("storj", str(folder))
     assert [str(m) for m in mismatches] == []
+    again = pipeline.replay("storj", str(folder), resume=True, state_dir=state_dir, pack=500)
+    assert again.run != resumed.run  # a finished run is not resumed: a new one, judged by its own marks
+    assert again.skipped_by_resume == 0
 
 
 def test_replay_fails_when_bad_rows_pass_the_threshold(pipeline, tmp_path):
     folder = tmp_path / "dump"
     generate_storj(folder, seed=3, scale=0.01, bad_rows=5)
-    with pytest.raises(SystemExit, match="--max-bad 2"):
+    with pytest.raises(SystemExit, match="--max-bad 2 bad rows, nothing published"):
         pipeline.replay("storj", str(folder), max_bad=2, wait=False)
+    consumer = KafkaConsumer(bootstrap_servers=pipeline.broker)
+    dlq = [TopicPartition("storj.dlq", p) for p in range(pipeline.partitions)]
+    published = consumer.end_offsets(dlq)
+    consumer.close()
+    assert sum(published.values()) == 0  # not even the dead letters
