@@ -23,3 +23,8 @@ def writers_key(prefix: str) -> str:
     """Hash of the snapshot writers (worker incarnations) that have written to this Redis: a writer
     missing from it finds that Redis lost its data (restarted empty, or flushed)."""
     return f"{prefix}writers"
+
+
+def workers_key(prefix: str) -> str:
+    """Hash of the live workers: worker id -> {"at": epoch seconds of its last beat, "datasets": [...]}."""
+    return f"{prefix}workers"

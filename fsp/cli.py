@@ -160,10 +160,20 @@ def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, 
         from replay.sources.csv_folder import unknown_files
 
         summary.ignored_files = unknown_files(source, dataset)
+    if summary.bad_rows and redis_url:  # the dead-letter count covers the replay's rejects too
+        from contract import keys
+
+        status = keys.status_key(prefix, dataset)
+        connect(redis_url).pipeline().hincrby(status, "dead_letters", summary.bad_rows).hincrby(
+            status, "dead_letters:replay", summary.bad_rows).execute()
     if wait:
         r = connect(redis_url)
         started = time.monotonic()
-        wait_finished(r, dataset, summary.run, FINAL_STAGE[dataset], partitions, prefix, timeout, alive=alive)
+        try:
+            wait_finished(r, dataset, summary.run, FINAL_STAGE[dataset], partitions, prefix, timeout, alive=alive)
+        except (RuntimeError, TimeoutError) as exc:
+            exc.summary = summary  # what was published, for the caller to say before the error
+            raise
         summary.wait_seconds = time.monotonic() - started
     return summary
 
@@ -196,10 +206,16 @@ def _fail_past(items, max_bad: int):
 
 def cmd_replay(args) -> None:
     settings = _settings()
-    summary = replay(args.dataset, args.source, _need(settings.kafka_broker, "Kafka broker", "KAFKA_BROKER"),
-                     settings.redis_url, partitions=settings.partitions, prefix=settings.prefix, pack=args.pack,
-                     resume=args.resume, wait=args.wait, timeout=args.timeout, progress=not args.no_progress,
-                     max_bad=args.max_bad)
+    try:
+        summary = replay(args.dataset, args.source, _need(settings.kafka_broker, "Kafka broker", "KAFKA_BROKER"),
+                         settings.redis_url, partitions=settings.partitions, prefix=settings.prefix, pack=args.pack,
+                         resume=args.resume, wait=args.wait, timeout=args.timeout, progress=not args.no_progress,
+                         max_bad=args.max_bad)
+    except (RuntimeError, TimeoutError) as exc:
+        if not hasattr(exc, "summary"):
+            raise
+        print_summary(exc.summary)
+        sys.exit(f"error: {exc}")
     print_summary(summary)
 
 

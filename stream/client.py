@@ -47,16 +47,38 @@ def run_finished(r: redis.Redis, dataset: str, run: str, stage: str, partitions:
     return all(f"{run}:{stage}:{p}" in done for p in range(partitions))
 
 
+SILENT_WORKER_S = 10.0  # a worker that has not beaten for this long is taken for gone
+
+
+def live_workers(r: redis.Redis, dataset: str, prefix: str = "", now: float | None = None) -> list[str]:
+    """Ids of the workers of `dataset` that said they were alive within SILENT_WORKER_S."""
+    now = time.time() if now is None else now
+    alive = []
+    for worker, value in r.hgetall(keys.workers_key(prefix)).items():
+        beat = orjson.loads(value)
+        if now - beat.get("at", 0) <= SILENT_WORKER_S and dataset in beat.get("datasets", ()):
+            alive.append(worker.decode())
+    return alive
+
+
 def wait_finished(r: redis.Redis, dataset: str, run: str, stage: str, partitions: int, prefix: str = "",
                   timeout: float = 300.0, poll: float = 0.05, alive=None) -> float:
     """Block until every partition of the final stage reported the run's end; return when (monotonic).
 
-    `alive`, when given, is asked between polls and ends the wait early when false."""
+    `alive`, when given, is asked between polls and ends the wait early when false; without it, the wait
+    ends once no worker of the dataset has said it is alive for SILENT_WORKER_S (contract.keys.workers_key)."""
+    if alive is None:
+        def alive() -> bool:
+            return bool(live_workers(r, dataset, prefix))
     deadline = time.monotonic() + timeout
+    checked = 0.0
     while time.monotonic() < deadline:
         if run_finished(r, dataset, run, stage, partitions, prefix):
             return time.monotonic()
-        if alive is not None and not alive():
-            raise RuntimeError(f"the stream worker stopped before {dataset} run {run} was done")
+        if time.monotonic() - checked >= 1.0:
+            checked = time.monotonic()
+            if not alive():
+                raise RuntimeError(f"no {dataset} stream worker is running (none said it was alive in the last "
+                                   f"{SILENT_WORKER_S:.0f} s): run {run} is published but not processed")
         time.sleep(poll)
     raise TimeoutError(f"{dataset} run {run} not reflected in Redis after {timeout}s")

@@ -118,3 +118,27 @@ def test_stack_stops_its_children_on_sigterm():
     finally:
         if stack.poll() is None:
             stack.kill()
+
+
+@pytest.mark.integration
+def test_replay_wait_without_a_worker_says_so_within_seconds_after_its_summary(pipeline_factory, tmp_path):
+    from replay.generate.storj import generate_storj
+
+    pipeline = pipeline_factory()
+    from stream.client import live_workers
+
+    pipeline.worker.kill()
+    pipeline.worker.wait()
+    deadline = time.monotonic() + 15
+    while live_workers(pipeline.redis(), "storj", pipeline.prefix) and time.monotonic() < deadline:
+        time.sleep(0.5)  # a beat it gave before it was killed goes stale
+    folder = tmp_path / "dump"
+    generate_storj(folder, seed=2, scale=0.002)
+    env = {"KAFKA_BROKER": pipeline.broker, "REDIS_URL": pipeline.redis_url, "FEATURE_PREFIX": pipeline.prefix}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "fsp", "replay", "storj", str(folder), "--wait", "--no-progress"],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert time.monotonic() - started < 30
+    assert done.returncode == 1
+    assert done.stdout.startswith("replay storj run ")  # the summary of what was published comes first
+    assert one_line(done.stderr).startswith("error: no storj stream worker is running")

@@ -104,6 +104,8 @@ def test_each_malformed_line_costs_itself_alone_on_both_sides(pipeline, tmp_path
 
     letters = _dead_letters(pipeline)
     assert sorted(letter["origin"] for letter in letters) == sorted(expected)  # one letter per line
+    status = pipeline.redis().hgetall(f"{pipeline.prefix}status:storj")
+    assert int(status[b"dead_letters"]) == int(status[b"dead_letters:replay"]) == len(expected)  # counted too
     assert {letter["origin"]: letter["reason"] for letter in letters} == expected
     originals = {letter["origin"]: letter["original"] for letter in letters}
     assert originals["eu_node_payments.csv:60"] == '9001,2020-03-01,"unterminated,1000'

@@ -11,7 +11,9 @@ class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         self.events = Counter("fsp_events", "Source rows received", ["dataset", "table"], registry=self.registry)
-        self.dead_letters = Counter("fsp_dead_letters", "Records sent to the dead-letter topic", ["dataset", "cause"],
+        self.dead_letters = Counter("fsp_dead_letters", "Records sent to the dead-letter topic, by dataset, cause "
+                                    "(bad_message, bad_row, apply_error) and the table they came through",
+                                    ["dataset", "cause", "table"],
                                     registry=self.registry)
         self.rerouted = Counter("fsp_rerouted_rows", "Rows re-published to their key's partition, by why: "
                                 "key (not the row's normalised key) or partition (another producer's hashing)",

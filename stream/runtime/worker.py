@@ -15,7 +15,7 @@ import time
 import faust
 import orjson
 
-from contract import tables, wire
+from contract import keys, tables, wire
 from fsp.config import DEFAULT_STATE_DIR
 from fsp.gc_tuning import tune_gc
 from fsp.topics import ensure_topics
@@ -167,7 +167,7 @@ class Runtime:
                     **extra) -> None:
         """`cause`: bad_message (not a message of the format), bad_row (fails the contract) or
         apply_error (a stage failed on it)."""
-        self.metrics.dead_letters.labels(dataset, cause).inc()
+        self.metrics.dead_letters.labels(dataset, cause, tp.topic.split(".", 1)[-1]).inc()
         self._send(dlq_topic(dataset), None, dead_letter_value(reason, tp, record, row, cause=cause, **extra))
         self.sink.count(dataset, "dead_letters")
 
@@ -314,6 +314,15 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
             if crashed_checks[name] >= 3:
                 consumer.stop_for_good(f"Faust's {name} crashed ({service.crash_reason!r})")
 
+    @app.timer(HEARTBEAT_S)
+    async def beat() -> None:
+        """Say in Redis that this worker is alive: `replay --wait` fails fast when none is."""
+        try:
+            await runtime.sink.redis.hset(keys.workers_key(prefix), runtime.sink.writer,
+                                          orjson.dumps({"at": time.time(), "datasets": list(datasets)}))
+        except Exception:  # Redis away: its outage is reported by the snapshot writes
+            pass
+
     @app.timer(1.0)
     async def retry_redis_writes() -> None:
         """Snapshots queued while Redis was away are written once it is back, even with no new events;
@@ -321,6 +330,9 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
         await runtime.flush_sink(check=True)
 
     return app, runtime
+
+
+HEARTBEAT_S = 2.0  # how often a worker says it is alive (contract.keys.workers_key)
 
 
 def changelog_end_offsets(kafka_broker: str, tps) -> dict:
