@@ -93,12 +93,16 @@ def read_source(dataset: str, source: str):
     return in_event_order(good), bad
 
 
-def check_source(source: str) -> None:
-    """One line for a source that cannot be read: a missing folder or SQLite file (exit 2), a database
-    that does not answer (exit 1)."""
+def check_source(dataset: str, source: str) -> None:
+    """One line for a source that cannot be read: a missing folder or SQLite file, a folder without the
+    dataset's table files (exit 2), a database that does not answer (exit 1)."""
     if "://" not in source:
+        from replay.sources.csv_folder import discover
+
         if not os.path.isdir(source):
             usage_error(f"no such folder: {source} (a source is a CSV folder, postgresql://... or sqlite:///FILE)")
+        if not discover(Path(source), dataset):
+            usage_error(f"no {dataset} table files in {source}")
         return
     scheme = source.split("://", 1)[0].lower()
     if scheme == "sqlite":
@@ -147,7 +151,7 @@ def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, 
     from stream.client import connect, wait_finished
 
     tune_gc()  # the rows of a run are held and sorted in memory: see fsp.gc_tuning
-    check_source(source)
+    check_source(dataset, source)
     check_kafka(kafka_broker)
     if wait:
         require_redis(redis_url)
@@ -311,7 +315,7 @@ def verify(dataset: str, source: str, redis_url: str, prefix: str = ""):
 
 def cmd_verify(args) -> None:
     settings = _settings()
-    check_source(args.source)
+    check_source(args.dataset, args.source)
     require_redis(_need(settings.redis_url, "Redis", "REDIS_URL"))
     mismatches, counts = verify(args.dataset, args.source, _need(settings.redis_url, "Redis", "REDIS_URL"),
                                 settings.prefix)

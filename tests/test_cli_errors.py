@@ -38,9 +38,9 @@ def one_line(stderr: str) -> str:
      "error: no such folder: /no/such/folder"),
     (["replay", "ucn", "mysql://u@h/db"], {"KAFKA_BROKER": "127.0.0.1:1"}, 2,
      "error: source 'mysql://u@h/db': expected a CSV folder, postgresql://... or sqlite:///FILE"),
-    (["replay", "storj", "."], {"KAFKA_BROKER": "127.0.0.1:1", "PARTITIONS": "abc"}, 2,
+    (["replay", "storj", "/"], {"KAFKA_BROKER": "127.0.0.1:1", "PARTITIONS": "abc"}, 2,
      "error: PARTITIONS='abc': expected a whole number of at least 1"),
-    (["replay", "storj", "."], {"KAFKA_BROKER": "127.0.0.1:1", "SESSIONS_CAP": "0"}, 2,
+    (["replay", "storj", "/"], {"KAFKA_BROKER": "127.0.0.1:1", "SESSIONS_CAP": "0"}, 2,
      "error: SESSIONS_CAP='0': expected a whole number of at least 1"),
     (["worker"], {"KAFKA_BROKER": "127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:6379/0", "FSP_STORE": "disk"}, 2,
      "error: FSP_STORE must be one of rocksdb, memory, not 'disk'"),
@@ -74,7 +74,15 @@ def test_a_missing_postgresql_database_is_one_line():
     assert line.startswith(f"error: cannot read {url}: ") and "no_such_database_here" in line
 
 
+def test_a_folder_without_table_files_is_one_line(tmp_path):
+    returncode, stderr, _ = fsp("replay", "storj", str(tmp_path), env={"KAFKA_BROKER": "127.0.0.1:1"})
+    assert returncode == 2 and one_line(stderr) == f"error: no storj table files in {tmp_path}"
+
+
 def test_a_kafka_address_where_nothing_listens_fails_within_seconds(tmp_path):
+    from replay.generate.storj import generate_storj
+
+    generate_storj(tmp_path, seed=2, scale=0.002)
     returncode, stderr, took = fsp("replay", "storj", str(tmp_path), env={"KAFKA_BROKER": "127.0.0.1:1"})
     assert returncode == 1
     assert one_line(stderr) == "error: no Kafka broker answers at KAFKA_BROKER=127.0.0.1:1 within 5 s"
@@ -142,3 +150,17 @@ def test_replay_wait_without_a_worker_says_so_within_seconds_after_its_summary(p
     assert done.returncode == 1
     assert done.stdout.startswith("replay storj run ")  # the summary of what was published comes first
     assert one_line(done.stderr).startswith("error: no storj stream worker is running")
+
+
+@pytest.mark.integration
+def test_partitions_that_do_not_match_the_topics_are_one_line(pipeline, tmp_path):
+    """The pipeline's topics have 4 partitions; a replay told 8 would place keys where no state is."""
+    from replay.generate.storj import generate_storj
+
+    generate_storj(tmp_path / "dump", seed=2, scale=0.002)
+    pipeline.wait_ready()  # the worker made the topics, with 4 partitions
+    env = {"KAFKA_BROKER": pipeline.broker, "PARTITIONS": "8"}
+    returncode, stderr, _ = fsp("replay", "storj", str(tmp_path / "dump"), env=env)
+    assert returncode == 1
+    assert one_line(stderr) == ("error: PARTITIONS=8 but storj.users has 4 partitions; set PARTITIONS=4 "
+                                "(every topic of the project has the same count)")
