@@ -145,7 +145,10 @@ def source_stream(dataset: str, source: str, run_rows: int | None = None, spill_
 
 def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, *, partitions: int, prefix: str = "",
            pack: int = 20_000, resume: bool = False, wait: bool = False, timeout: float = 300.0,
-           progress: bool = True, max_bad: int | None = None, state_dir: str = ".fsp", alive=None):
+           progress: bool = True, max_bad: int | None = None, state_dir: str = ".fsp", alive=None,
+           require_worker: bool = False):
+    """`alive`: asked while waiting, ends the wait when false; `require_worker`: without `alive`, the wait
+    ends once no worker says it is alive (stream.client.workers_alive)."""
     from fsp.gc_tuning import tune_gc
     from replay.publisher import Checkpoint, publish
     from stream.client import connect, wait_finished
@@ -172,6 +175,10 @@ def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, 
             status, "dead_letters:replay", summary.bad_rows).execute()
     if wait:
         r = connect(redis_url)
+        if alive is None and require_worker:
+            from stream.client import workers_alive
+
+            alive = workers_alive(r, dataset, prefix)
         started = time.monotonic()
         try:
             wait_finished(r, dataset, summary.run, FINAL_STAGE[dataset], partitions, prefix, timeout, alive=alive)
@@ -214,7 +221,7 @@ def cmd_replay(args) -> None:
         summary = replay(args.dataset, args.source, _need(settings.kafka_broker, "Kafka broker", "KAFKA_BROKER"),
                          settings.redis_url, partitions=settings.partitions, prefix=settings.prefix, pack=args.pack,
                          resume=args.resume, wait=args.wait, timeout=args.timeout, progress=not args.no_progress,
-                         max_bad=args.max_bad)
+                         max_bad=args.max_bad, require_worker=True)
     except (RuntimeError, TimeoutError) as exc:
         if not hasattr(exc, "summary"):
             raise

@@ -61,24 +61,27 @@ def live_workers(r: redis.Redis, dataset: str, prefix: str = "", now: float | No
     return alive
 
 
+def workers_alive(r: redis.Redis, dataset: str, prefix: str = ""):
+    """An `alive` for wait_finished: false once no worker of the dataset said it was alive for
+    SILENT_WORKER_S (contract.keys.workers_key)."""
+    return lambda: bool(live_workers(r, dataset, prefix))
+
+
 def wait_finished(r: redis.Redis, dataset: str, run: str, stage: str, partitions: int, prefix: str = "",
                   timeout: float = 300.0, poll: float = 0.05, alive=None) -> float:
     """Block until every partition of the final stage reported the run's end; return when (monotonic).
 
-    `alive`, when given, is asked between polls and ends the wait early when false; without it, the wait
-    ends once no worker of the dataset has said it is alive for SILENT_WORKER_S (contract.keys.workers_key)."""
-    if alive is None:
-        def alive() -> bool:
-            return bool(live_workers(r, dataset, prefix))
+    `alive`, when given, is asked about once a second and ends the wait early when false (e.g.
+    `workers_alive`)."""
     deadline = time.monotonic() + timeout
     checked = 0.0
     while time.monotonic() < deadline:
         if run_finished(r, dataset, run, stage, partitions, prefix):
             return time.monotonic()
-        if time.monotonic() - checked >= 1.0:
+        if alive is not None and time.monotonic() - checked >= 1.0:
             checked = time.monotonic()
             if not alive():
-                raise RuntimeError(f"no {dataset} stream worker is running (none said it was alive in the last "
-                                   f"{SILENT_WORKER_S:.0f} s): run {run} is published but not processed")
+                raise RuntimeError(f"no {dataset} stream worker is running: run {run} is published but not "
+                                   "processed")
         time.sleep(poll)
     raise TimeoutError(f"{dataset} run {run} not reflected in Redis after {timeout}s")

@@ -261,13 +261,21 @@ def _assert_one_clear_refusal(result, seconds: float) -> None:
     assert seconds < 20
 
 
+def _dump(folder) -> str:
+    """A small storj dump to replay: the source is read before the broker is asked."""
+    from replay.generate.storj import generate_storj
+
+    generate_storj(folder / "dump", seed=2, scale=0.002)
+    return str(folder / "dump")
+
+
 @pytest.mark.integration
 def test_embedded_broker_refusing_the_login_stops_worker_and_replay_at_once(certs, tmp_path):
     """Tansu's own SASL (`--authentication`): a real broker refusing the credentials."""
     broker = start_broker(authentication=True)
     try:
         env = _refused_env(broker.address, certs)
-        for args in (["worker", "--datasets", "storj"], ["replay", "storj", str(tmp_path), "--no-progress"]):
+        for args in (["worker", "--datasets", "storj"], ["replay", "storj", _dump(tmp_path), "--no-progress"]):
             result, seconds = _run_fsp(args, env)
             _assert_one_clear_refusal(result, seconds)
             assert "unknown-user" in result.stderr
@@ -281,7 +289,7 @@ def test_wrong_password_stops_worker_and_replay_at_once(certs, tmp_path, protoco
     broker = start_secured_broker(USERS, server_tls(certs) if protocol == "SASL_SSL" else None)
     try:
         env = _refused_env(broker.address, certs, protocol)
-        for args in (["worker", "--datasets", "storj"], ["replay", "storj", str(tmp_path), "--no-progress"]):
+        for args in (["worker", "--datasets", "storj"], ["replay", "storj", _dump(tmp_path), "--no-progress"]):
             refused_before = len(broker.front.refused)
             result, seconds = _run_fsp(args, env)
             _assert_one_clear_refusal(result, seconds)

@@ -92,7 +92,7 @@ class SessionWindow:
         auto_watermark: bool = True,
     ) -> None:
         """`auto_watermark=False`: `add` does not move the watermark; the caller
-        moves it with `advance_to` (e.g. to the minimum over its input channels,
+        moves it with `advance_to` (e.g. to the minimum over its input sources,
         when events of one key come through several partitions)."""
         _require_int("gap_us", gap_us, minimum=0)
         _require_int("lateness_us", lateness_us, minimum=0)
