@@ -46,7 +46,7 @@ def _finish(pipeline, run: str, folder) -> None:
 
 
 def test_a_history_by_murmur2_then_a_live_feed_by_librdkafkas_crc32_on_two_workers_is_exact(pipeline, tmp_path):
-    """A dump's history as the replay places it, then its last 300 rows as a live feed from librdkafka's
+    """A dump's history as the replay places it, then its last 150 rows as a live feed from librdkafka's
     default partitioner (CRC32), one row per message, to two workers: every key's state stays in one place.
     The feed keeps a live pace: rows two hours of event time apart are 0.4 s apart, so that a row the stream
     re-places reaches its partition before rows later than its session's gap + lateness (SPEC §2)."""
@@ -55,7 +55,7 @@ def test_a_history_by_murmur2_then_a_live_feed_by_librdkafkas_crc32_on_two_worke
     folder = tmp_path / "dump"
     generate_storj(folder, seed=21, scale=0.02)
     ordered = _ordered(folder)
-    history, live = ordered[:-300], ordered[-300:]
+    history, live = ordered[:-150], ordered[-150:]
     assert all(item.row.ts is not None for item in live)
     pipeline.extra_worker()
     publish(history, "storj", pipeline.broker, pipeline.partitions, end_mark=False, progress=False)
