@@ -360,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fsp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("stack", help="start the embedded broker (and Redis unless REDIS_URL is reachable)")
+    p = sub.add_parser("stack", help="start the embedded broker (and Redis unless REDIS_URL is set)")
     p.set_defaults(func=cmd_stack)
 
     p = sub.add_parser("worker", help="run a stream worker (KAFKA_BROKER, REDIS_URL)")
