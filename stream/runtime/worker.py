@@ -381,16 +381,16 @@ def check_redis(redis_url: str) -> None:
         client.close()
 
 
-def say_assignments(app) -> None:
+def say_assignments(app, datasets) -> None:
     """One line when the worker is ready (its first rebalance and state recovery are done) and one at every
     change of its partitions afterwards."""
     said: dict = {}
+    source_topics = {topic for dataset in datasets for topic in tables.topics(dataset)}
 
     @app.on_rebalance_complete.connect
     async def on_rebalanced(app, **kwargs) -> None:
         assigned = app.consumer.assignment() if app.consumer is not None else set()
-        partitions = sorted({tp.partition for tp in assigned if ".internal." not in tp.topic
-                             and not tp.topic.endswith("-changelog")})
+        partitions = sorted({tp.partition for tp in assigned if tp.topic in source_topics})
         if said.get("partitions") == partitions:
             return
         first = "partitions" not in said
@@ -429,7 +429,7 @@ def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: 
                              state_dir=state_dir)
     forget_state_of_other_logs(runtime, kafka_broker)
     log.info("state: %s%s", store_kind, f" in {state_dir}" if store_kind == state_backends.ROCKSDB else "")
-    say_assignments(app)
+    say_assignments(app, datasets)
     if metrics_port:
         runtime.metrics.serve(metrics_port)
     from faust.worker import Worker
