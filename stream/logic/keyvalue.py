@@ -5,7 +5,7 @@ owed records) must not live inside the key's one value, which is rewritten
 at every update and must stay under the broker's record limit. The logic
 names its own entries and reads and writes them through this interface: the
 runtime's changelog-backed store seen from the key's partition
-(`stream.runtime.store.PartitionView`), or a dict in tests.
+(`stream.runtime.store.Beside`), or a dict in tests.
 """
 from __future__ import annotations
 

@@ -168,9 +168,6 @@ class StateStore:
         on_sent = partial(data.track_delivery, partition, raw, DELETED) if data.durable else None
         self._send(self.topic, key, None, partition, on_sent)
 
-    def view(self, partition: int) -> PartitionView:
-        return PartitionView(self, partition)
-
     def beside(self, partition: int, state: dict) -> Beside:
         """The entries kept beside a key's `state` (stream.logic.keyvalue.KeyValue), in its changelog."""
         return Beside(self, partition, state)
@@ -187,26 +184,6 @@ class StateStore:
                 state = self._decoded(raw, value)
                 if state.get(PARTITION_FIELD) == partition:
                     yield raw.decode(), state
-
-
-class PartitionView:
-    """A store seen from one partition: what the pure logic reads and writes beside a key's state
-    (`stream.logic.keyvalue.KeyValue`); those entries live in the partition of the key they belong to."""
-
-    __slots__ = ("store", "partition")
-
-    def __init__(self, store: StateStore, partition: int):
-        self.store, self.partition = store, partition
-
-    def get(self, key: str):
-        return self.store.get(self.partition, key)
-
-    def put(self, key: str, value: dict) -> None:
-        self.store.put(self.partition, key, value)
-
-    def delete(self, key: str) -> None:
-        self.store.delete(self.partition, key)
-
 
 
 class Beside:
