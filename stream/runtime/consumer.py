@@ -122,6 +122,21 @@ class BatchConsumer(faust_aiokafka.Consumer):
         reported = await super().highwaters(*partitions)
         return await asyncio.to_thread(true_end_offsets, self.bootstrap, dict(reported))
 
+    _applying: asyncio.Lock | None = None
+
+    @property
+    def applying(self) -> asyncio.Lock:
+        """Held while a batch is applied. Faust does not know our handler: without this, a rebalance could
+        revoke a partition (its offsets dropped, its state store closed, its recovery begun elsewhere)
+        while one of its batches was still writing state and records."""
+        if self._applying is None:
+            self._applying = asyncio.Lock()
+        return self._applying
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        async with self.applying:
+            await super().on_partitions_revoked(revoked)
+
     async def _commit_offsets(self, offsets, start_new_transaction: bool = True) -> bool:
         if self.before_commit is not None:  # records still owed for these offsets go to the producer first
             await self.before_commit()
@@ -156,25 +171,29 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 for tp, batch in records.items():
                     if active is not None and tp not in active and tp not in self._buffered_partitions:
                         continue
-                    if self.app.consumer_generation_id != generation or not self.flow_active:
-                        break
                     next_offset = read_offset.get(tp)  # the next offset to read (Faust seeds it on seek)
                     if next_offset is not None:
                         batch = [r for r in batch if r.offset >= next_offset]
                     if not batch:
                         continue
                     if tp.topic in batch_topics:
-                        if fail_at and batch[0].key is not None:  # counts batches of keyed records (not marks)
-                            fail_at -= 1
-                            if not fail_at:
-                                raise RuntimeError(f"fault injected by {FAULT_ENV}")
-                        await handler(tp, batch)
-                        self._ack_offsets(tp, [r.offset for r in batch])
-                    else:  # changelog recovery and anything else Faust routes itself
+                        async with self.applying:  # a rebalance waits for the batch (on_partitions_revoked)
+                            stale = self.app.consumer_generation_id != generation or not self.flow_active
+                            if not stale:
+                                if fail_at and batch[0].key is not None:  # counts batches of keyed records
+                                    fail_at -= 1
+                                    if not fail_at:
+                                        raise RuntimeError(f"fault injected by {FAULT_ENV}")
+                                await handler(tp, batch)
+                                self._ack_offsets(tp, [r.offset for r in batch])
+                    elif not (stale := self.app.consumer_generation_id != generation or not self.flow_active):
+                        # changelog recovery and anything else Faust routes itself
                         if self.on_changelog_batch is not None:
                             self.on_changelog_batch(tp, len(batch))
                         for record in batch:
                             await callback(to_message(tp, record))
+                    if stale:  # fetched before a rebalance: Faust seeks every partition again after it
+                        break
                     read_offset[tp] = batch[-1].offset + 1
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
                 if self.after_fetch is not None:
