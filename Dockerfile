@@ -6,6 +6,7 @@ COPY replay replay
 COPY stream stream
 COPY verify verify
 COPY fsp fsp
+COPY serving serving
 RUN pip install --no-cache-dir -c requirements.lock .
 ENV PYTHONUNBUFFERED=1
 CMD ["fsp", "worker"]

@@ -276,6 +276,23 @@ def cmd_publish(args) -> None:
         sys.exit(f"error: {len(summary.skipped)} lines were no rows and were not published")
 
 
+SERVE_TOKEN_ENV = "FSP_SERVE_TOKEN"  # when set, `fsp serve` wants `Authorization: Bearer <it>` on every read
+
+
+def cmd_serve(args) -> None:
+    """The HTTP feature server (serving.app): stateless, so run as many replicas as needed."""
+    import uvicorn
+
+    from serving.app import create_app
+
+    settings = _settings()
+    require_redis(_need(settings.redis_url, "Redis", "REDIS_URL"))
+    app = create_app(settings.redis_url, settings.prefix, os.environ.get(SERVE_TOKEN_ENV) or None)
+    print(f"serving features from {settings.redis_url} on http://{args.host}:{args.port} "
+          f"(OpenAPI at /docs and /openapi.json)", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
 def cmd_get(args) -> None:
     from stream.client import connect, get_features, get_sessions
 
@@ -406,6 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument("--sessions", action="store_true", help="include the closed sessions list")
     p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("serve", help="serve feature snapshots over HTTP (FSP_SERVE_TOKEN: a bearer token)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("verify", help="recompute features in batch (pandas) and compare with Redis")
     p.add_argument("dataset", choices=["storj", "ucn"])

@@ -15,8 +15,8 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 
 
-def test_the_four_services_exist_with_health_checks():
-    assert set(SERVICES) == {"kafka", "redis", "postgres", "worker"}
+def test_the_five_services_exist_with_health_checks():
+    assert set(SERVICES) == {"kafka", "redis", "postgres", "worker", "serve"}
     for name in ("kafka", "redis", "postgres"):
         assert SERVICES[name]["healthcheck"]["test"], name
         assert SERVICES[name]["volumes"], f"{name} keeps its data in a volume"
@@ -51,6 +51,17 @@ def test_worker_gets_every_setting_the_app_reads_and_a_valid_command():
     assert SERVICES["worker"]["deploy"]["replicas"] >= 2
 
 
+def test_the_feature_server_reads_the_workers_redis_with_a_valid_command():
+    serve = SERVICES["serve"]
+    args = build_parser().parse_args(serve["command"][1:])
+    assert args.command == "serve" and args.host == "0.0.0.0" and f"{args.port}:{args.port}" in serve["ports"]
+    for name in ("REDIS_URL", "FEATURE_PREFIX"):
+        assert serve["environment"][name] == SERVICES["worker"]["environment"][name]
+    assert "FSP_SERVE_TOKEN" in serve["environment"]
+    assert serve["image"] == SERVICES["worker"]["image"] and "/health" in " ".join(serve["healthcheck"]["test"])
+    assert serve["depends_on"]["redis"]["condition"] == "service_healthy"
+
+
 def test_settings_fields_are_all_in_the_compose_file():
     """A new setting must reach the deployment too."""
     env = SERVICES["worker"]["environment"]
@@ -75,7 +86,7 @@ def test_kafka_security_settings_are_in_the_compose_file():
 
 def test_dockerfile_installs_the_project_and_runs_the_worker():
     text = (ROOT / "Dockerfile").read_text()
-    for package in ("contract", "replay", "stream", "verify", "fsp"):
+    for package in ("contract", "replay", "stream", "verify", "fsp", "serving"):
         assert f"COPY {package} {package}" in text
     assert "pip install" in text and shlex.split(text.splitlines()[-1])[0] == "CMD"
 

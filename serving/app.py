@@ -1,0 +1,147 @@
+"""The HTTP feature server: Redis snapshots over HTTP for model servers and dashboards (`fsp serve`).
+
+Why FastAPI rather than the web server Faust hosts: the server must run
+without a worker (stateless replicas beside the workers, scaled on their own),
+and FastAPI gives request validation (422) and an OpenAPI description from
+the same type hints.
+
+Every read of an entity is one Redis command (HGETALL), so a reader never
+sees half of an update: the worker's write script replaces all fields and
+`_meta` at once. A batch read is one pipeline of such commands (one round
+trip). Nothing is cached: any replica answers the same.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Annotated
+
+import orjson
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel, Field
+
+from contract import keys
+
+# What has snapshots in Redis (stream.runtime.*_stages write them); sessions are ucn users'.
+ENTITIES = {"storj": ("user", "operator"), "ucn": ("user",)}
+ID_PATTERN = r"^[A-Za-z0-9._:@+-]{1,200}$"  # ids as the stream writes them: hex, integers, emails' hashes
+MAX_BATCH = 1_000
+SILENT_WORKER_S = 10.0  # as stream.client: a worker that has not beaten for this long is taken for gone
+
+EntityId = Annotated[str, Path(pattern=ID_PATTERN, description="the entity's id, as `fsp get` takes it")]
+
+
+class BatchRequest(BaseModel):
+    ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(..., min_length=1, max_length=MAX_BATCH)
+
+
+class RedisAway(Exception):
+    """Redis did not answer: 503 with its one-line reason."""
+
+
+def _decode(raw: dict, now: float) -> dict:
+    """A snapshot hash as {field: value}, with `_meta.age_s`: seconds since the snapshot was written."""
+    features = {k.decode(): orjson.loads(v) for k, v in raw.items()}
+    meta = features.get("_meta")
+    if isinstance(meta, dict) and isinstance(meta.get("updated_at"), str):
+        written = datetime.fromisoformat(meta["updated_at"]).replace(tzinfo=timezone.utc).timestamp()
+        meta["age_s"] = round(max(0.0, now - written), 3)
+    return features
+
+
+def create_app(redis_url: str, prefix: str = "", token: str | None = None) -> FastAPI:
+    """`token`: when set, every request but /health must carry `Authorization: Bearer <token>`."""
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        await client.aclose()
+
+    app = FastAPI(title="usage features", version="1", default_response_class=ORJSONResponse, lifespan=lifespan,
+                  description="Feature snapshots kept current by the stream workers, read from Redis.")
+
+    async def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
+        if token is not None and authorization != f"Bearer {token}":
+            raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+
+    def known(dataset: str, entity: str) -> None:
+        if entity not in ENTITIES.get(dataset, ()):
+            raise HTTPException(404, f"no entity {entity!r} in dataset {dataset!r}; known: "
+                                     + ", ".join(f"{d}/{e}" for d, es in ENTITIES.items() for e in es))
+
+    async def call(awaitable):
+        try:
+            return await awaitable
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            raise RedisAway(f"Redis is not answering ({type(exc).__name__}: {exc})") from None
+
+    @app.exception_handler(RedisAway)
+    async def redis_away(request: Request, exc: RedisAway):
+        return ORJSONResponse({"detail": str(exc)}, status_code=503)
+
+    guarded = [Depends(authorised)]
+
+    @app.get("/health", summary="the process is up (no Redis call)")
+    async def health() -> dict:
+        return {"ok": True}
+
+    @app.get("/ready", dependencies=guarded, summary="Redis answers; which workers said they were alive")
+    async def ready() -> dict:
+        await call(client.ping())
+        beats = await call(client.hgetall(keys.workers_key(prefix)))
+        now = time.time()
+        workers = {}
+        for worker, value in beats.items():
+            beat = orjson.loads(value)
+            workers[worker.decode()] = {"datasets": beat.get("datasets", []), "seconds_since_beat":
+                                        round(now - beat.get("at", 0), 1)}
+        alive = [w for w, info in workers.items() if info["seconds_since_beat"] <= SILENT_WORKER_S]
+        return {"redis": "ok", "workers_alive": len(alive), "workers": workers}
+
+    @app.get("/v1/{dataset}/{entity}/{entity_id}", dependencies=guarded, summary="one entity's features")
+    async def one(dataset: str, entity: str, entity_id: EntityId) -> dict:
+        known(dataset, entity)
+        raw = await call(client.hgetall(keys.feature_key(prefix, dataset, entity, entity_id)))
+        if not raw:
+            raise HTTPException(404, f"no {dataset} {entity} {entity_id!r}")
+        return {"id": entity_id, "features": _decode(raw, time.time())}
+
+    @app.post("/v1/{dataset}/{entity}/batch", dependencies=guarded,
+              summary=f"many entities in one round trip (at most {MAX_BATCH:,})")
+    async def batch(dataset: str, entity: str, request: BatchRequest) -> dict:
+        known(dataset, entity)
+        pipe = client.pipeline(transaction=False)
+        for entity_id in request.ids:
+            pipe.hgetall(keys.feature_key(prefix, dataset, entity, entity_id))
+        results = await call(pipe.execute())
+        now = time.time()
+        found = {entity_id: _decode(raw, now) for entity_id, raw in zip(request.ids, results) if raw}
+        return {"found": found, "missing": [entity_id for entity_id in request.ids if entity_id not in found]}
+
+    @app.get("/v1/{dataset}/{entity}", dependencies=guarded, summary="a page of entity ids (SSCAN cursor)")
+    async def ids(dataset: str, entity: str, cursor: Annotated[int, Query(ge=0)] = 0,
+                  count: Annotated[int, Query(ge=1, le=MAX_BATCH)] = 100) -> dict:
+        known(dataset, entity)
+        next_cursor, members = await call(client.sscan(keys.entities_key(prefix, dataset, entity), cursor,
+                                                       count=count))
+        return {"ids": sorted(m.decode() for m in members), "next_cursor": int(next_cursor)}
+
+    @app.get("/v1/{dataset}/user/{entity_id}/sessions", dependencies=guarded,
+             summary="a ucn user's latest sessions, newest first")
+    async def sessions(dataset: str, entity_id: EntityId,
+                       count: Annotated[int, Query(ge=1, le=MAX_BATCH)] = 100) -> dict:
+        if dataset != "ucn":
+            raise HTTPException(404, f"no sessions in dataset {dataset!r}; only ucn users have them")
+        pipe = client.pipeline(transaction=False)
+        pipe.exists(keys.feature_key(prefix, dataset, "user", entity_id))
+        pipe.lrange(keys.sessions_key(prefix, dataset, entity_id), 0, count - 1)
+        exists, items = await call(pipe.execute())
+        if not exists and not items:
+            raise HTTPException(404, f"no ucn user {entity_id!r}")
+        return {"id": entity_id, "sessions": [orjson.loads(item) for item in items]}
+
+    return app

@@ -1,0 +1,157 @@
+"""`fsp serve` as a process against a real Redis, snapshots written by the worker's own sink."""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import orjson
+import pytest
+
+from fsp.stack import free_port, start_redis, wait_for_port
+from stream.runtime.sink import SnapshotSink
+
+pytestmark = pytest.mark.integration
+
+USERS = [f"{n:032x}" for n in range(250)]
+
+
+def _write_snapshots(redis_url: str, prefix: str) -> None:
+    async def write():
+        sink = SnapshotSink(redis_url, prefix)
+        for n, user in enumerate(USERS):
+            sink.snapshot("storj", "user", user, 10 + n, {"storage_bytes": n, "tier": "pro"}, n, "2021-01-01T00:00:00")
+        sink.snapshot("ucn", "user", "7", 3, {"sessions_count": 2}, 40, "2015-10-21T21:32:22")
+        sink.sessions("ucn", "7", [{"start": "2015-10-21T20:00:00", "n": 1}, {"start": "2015-10-21T21:00:00", "n": 2}])
+        await sink.flush()
+        await sink.close()
+
+    asyncio.run(write())
+
+
+def _serve(redis_url: str, prefix: str, token: str | None = None):
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "FEATURE_PREFIX": prefix}
+    env.pop("FSP_SERVE_TOKEN", None)
+    if token:
+        env["FSP_SERVE_TOKEN"] = token
+    proc = subprocess.Popen([sys.executable, "-m", "fsp", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for_port(port, proc=proc)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _call(url: str, body=None, token: str | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=None if body is None else orjson.dumps(body),
+                                     headers={"Content-Type": "application/json",
+                                              **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, orjson.loads(exc.read())
+
+
+@pytest.fixture
+def served(redis_url):
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    _write_snapshots(redis_url, prefix)
+    proc, base = _serve(redis_url, prefix)
+    yield base
+    proc.terminate()
+    proc.wait(10)
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    for key in r.scan_iter(match=f"{prefix}*", count=1000):
+        r.delete(key)
+
+
+def test_one_entity_with_its_meta_and_the_errors_a_client_can_get(served):
+    status, body = _call(f"{served}/v1/storj/user/{USERS[3]}")
+    assert status == 200 and body["id"] == USERS[3]
+    features = body["features"]
+    assert features["storage_bytes"] == 3 and features["tier"] == "pro"
+    assert features["_meta"]["version"] == 13 and features["_meta"]["watermark"] == "2021-01-01T00:00:00"
+    assert 0 <= features["_meta"]["age_s"] < 60
+    assert _call(f"{served}/v1/storj/user/{'f' * 32}")[0] == 404  # well-formed, unknown
+    assert _call(f"{served}/v1/storj/user/{'f' * 300}")[0] == 422  # malformed: too long
+    assert _call(f"{served}/v1/storj/user/a%20b")[0] == 422  # malformed: a space
+    status, body = _call(f"{served}/v1/storj/device/{USERS[0]}")
+    assert status == 404 and "storj/operator" in body["detail"]
+    assert _call(f"{served}/v1/nope/user/{USERS[0]}")[0] == 404
+
+
+def test_a_batch_read_returns_every_known_entity_and_names_the_missing(served):
+    wanted = USERS[:100] + ["f" * 32]
+    status, body = _call(f"{served}/v1/storj/user/batch", {"ids": wanted})
+    assert status == 200
+    assert sorted(body["found"]) == sorted(USERS[:100]) and body["missing"] == ["f" * 32]
+    assert all(body["found"][u]["_meta"]["version"] == 10 + USERS.index(u) for u in USERS[:100])
+    assert _call(f"{served}/v1/storj/user/batch", {"ids": ["a"] * 1_001})[0] == 422  # over the batch limit
+    assert _call(f"{served}/v1/storj/user/batch", {"ids": []})[0] == 422
+
+
+def test_entity_ids_page_through_every_entity_once(served):
+    cursor, seen = 0, []
+    while True:
+        status, body = _call(f"{served}/v1/storj/user?cursor={cursor}&count=60")
+        assert status == 200
+        seen += body["ids"]
+        cursor = body["next_cursor"]
+        if cursor == 0:
+            break
+    assert sorted(set(seen)) == sorted(USERS)
+
+
+def test_a_ucn_users_sessions_newest_first(served):
+    status, body = _call(f"{served}/v1/ucn/user/7/sessions")
+    assert status == 200 and [s["n"] for s in body["sessions"]] == [2, 1]
+    assert _call(f"{served}/v1/ucn/user/8/sessions")[0] == 404
+    assert _call(f"{served}/v1/storj/user/{USERS[0]}/sessions")[0] == 404
+
+
+def test_the_openapi_description_lists_every_read(served):
+    status, spec = _call(f"{served}/openapi.json")
+    assert status == 200
+    assert {"/v1/{dataset}/{entity}/{entity_id}", "/v1/{dataset}/{entity}/batch", "/v1/{dataset}/{entity}",
+            "/v1/{dataset}/user/{entity_id}/sessions", "/ready", "/health"} <= set(spec["paths"])
+
+
+def test_a_token_guards_every_read(redis_url):
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    _write_snapshots(redis_url, prefix)
+    proc, base = _serve(redis_url, prefix, token="s3cret")
+    try:
+        assert _call(f"{base}/v1/storj/user/{USERS[0]}")[0] == 401
+        assert _call(f"{base}/v1/storj/user/{USERS[0]}", token="wrong")[0] == 401
+        assert _call(f"{base}/v1/storj/user/{USERS[0]}", token="s3cret")[0] == 200
+        assert _call(f"{base}/health")[0] == 200  # liveness needs no token
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_redis_away_is_a_503_with_one_line_and_the_server_carries_on():
+    server = start_redis()
+    prefix = "serve-test:"
+    _write_snapshots(server.address, prefix)
+    proc, base = _serve(server.address, prefix)
+    try:
+        assert _call(f"{base}/ready")[1]["redis"] == "ok"
+        server.stop()
+        for path in (f"/v1/storj/user/{USERS[0]}", "/ready"):
+            status, body = _call(base + path)
+            assert status == 503 and body["detail"].startswith("Redis is not answering")
+            assert "\n" not in body["detail"]
+        assert _call(f"{base}/health")[0] == 200
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        server.stop()
