@@ -63,7 +63,7 @@ async def _load(base: str, users: list[str], rate: float, seconds: float, batch:
                     await response.read()
                     ok = response.status == 200
             else:
-                async with session.post(f"{base}/v1/storj/user/batch",
+                async with session.post(f"{base}/v1/storj/user",
                                         json={"ids": rng.sample(users, batch)}) as response:
                     await response.read()
                     ok = response.status == 200

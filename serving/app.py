@@ -20,7 +20,7 @@ from typing import Annotated
 import orjson
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from contract import keys
@@ -34,8 +34,27 @@ SILENT_WORKER_S = 10.0  # as stream.client: a worker that has not beaten for thi
 EntityId = Annotated[str, Path(pattern=ID_PATTERN, description="the entity's id, as `fsp get` takes it")]
 
 
+class OrjsonResponse(JSONResponse):
+    """JSON by orjson: the snapshots are decoded and encoded once each (FastAPI's own ORJSONResponse is
+    deprecated)."""
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content)
+
+
 class BatchRequest(BaseModel):
     ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(..., min_length=1, max_length=MAX_BATCH)
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def _errors(*codes: int) -> dict:
+    """The error answers a route can give, for the OpenAPI description."""
+    said = {400: "the body is not JSON", 401: "no valid bearer token (FSP_SERVE_TOKEN is set)", 404: "no such entity (or dataset, entity kind)",
+            503: "Redis is not answering"}
+    return {code: {"model": Problem, "description": said[code]} for code in codes}
 
 
 class RedisAway(Exception):
@@ -61,7 +80,7 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None) -> Fa
         yield
         await client.aclose()
 
-    app = FastAPI(title="usage features", version="1", default_response_class=ORJSONResponse, lifespan=lifespan,
+    app = FastAPI(title="usage features", version="1", default_response_class=OrjsonResponse, lifespan=lifespan,
                   description="Feature snapshots kept current by the stream workers, read from Redis.")
 
     async def authorised(authorization: Annotated[str | None, Header()] = None) -> None:
@@ -81,7 +100,7 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None) -> Fa
 
     @app.exception_handler(RedisAway)
     async def redis_away(request: Request, exc: RedisAway):
-        return ORJSONResponse({"detail": str(exc)}, status_code=503)
+        return OrjsonResponse({"detail": str(exc)}, status_code=503)
 
     guarded = [Depends(authorised)]
 
@@ -89,7 +108,8 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None) -> Fa
     async def health() -> dict:
         return {"ok": True}
 
-    @app.get("/ready", dependencies=guarded, summary="Redis answers; which workers said they were alive")
+    @app.get("/ready", dependencies=guarded, responses=_errors(401, 503),
+             summary="Redis answers; which workers said they were alive")
     async def ready() -> dict:
         await call(client.ping())
         beats = await call(client.hgetall(keys.workers_key(prefix)))
@@ -102,7 +122,8 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None) -> Fa
         alive = [w for w, info in workers.items() if info["seconds_since_beat"] <= SILENT_WORKER_S]
         return {"redis": "ok", "workers_alive": len(alive), "workers": workers}
 
-    @app.get("/v1/{dataset}/{entity}/{entity_id}", dependencies=guarded, summary="one entity's features")
+    @app.get("/v1/{dataset}/{entity}/{entity_id}", dependencies=guarded, responses=_errors(401, 404, 503),
+             summary="one entity's features")
     async def one(dataset: str, entity: str, entity_id: EntityId) -> dict:
         known(dataset, entity)
         raw = await call(client.hgetall(keys.feature_key(prefix, dataset, entity, entity_id)))
@@ -110,7 +131,7 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None) -> Fa
             raise HTTPException(404, f"no {dataset} {entity} {entity_id!r}")
         return {"id": entity_id, "features": _decode(raw, time.time())}
 
-    @app.post("/v1/{dataset}/{entity}/batch", dependencies=guarded,
+    @app.post("/v1/{dataset}/{entity}", dependencies=guarded, responses=_errors(400, 401, 404, 503),
               summary=f"many entities in one round trip (at most {MAX_BATCH:,})")
     async def batch(dataset: str, entity: str, request: BatchRequest) -> dict:
         known(dataset, entity)
@@ -122,7 +143,8 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None) -> Fa
         found = {entity_id: _decode(raw, now) for entity_id, raw in zip(request.ids, results) if raw}
         return {"found": found, "missing": [entity_id for entity_id in request.ids if entity_id not in found]}
 
-    @app.get("/v1/{dataset}/{entity}", dependencies=guarded, summary="a page of entity ids (SSCAN cursor)")
+    @app.get("/v1/{dataset}/{entity}", dependencies=guarded, responses=_errors(401, 404, 503),
+             summary="a page of entity ids (SSCAN cursor)")
     async def ids(dataset: str, entity: str, cursor: Annotated[int, Query(ge=0)] = 0,
                   count: Annotated[int, Query(ge=1, le=MAX_BATCH)] = 100) -> dict:
         known(dataset, entity)
@@ -130,7 +152,7 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None) -> Fa
                                                        count=count))
         return {"ids": sorted(m.decode() for m in members), "next_cursor": int(next_cursor)}
 
-    @app.get("/v1/{dataset}/user/{entity_id}/sessions", dependencies=guarded,
+    @app.get("/v1/{dataset}/user/{entity_id}/sessions", dependencies=guarded, responses=_errors(401, 404, 503),
              summary="a ucn user's latest sessions, newest first")
     async def sessions(dataset: str, entity_id: EntityId,
                        count: Annotated[int, Query(ge=1, le=MAX_BATCH)] = 100) -> dict:

@@ -89,12 +89,12 @@ def test_one_entity_with_its_meta_and_the_errors_a_client_can_get(served):
 
 def test_a_batch_read_returns_every_known_entity_and_names_the_missing(served):
     wanted = USERS[:100] + ["f" * 32]
-    status, body = _call(f"{served}/v1/storj/user/batch", {"ids": wanted})
+    status, body = _call(f"{served}/v1/storj/user", {"ids": wanted})
     assert status == 200
     assert sorted(body["found"]) == sorted(USERS[:100]) and body["missing"] == ["f" * 32]
     assert all(body["found"][u]["_meta"]["version"] == 10 + USERS.index(u) for u in USERS[:100])
-    assert _call(f"{served}/v1/storj/user/batch", {"ids": ["a"] * 1_001})[0] == 422  # over the batch limit
-    assert _call(f"{served}/v1/storj/user/batch", {"ids": []})[0] == 422
+    assert _call(f"{served}/v1/storj/user", {"ids": ["a"] * 1_001})[0] == 422  # over the batch limit
+    assert _call(f"{served}/v1/storj/user", {"ids": []})[0] == 422
 
 
 def test_entity_ids_page_through_every_entity_once(served):
@@ -119,8 +119,9 @@ def test_a_ucn_users_sessions_newest_first(served):
 def test_the_openapi_description_lists_every_read(served):
     status, spec = _call(f"{served}/openapi.json")
     assert status == 200
-    assert {"/v1/{dataset}/{entity}/{entity_id}", "/v1/{dataset}/{entity}/batch", "/v1/{dataset}/{entity}",
+    assert {"/v1/{dataset}/{entity}/{entity_id}", "/v1/{dataset}/{entity}",
             "/v1/{dataset}/user/{entity_id}/sessions", "/ready", "/health"} <= set(spec["paths"])
+    assert {"get", "post"} <= set(spec["paths"]["/v1/{dataset}/{entity}"])  # a page of ids; a batch read
 
 
 def test_a_token_guards_every_read(redis_url):
