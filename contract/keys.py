@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 
+# The entity kinds that have feature snapshots, per dataset (ucn users also have a session list).
+SNAPSHOT_ENTITIES = {"storj": ("user", "operator"), "ucn": ("user",)}
+
+
 def feature_key(prefix: str, dataset: str, entity: str, entity_id) -> str:
     return f"{prefix}feat:{dataset}:{entity}:{entity_id}"
 

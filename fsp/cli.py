@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from contract.keys import SNAPSHOT_ENTITIES
 from fsp.config import Settings, require_redis, usage_error
 from fsp.kafka_access import check_kafka
 from replay.sources.base import BadRecord
@@ -320,12 +321,11 @@ def verify(dataset: str, source: str, redis_url: str, prefix: str = ""):
         from verify.batch_storj import compute_storj
 
         expected = compute_storj(source)
-        entities = ("user", "operator")
     else:
         from verify.batch_ucn import compute_ucn
 
         expected = compute_ucn(source)
-        entities = ("user",)
+    entities = SNAPSHOT_ENTITIES[dataset]
     r = connect(redis_url)
     actual = {entity: all_features(r, dataset, entity, prefix) for entity in entities}
     counts = {e: len(expected[e]) for e in entities}

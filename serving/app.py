@@ -24,12 +24,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from contract import keys
+from stream.client import SILENT_WORKER_S, decode_snapshot, worker_beats
 
-# What has snapshots in Redis (stream.runtime.*_stages write them); sessions are ucn users'.
-ENTITIES = {"storj": ("user", "operator"), "ucn": ("user",)}
 ID_PATTERN = r"^[A-Za-z0-9._:@+-]{1,200}$"  # ids as the stream writes them: hex, integers, emails' hashes
 MAX_BATCH = 1_000
-SILENT_WORKER_S = 10.0  # as stream.client: a worker that has not beaten for this long is taken for gone
 
 EntityId = Annotated[str, Path(pattern=ID_PATTERN, description="the entity's id, as `fsp get` takes it")]
 
@@ -52,8 +50,8 @@ class Problem(BaseModel):
 
 def _errors(*codes: int) -> dict:
     """The error answers a route can give, for the OpenAPI description."""
-    said = {400: "the body is not JSON", 401: "no valid bearer token (FSP_SERVE_TOKEN is set)", 404: "no such entity (or dataset, entity kind)",
-            503: "Redis is not answering"}
+    said = {400: "the body is not JSON", 401: "no valid bearer token (FSP_SERVE_TOKEN is set)",
+            404: "no such entity (or dataset, entity kind)", 503: "Redis is not answering"}
     return {code: {"model": Problem, "description": said[code]} for code in codes}
 
 
@@ -63,7 +61,7 @@ class RedisAway(Exception):
 
 def _decode(raw: dict, now: float) -> dict:
     """A snapshot hash as {field: value}, with `_meta.age_s`: seconds since the snapshot was written."""
-    features = {k.decode(): orjson.loads(v) for k, v in raw.items()}
+    features = decode_snapshot(raw)
     meta = features.get("_meta")
     if isinstance(meta, dict) and isinstance(meta.get("updated_at"), str):
         written = datetime.fromisoformat(meta["updated_at"]).replace(tzinfo=timezone.utc).timestamp()
@@ -88,9 +86,9 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None) -> Fa
             raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
 
     def known(dataset: str, entity: str) -> None:
-        if entity not in ENTITIES.get(dataset, ()):
-            raise HTTPException(404, f"no entity {entity!r} in dataset {dataset!r}; known: "
-                                     + ", ".join(f"{d}/{e}" for d, es in ENTITIES.items() for e in es))
+        if entity not in keys.SNAPSHOT_ENTITIES.get(dataset, ()):
+            known_kinds = ", ".join(f"{d}/{e}" for d, kinds in keys.SNAPSHOT_ENTITIES.items() for e in kinds)
+            raise HTTPException(404, f"no entity {entity!r} in dataset {dataset!r}; known: {known_kinds}")
 
     async def call(awaitable):
         try:
@@ -112,14 +110,10 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None) -> Fa
              summary="Redis answers; which workers said they were alive")
     async def ready() -> dict:
         await call(client.ping())
-        beats = await call(client.hgetall(keys.workers_key(prefix)))
-        now = time.time()
-        workers = {}
-        for worker, value in beats.items():
-            beat = orjson.loads(value)
-            workers[worker.decode()] = {"datasets": beat.get("datasets", []), "seconds_since_beat":
-                                        round(now - beat.get("at", 0), 1)}
-        alive = [w for w, info in workers.items() if info["seconds_since_beat"] <= SILENT_WORKER_S]
+        workers = worker_beats(await call(client.hgetall(keys.workers_key(prefix))), time.time())
+        alive = [w for w, beat in workers.items() if beat["seconds_since_beat"] <= SILENT_WORKER_S]
+        for beat in workers.values():
+            beat["seconds_since_beat"] = round(beat["seconds_since_beat"], 1)
         return {"redis": "ok", "workers_alive": len(alive), "workers": workers}
 
     @app.get("/v1/{dataset}/{entity}/{entity_id}", dependencies=guarded, responses=_errors(401, 404, 503),

@@ -13,12 +13,15 @@ def connect(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
 
+def decode_snapshot(raw: dict) -> dict:
+    """A snapshot hash as read from Redis (bytes -> JSON bytes) as {field: value}, `_meta` included."""
+    return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+
+
 def get_features(r: redis.Redis, dataset: str, entity: str, entity_id, prefix: str = "") -> dict | None:
     """The current snapshot of one entity as a dict (field -> value), `_meta` included; None if absent."""
     raw = r.hgetall(keys.feature_key(prefix, dataset, entity, entity_id))
-    if not raw:
-        return None
-    return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+    return decode_snapshot(raw) if raw else None
 
 
 def get_sessions(r: redis.Redis, dataset: str, entity_id, prefix: str = "", count: int = 100) -> list[dict]:
@@ -37,7 +40,7 @@ def all_features(r: redis.Redis, dataset: str, entity: str, prefix: str = "") ->
     out = {}
     for entity_id, raw in zip(ids, pipe.execute()):
         if raw:
-            out[entity_id] = {k.decode(): orjson.loads(v) for k, v in raw.items()}
+            out[entity_id] = decode_snapshot(raw)
     return out
 
 
@@ -52,13 +55,19 @@ SILENT_WORKER_S = 10.0  # a worker that has not beaten for this long is taken fo
 
 def live_workers(r: redis.Redis, dataset: str, prefix: str = "", now: float | None = None) -> list[str]:
     """Ids of the workers of `dataset` that said they were alive within SILENT_WORKER_S."""
-    now = time.time() if now is None else now
-    alive = []
-    for worker, value in r.hgetall(keys.workers_key(prefix)).items():
+    beats = worker_beats(r.hgetall(keys.workers_key(prefix)), time.time() if now is None else now)
+    return [worker for worker, beat in beats.items()
+            if beat["seconds_since_beat"] <= SILENT_WORKER_S and dataset in beat["datasets"]]
+
+
+def worker_beats(raw: dict, now: float) -> dict[str, dict]:
+    """The workers hash (contract.keys.workers_key) as read from Redis: worker id -> its datasets and the
+    seconds since it last said it was alive."""
+    beats = {}
+    for worker, value in raw.items():
         beat = orjson.loads(value)
-        if now - beat.get("at", 0) <= SILENT_WORKER_S and dataset in beat.get("datasets", ()):
-            alive.append(worker.decode())
-    return alive
+        beats[worker.decode()] = {"datasets": beat.get("datasets", []), "seconds_since_beat": now - beat.get("at", 0)}
+    return beats
 
 
 def workers_alive(r: redis.Redis, dataset: str, prefix: str = ""):

@@ -121,7 +121,8 @@ class DayBucketedIds:
             if day != NO_TIME and (aside is None or day > aside):
                 known = sets.get(day)
                 if known is None:
-                    known, inline[day] = sets.setdefault(day, set()), []
+                    known = sets[day] = set()
+                    inline[day] = []
                 first = row.eid not in known
                 if first:
                     known.add(row.eid)

@@ -137,6 +137,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
         async with self.applying:
             await super().on_partitions_revoked(revoked)
 
+    def _rebalanced_since(self, generation) -> bool:
+        """A rebalance began or ended since the records were fetched: Faust seeks every partition again."""
+        return self.app.consumer_generation_id != generation or not self.flow_active
+
     async def _commit_offsets(self, offsets, start_new_transaction: bool = True) -> bool:
         if self.before_commit is not None:  # records still owed for these offsets go to the producer first
             await self.before_commit()
@@ -178,7 +182,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         continue
                     if tp.topic in batch_topics:
                         async with self.applying:  # a rebalance waits for the batch (on_partitions_revoked)
-                            stale = self.app.consumer_generation_id != generation or not self.flow_active
+                            stale = self._rebalanced_since(generation)
                             if not stale:
                                 if fail_at and batch[0].key is not None:  # counts batches of keyed records
                                     fail_at -= 1
@@ -186,13 +190,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
                                         raise RuntimeError(f"fault injected by {FAULT_ENV}")
                                 await handler(tp, batch)
                                 self._ack_offsets(tp, [r.offset for r in batch])
-                    elif not (stale := self.app.consumer_generation_id != generation or not self.flow_active):
+                    elif not (stale := self._rebalanced_since(generation)):
                         # changelog recovery and anything else Faust routes itself
                         if self.on_changelog_batch is not None:
                             self.on_changelog_batch(tp, len(batch))
                         for record in batch:
                             await callback(to_message(tp, record))
-                    if stale:  # fetched before a rebalance: Faust seeks every partition again after it
+                    if stale:
                         break
                     read_offset[tp] = batch[-1].offset + 1
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
