@@ -28,6 +28,8 @@ from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from . import event_codec
+
 DEFAULT_LATENESS_US = 3_600_000_000
 DEFAULT_MIN_DURATION_US = 1_000_000
 
@@ -206,17 +208,18 @@ class SessionWindow:
     # ----------------------------------------------------------------- state
 
     def to_state(self) -> dict:
-        """JSON-able state: the pending events and three numbers. Orders
-        become lists; payloads are stored as given."""
-        return {
-            "watermark": self.watermark,
-            "last_final_ts": self._last_final_ts,
-            "late_events": self.late_events,
-            "sessions": [
-                [[event.ts_us, list(event.order), event.payload] for event in session]
-                for session in self._sessions
-            ],
-        }
+        """JSON-able state: the pending events and three numbers. The events are flat integer lists
+        (stream.logic.event_codec) when they all share one shape of scalar fields, else nested lists
+        (orders become lists; payloads are stored as given)."""
+        state = {"watermark": self.watermark, "last_final_ts": self._last_final_ts,
+                 "late_events": self.late_events}
+        flat = event_codec.encode(self._sessions)
+        if flat is not None:
+            state.update(flat)
+        else:
+            state["sessions"] = [[[event.ts_us, list(event.order), event.payload] for event in session]
+                                 for session in self._sessions]
+        return state
 
     @classmethod
     def from_state(cls, state: dict, **params: Any) -> SessionWindow:
@@ -227,8 +230,16 @@ class SessionWindow:
         window.watermark = state["watermark"]
         window._last_final_ts = state["last_final_ts"]
         window.late_events = state["late_events"]
-        window._sessions = [
-            [Event(ts_us, tuple(order), payload) for ts_us, order, payload in session]
-            for session in state["sessions"]
-        ]
+        if "flat" in state:
+            window._sessions = event_codec.decode(state, Event)
+        else:
+            window._sessions = [
+                [Event(ts_us, tuple(order), payload) for ts_us, order, payload in session]
+                for session in state["sessions"]
+            ]
         return window
+
+
+def pending_in_state(state: dict) -> int:
+    """Pending events of a window state, without restoring the window."""
+    return event_codec.event_count(state)

@@ -105,7 +105,7 @@ from contract.timeutil import ONE_US, US_PER_S, format_ts, parse_ts_or_none, to_
 
 from .dedup import BlockedIntIds
 from .keyvalue import KeyValue
-from .sessions import DEFAULT_LATENESS_US, SessionWindow
+from .sessions import DEFAULT_LATENESS_US, SessionWindow, pending_in_state
 from .sequence import next_seq
 
 SESSION_GAP_US = 600 * US_PER_S
@@ -611,7 +611,7 @@ def close_at_run_end(state: dict, again: bool = False) -> list[dict] | None:
     after the run (live rows, or the next run's), and closing it would make the rest of those
     sessions' events late for good.
     """
-    if again or not (state["win"] and state["win"]["sessions"]):
+    if again or not (state["win"] and pending_in_state(state["win"])):
         return None
     return close_user_windows(state)
 
