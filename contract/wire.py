@@ -17,6 +17,27 @@ MARK_FIELD = "__mark__"
 MAX_VALUE_BYTES = 1_000_000
 
 
+# A message header the replay adds: the event time (us, decimal) its rows are up to, so that a worker can
+# read the partitions of one event-time clock at the same pace (stream.runtime.alignment). Optional: a
+# message without it is never held back.
+EVENT_TIME_HEADER = "et"
+
+
+def event_time_header(ts_us: int) -> list[tuple[str, bytes]]:
+    return [(EVENT_TIME_HEADER, str(ts_us).encode())]
+
+
+def header_event_time(headers) -> int | None:
+    """The event time a message's headers give, or None (no header, or not a whole number)."""
+    for name, value in headers or ():
+        if name == EVENT_TIME_HEADER:
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
 class BadMessage(ValueError):
     """A message value that is not JSON, or not a row or an array of rows."""
 

@@ -89,8 +89,12 @@ class FastProducer:
         if error is not None:
             self._errors.append(str(error))
 
-    def send(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None) -> None:
+    def send(self, topic: str, value: bytes, key: bytes | None = None, partition: int | None = None,
+             event_time: int | None = None) -> None:
+        """`event_time`: what the message's rows are up to, in its header (contract.wire.EVENT_TIME_HEADER)."""
         kwargs = {"partition": partition} if partition is not None else {}
+        if event_time is not None:
+            kwargs["headers"] = wire.event_time_header(event_time)
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, on_delivery=self._on_delivery, **kwargs)
@@ -161,7 +165,7 @@ def publish(items, dataset: str, bootstrap: str, partitions: int = 4, pack: int 
 
     def send_chunk() -> None:
         for (topic, key), rows in messages.items():
-            producer.send(topic, key=key.encode(), value=wire.encode_rows(rows))
+            producer.send(topic, key=key.encode(), value=wire.encode_rows(rows), event_time=newest_ts)
             summary.published += len(rows)
         summary.messages += len(messages)
         messages.clear()
@@ -215,7 +219,8 @@ def send_progress_marks(producer, dataset: str, run: str, partitions: int, ts_us
     for topic in tables.topics(dataset):
         table = topic.split(".", 1)[1]  # the name it is published under (an alias is a topic of its own)
         for partition in range(partitions):
-            producer.send(topic, value=wire.encode_progress(table, partition, ts_us, run), partition=partition)
+            producer.send(topic, value=wire.encode_progress(table, partition, ts_us, run), partition=partition,
+                          event_time=ts_us)
 
 
 def send_end_marks(producer, dataset: str, run: str, partitions: int) -> None:

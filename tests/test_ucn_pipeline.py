@@ -42,6 +42,31 @@ def test_sqlite_replay_equals_batch(pipeline_factory, tmp_path):
     _assert_exact(pipeline, url)
 
 
+def _largest_state_records(metrics_port: int) -> dict[str, float]:
+    from urllib.request import urlopen
+
+    text = urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    return {line.split('table="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line.startswith("fsp_state_record_max_bytes{")}
+
+
+def test_a_scale_1_study_replays_exactly_and_no_state_record_passes_64_kb(pipeline_factory, tmp_path):
+    """311,846 rows, shared devices among them. Before the session windows' events were kept as flat
+    integer lists and the activity sources read at one event-time pace, a user's record reached
+    170-275 KB here: its window held every event ahead of the slowest source partition."""
+    from fsp.stack import free_port
+
+    port = free_port()
+    pipeline = pipeline_factory("ucn", metrics_port=port)
+    folder = str(tmp_path / "ucn")
+    generate_ucn(folder, seed=3, scale=1)
+    pipeline.replay("ucn", folder)
+    _assert_exact(pipeline, folder)
+    largest = _largest_state_records(port)
+    assert set(largest) >= {"ucn_user", "ucn_device"}
+    assert all(size <= 64 * 1024 for size in largest.values()), largest
+
+
 @pytest.fixture
 def pg_schema():
     schema = f"t_{uuid.uuid4().hex[:10]}"

@@ -17,6 +17,10 @@ import time
 from typing import Awaitable, Callable
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.consumer import ensure_TPset
+
+from contract import wire
+from stream.runtime.alignment import EventTimeAligner
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +139,44 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     async def on_partitions_revoked(self, revoked) -> None:
         async with self.applying:
+            self._forget_aligned()
             await super().on_partitions_revoked(revoked)
+
+    # Event-time alignment (stream.runtime.alignment) of the topics in `aligned_topics`.
+    aligned_topics: frozenset = frozenset()
+    _aligner: EventTimeAligner | None = None
+    _aligned_paused: set | None = None
+
+    @property
+    def aligner(self) -> EventTimeAligner:
+        if self._aligner is None:
+            self._aligner = EventTimeAligner(lambda record: wire.header_event_time(record.headers))
+            self._aligned_paused = set()
+        return self._aligner
+
+    def _forget_aligned(self) -> None:
+        """Partitions move, and every one is read again from its commit: records held are dropped, and the
+        partitions paused to hold them are no longer paused."""
+        if self._aligner is not None:
+            self._aligner.clear()
+            self._paused_partitions.difference_update(self._aligned_paused)
+            self._aligned_paused.clear()
+
+    def _caught_up(self, tp) -> bool:
+        """Every record the broker has of `tp` was fetched and applied."""
+        highwater = self.highwater(tp)
+        return highwater is not None and (self._read_offset.get(tp) or 0) >= highwater
+
+    def _pause_held(self) -> None:
+        """Partitions with records held are paused, so the fetcher keeps at most one batch of theirs."""
+        held = ensure_TPset(self._aligner.held)
+        paused = self._aligned_paused
+        if held - paused:
+            self.pause_partitions(held - paused)
+        if paused - held:
+            self.resume_partitions(ensure_TPset(paused - held))
+        paused.clear()
+        paused.update(held)
 
     def _rebalanced_since(self, generation) -> bool:
         """A rebalance began or ended since the records were fetched: Faust seeks every partition again."""
@@ -156,22 +197,40 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._acked[tp].extend(fresh)
         self._n_acked += len(fresh)
 
+    _fail_at: int = 0
+
+    async def _apply(self, tp, batch: list, generation) -> bool:
+        """Hand one partition's batch to the handler and acknowledge it; True when a rebalance came first."""
+        async with self.applying:  # a rebalance waits for the batch (on_partitions_revoked)
+            if self._rebalanced_since(generation):
+                return True
+            if self._fail_at and batch[0].key is not None:  # counts batches of keyed records
+                self._fail_at -= 1
+                if not self._fail_at:
+                    raise RuntimeError(f"fault injected by {FAULT_ENV}")
+            await self.batch_handler(tp, batch)
+            self._ack_offsets(tp, [r.offset for r in batch])
+            return False
+
     async def _drain_messages(self, fetcher) -> None:  # the hot loop
-        handler = self.batch_handler
         batch_topics = self.batch_topics
         callback = self.callback
         to_message = self._to_message
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
-        fail_at = int(os.environ.get(FAULT_ENV) or 0)
+        self._fail_at = int(os.environ.get(FAULT_ENV) or 0)
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 records, active = await self._wait_next_records(1.0)
                 await asyncio.sleep(0)
-                if not records or self.should_stop or not self.flow_active:
+                if self.should_stop or not self.flow_active:
                     continue
+                if not records and not (self._aligner is not None and self._aligner.held):
+                    continue  # (records held wait for a partition at most MAX_WAIT_S: look again)
                 generation = self.app.consumer_generation_id
+                aligned = self.aligned_topics
+                stale = False
                 for tp, batch in records.items():
                     if active is not None and tp not in active and tp not in self._buffered_partitions:
                         continue
@@ -180,16 +239,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         batch = [r for r in batch if r.offset >= next_offset]
                     if not batch:
                         continue
+                    if tp.topic in aligned:
+                        self.aligner.offer(tp, batch)  # applied below, in event-time order
+                        continue
                     if tp.topic in batch_topics:
-                        async with self.applying:  # a rebalance waits for the batch (on_partitions_revoked)
-                            stale = self._rebalanced_since(generation)
-                            if not stale:
-                                if fail_at and batch[0].key is not None:  # counts batches of keyed records
-                                    fail_at -= 1
-                                    if not fail_at:
-                                        raise RuntimeError(f"fault injected by {FAULT_ENV}")
-                                await handler(tp, batch)
-                                self._ack_offsets(tp, [r.offset for r in batch])
+                        stale = await self._apply(tp, batch, generation)
                     elif not (stale := self._rebalanced_since(generation)):
                         # changelog recovery and anything else Faust routes itself
                         if self.on_changelog_batch is not None:
@@ -200,6 +254,15 @@ class BatchConsumer(faust_aiokafka.Consumer):
                         break
                     read_offset[tp] = batch[-1].offset + 1
                     self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                if aligned and not stale and self._aligner is not None:
+                    partitions = [tp for tp in self.assignment() if tp.topic in aligned]
+                    for tp, batch in self._aligner.release(partitions, self._caught_up, time.monotonic()):
+                        if await self._apply(tp, batch, generation):
+                            break
+                        read_offset[tp] = batch[-1].offset + 1
+                        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    else:
+                        self._pause_held()
                 if self.after_fetch is not None:
                     await self.after_fetch()
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
@@ -218,11 +281,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
 
 def install(app, handler: BatchHandler, topics, bootstrap: str, before_commit=None, after_fetch=None,
-            on_changelog_batch=None) -> None:
+            on_changelog_batch=None, aligned_topics=()) -> None:
     """Make `app` consume with BatchConsumer, feeding `handler` the batches of `topics`.
 
     `before_commit` runs before every offset commit, `after_fetch` after the batches of one fetch,
-    `on_changelog_batch(tp, count)` for each batch of records Faust handles itself (changelogs).
+    `on_changelog_batch(tp, count)` for each batch of records Faust handles itself (changelogs);
+    the batches of `aligned_topics` (some of `topics`) are applied in event-time order across their
+    partitions (stream.runtime.alignment).
     """
     BatchConsumer.batch_handler = staticmethod(handler)
     BatchConsumer.before_commit = staticmethod(before_commit) if before_commit else None
@@ -230,4 +295,5 @@ def install(app, handler: BatchHandler, topics, bootstrap: str, before_commit=No
     BatchConsumer.on_changelog_batch = staticmethod(on_changelog_batch) if on_changelog_batch else None
     BatchConsumer.bootstrap = bootstrap
     BatchConsumer.batch_topics = frozenset(topics)
+    BatchConsumer.aligned_topics = frozenset(aligned_topics) & frozenset(topics)
     app.transport.Consumer = BatchConsumer

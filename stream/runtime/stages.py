@@ -91,6 +91,8 @@ class Stage:
     dataset: str
     topics: list[str]
     downstream: list[str] = []
+    # topics whose partitions feed one event-time clock: read at the same pace (stream.runtime.alignment)
+    aligned_topics: list[str] = []
 
     @staticmethod
     def is_source(topic: str) -> bool:

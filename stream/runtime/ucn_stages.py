@@ -32,6 +32,7 @@ class DeviceStage(Stage):
     marks_table = "ucn_device"
     topics = DEVICE_TOPICS
     downstream = [USER_TOPIC]
+    aligned_topics = [f"ucn.{table}" for table in ucn.SESSION_SOURCES]  # the users' session clock
 
     def expected_marks(self) -> int:
         return len(self.topics)

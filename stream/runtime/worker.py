@@ -300,7 +300,8 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
         for topic in stage.topics:
             app.topics.add(app.topic(topic, key_serializer="raw", value_serializer="raw"))
     consumer.install(app, runner.handle, runner.by_topic, kafka_broker, before_commit=runtime.before_commit,
-                     after_fetch=runtime.flush_sink, on_changelog_batch=runtime.count_changelog_records)
+                     after_fetch=runtime.flush_sink, on_changelog_batch=runtime.count_changelog_records,
+                     aligned_topics=[topic for stage in stages for topic in stage.aligned_topics])
 
     @app.task
     async def relay_owed_records() -> None:
