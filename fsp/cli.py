@@ -288,7 +288,8 @@ def cmd_serve(args) -> None:
 
     settings = _settings()
     require_redis(_need(settings.redis_url, "Redis", "REDIS_URL"))
-    app = create_app(settings.redis_url, settings.prefix, os.environ.get(SERVE_TOKEN_ENV) or None)
+    app = create_app(settings.redis_url, settings.prefix, os.environ.get(SERVE_TOKEN_ENV) or None,
+                     settings.report_cache_s)
     print(f"serving features from {settings.redis_url} on http://{args.host}:{args.port} "
           f"(OpenAPI at /docs and /openapi.json)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
@@ -396,6 +397,27 @@ def cmd_export(args) -> None:
     if summary.unknown_fields:
         print(f"warning: left out features the export does not declare (stream/feature_table.py): "
               f"{', '.join(summary.unknown_fields)}", file=sys.stderr)
+
+
+def cmd_report(args) -> None:
+    from fsp.report import DATASETS, NoData, build_report
+    from stream.client import connect
+
+    if args.dataset not in DATASETS:
+        usage_error(f"no report of dataset {args.dataset!r}: known are {', '.join(DATASETS)}")
+    if args.user is not None and args.dataset != "ucn":
+        usage_error("--user is for ucn reports: storj has no per-user pictures")
+    settings = _settings()
+    require_redis(_need(settings.redis_url, "Redis", "REDIS_URL"))
+    try:
+        report = build_report(connect(settings.redis_url), args.dataset, settings.prefix, args.user)
+    except NoData as exc:
+        raise SystemExit(f"error: {exc}") from None
+    try:
+        written = report.write(args.out)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot write the report to {args.out}: {exc.strerror}") from None
+    print(f"report of {report.subtitle}: {written[0]} and {len(written) - 1} figures")
 
 
 def cmd_demo(args) -> None:
@@ -512,6 +534,14 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--ids-file", default=None, help="only the ids in this file, one a line")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="draw the snapshots in Redis as an HTML page with PNG figures",
+                       description="Write DIR/index.html and its PNG figures from the snapshots in Redis (REDIS_URL, "
+                                   "FEATURE_PREFIX). `fsp serve` serves the same page at /v1/DATASET/report.")
+    p.add_argument("dataset", help="storj or ucn")
+    p.add_argument("--out", required=True, help="the folder to write (created when missing)")
+    p.add_argument("--user", default=None, help="ucn: the report of this one user")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="everything end to end on the embedded stack")
     p.add_argument("--scale", type=float, default=1.0)

@@ -56,6 +56,10 @@ def one_line(stderr: str) -> str:
      "error: cannot write /no/such/folder/x.csv: no folder /no/such/folder"),
     (["export", "storj", "user", "--out", "x.csv", "--ids-file", "/no/such/file"], {}, 2,
      "error: cannot read --ids-file /no/such/file: No such file or directory"),
+    (["report", "shop", "--out", "r"], {"REDIS_URL": "redis://127.0.0.1:6379/0"}, 2,
+     "error: no report of dataset 'shop': known are storj, ucn"),
+    (["report", "ucn", "--out", "r"], {"REDIS_URL": "redis://127.0.0.1:1/0"}, 1,
+     "error: no Redis answers at REDIS_URL=redis://127.0.0.1:1/0"),
 ])
 def test_a_wrong_setting_or_argument_is_one_line(args, env, code, message):
     returncode, stderr, _ = fsp(*args, env=env)
