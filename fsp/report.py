@@ -254,8 +254,8 @@ def _storj_report(r, prefix: str) -> Report:
               _monthly_bandwidth(data)),
         Chart("free-over-limits.png", "Free-tier users over their limits",
               f"free-tier users with a project whose downloads in the month exceeded that project's bandwidth "
-              f"limit; {data.free_over_storage:,} of {free:,} free-tier users store more than a project's usage "
-              f"limit now.", _over_limits(data)),
+              f"limit; {data.free_over_storage:,} of {free:,} free-tier users have a project storing more than its "
+              f"usage limit now.", _over_limits(data)),
         Chart("storage-per-user.png", "Storage per user",
               "each user's storage now (the latest storage tally of each project, summed), on log bins; users "
               f"storing nothing: {sum(1 for t in TIERS for s in data.storage[t] if not s):,} (not on the log axis).",
