@@ -28,20 +28,11 @@ def get_sessions(r: redis.Redis, dataset: str, entity_id, prefix: str = "", coun
     return [orjson.loads(v) for v in r.lrange(keys.sessions_key(prefix, dataset, entity_id), 0, count - 1)]
 
 
-def entity_ids(r: redis.Redis, dataset: str, entity: str, prefix: str = "") -> list[str]:
-    return sorted(m.decode() for m in r.smembers(keys.entities_key(prefix, dataset, entity)))
-
-
 def all_features(r: redis.Redis, dataset: str, entity: str, prefix: str = "") -> dict[str, dict]:
-    ids = entity_ids(r, dataset, entity, prefix)
-    pipe = r.pipeline(transaction=False)
-    for entity_id in ids:
-        pipe.hgetall(keys.feature_key(prefix, dataset, entity, entity_id))
-    out = {}
-    for entity_id, raw in zip(ids, pipe.execute()):
-        if raw:
-            out[entity_id] = decode_snapshot(raw)
-    return out
+    """Every snapshot of an entity kind, by id (in memory: for verify and the demo)."""
+    ids = scan_ids(r, dataset, entity, prefix)
+    return {entity_id: features for page in snapshot_pages(r, dataset, entity, ids, prefix)
+            for entity_id, features in page}
 
 
 PAGE = 1_000  # entities per pipelined read: one page of snapshots is what a reader holds at a time
