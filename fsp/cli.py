@@ -395,8 +395,8 @@ def cmd_export(args) -> None:
     if ids is not None and args.entity != SESSIONS and summary.rows < len(set(ids)):
         print(f"  {len(set(ids)) - summary.rows} of the {len(set(ids))} ids given have no snapshot")
     if summary.unknown_fields:
-        print(f"warning: left out features the export does not declare (stream/feature_table.py): "
-              f"{', '.join(summary.unknown_fields)}", file=sys.stderr)
+        print(f"warning: left out what has no column (a feature stream/feature_table.py does not declare, or a "
+              f"map key written while the export ran): {', '.join(summary.unknown_fields[:20])}", file=sys.stderr)
 
 
 def cmd_report(args) -> None:

@@ -5,7 +5,8 @@ has a fixed list of columns, decided before the first row is written, because a 
 schema for all its row groups and a CSV one header. So the type of every feature is declared here (SPEC
 §4), not guessed from whichever snapshot comes first (a null `created_at` in the first snapshot would
 make a column of nulls). A feature the declaration does not know is left out and reported
-(`Table.unknown_fields`), never guessed.
+(`Table.unknown_fields`), never guessed; so is a map key that appears after an exploded table's columns
+were decided (a worker writing while the export reads).
 
 Exploding (`--explode`): a map becomes one column per key (`upload_bytes_by_month-2021-04`, the
 notebook's `uploads-2021-04`), a fixed-length vector one column per position named by what the position
@@ -129,7 +130,8 @@ class Table:
     dataset: str
     entity: str
     columns: list[Column]
-    unknown_fields: set[str] = field(default_factory=set)  # seen in a snapshot, not declared: left out
+    map_keys: dict[str, set] | None = None  # exploded: the keys of each map that have a column
+    unknown_fields: set[str] = field(default_factory=set)  # seen in a snapshot, without a column: left out
 
     @property
     def names(self) -> list[str]:
@@ -138,6 +140,8 @@ class Table:
     def row(self, entity_id, features: dict) -> dict:
         """One snapshot (`stream.client.decode_snapshot`) or session record as {column: typed value}."""
         self.unknown_fields.update(name for name in features if name not in self._declared)
+        for name, keys in (self.map_keys or {}).items():  # a key that came after the columns were decided
+            self.unknown_fields.update(f"{name}{SEPARATOR}{key}" for key in features.get(name) or () if key not in keys)
         out = {}
         for column in self.columns:
             try:
@@ -155,10 +159,10 @@ def table(dataset: str, entity: str, explode: bool = False, map_keys: dict[str, 
     """The table of `dataset`/`entity`; with `explode`, `map_keys` (map feature -> every key some entity
     holds, see `map_fields`) gives the columns of the maps."""
     columns = [] if entity == SESSIONS else [Column("id", ID_KIND[dataset])]
+    map_keys = {name: set((map_keys or {}).get(name, ())) for name in map_fields(dataset, entity)} if explode else None
     for name, kind in FEATURES[(dataset, entity)]:
-        columns += _exploded(name, kind, (name,), (map_keys or {}).get(name, ())) if explode else [
-            Column(name, kind, (name,))]
-    return Table(dataset, entity, columns)
+        columns += _exploded(name, kind, (name,), map_keys.get(name, ())) if explode else [Column(name, kind, (name,))]
+    return Table(dataset, entity, columns, map_keys)
 
 
 def _exploded(name: str, kind: Kind, path: tuple, keys) -> list[Column]:

@@ -93,6 +93,13 @@ def test_a_feature_the_table_does_not_declare_is_left_out_and_reported():
     assert "new_feature" not in row and shape.unknown_fields == {"new_feature"}
 
 
+def test_a_map_key_that_came_after_the_exploded_columns_is_reported():
+    shape = table("storj", "operator", explode=True, map_keys={"paid_by_month": {"2021-03"}})
+    row = shape.row("e1", {"paid_by_month": {"2021-03": 1.0, "2021-04": 2.0}})
+    assert row["paid_by_month-2021-03"] == 1.0 and "paid_by_month-2021-04" not in row
+    assert shape.unknown_fields == {"paid_by_month-2021-04"}
+
+
 def test_csv_cells_and_the_frames_dtypes():
     assert [csv_cell(v) for v in (None, True, 3, 0.1, date(2021, 1, 2), datetime(2021, 1, 2, 3, 4, 5))] == [
         "", "true", "3", "0.1", "2021-01-02", "2021-01-02T03:04:05"]
