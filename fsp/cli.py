@@ -288,7 +288,8 @@ def cmd_serve(args) -> None:
 
     settings = _settings()
     require_redis(_need(settings.redis_url, "Redis", "REDIS_URL"))
-    app = create_app(settings.redis_url, settings.prefix, os.environ.get(SERVE_TOKEN_ENV) or None)
+    app = create_app(settings.redis_url, settings.prefix, os.environ.get(SERVE_TOKEN_ENV) or None,
+                     settings.report_cache_s)
     print(f"serving features from {settings.redis_url} on http://{args.host}:{args.port} "
           f"(OpenAPI at /docs and /openapi.json)", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
@@ -348,6 +349,75 @@ def cmd_verify(args) -> None:
     print(f"verify {args.dataset}: {sum(counts.values())} entities "
           f"({', '.join(f'{n} {e}s' for e, n in counts.items())}), {len(mismatches)} mismatches")
     sys.exit(1 if mismatches else 0)
+
+
+def export_target(dataset: str, entity: str) -> None:
+    """One line (exit 2) for a dataset or table `fsp export` does not know."""
+    from stream.feature_table import tables
+
+    if (dataset, entity) not in tables():
+        known = ", ".join(f"{d} {e}" for d, e in tables())
+        usage_error(f"nothing to export as {dataset} {entity}: known are {known}")
+
+
+def _ids_given(args) -> list[str] | None:
+    if args.ids is not None:
+        return [i.strip() for i in args.ids.split(",") if i.strip()]
+    if args.ids_file is None:
+        return None
+    try:
+        with open(args.ids_file, encoding="utf-8") as handle:
+            return [line.strip() for line in handle if line.strip()]
+    except OSError as exc:
+        usage_error(f"cannot read --ids-file {args.ids_file}: {exc.strerror}")
+
+
+def cmd_export(args) -> None:
+    from fsp.export import export_table, format_for
+    from stream.client import connect
+    from stream.feature_table import SESSIONS, WrongType
+
+    export_target(args.dataset, args.entity)
+    ids = _ids_given(args)
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder):
+        usage_error(f"cannot write {args.out}: no folder {folder}")
+    settings = _settings()
+    require_redis(_need(settings.redis_url, "Redis", "REDIS_URL"))
+    fmt = format_for(args.out, args.format)
+    try:
+        summary = export_table(connect(settings.redis_url), args.dataset, args.entity, args.out, fmt, settings.prefix,
+                               ids, args.explode, progress=not args.no_progress)
+    except WrongType as exc:
+        raise SystemExit(f"error: a snapshot does not match its declared type (stream/feature_table.py): {exc}")
+    print(f"exported {summary.rows:,} {args.dataset} {args.entity} rows x {summary.columns} columns to {args.out} "
+          f"({fmt}, {summary.bytes:,} bytes, {summary.seconds:.1f} s, {summary.rows_per_s:,.0f} rows/s)")
+    if ids is not None and args.entity != SESSIONS and summary.rows < len(set(ids)):
+        print(f"  {len(set(ids)) - summary.rows} of the {len(set(ids))} ids given have no snapshot")
+    if summary.unknown_fields:
+        print(f"warning: left out what has no column (a feature stream/feature_table.py does not declare, or a "
+              f"map key written while the export ran): {', '.join(summary.unknown_fields[:20])}", file=sys.stderr)
+
+
+def cmd_report(args) -> None:
+    from fsp.report import DATASETS, NoData, build_report
+    from stream.client import connect
+
+    if args.dataset not in DATASETS:
+        usage_error(f"no report of dataset {args.dataset!r}: known are {', '.join(DATASETS)}")
+    if args.user is not None and args.dataset != "ucn":
+        usage_error("--user is for ucn reports: storj has no per-user pictures")
+    settings = _settings()
+    require_redis(_need(settings.redis_url, "Redis", "REDIS_URL"))
+    try:
+        report = build_report(connect(settings.redis_url), args.dataset, settings.prefix, args.user)
+    except NoData as exc:
+        raise SystemExit(f"error: {exc}") from None
+    try:
+        written = report.write(args.out)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot write the report to {args.out}: {exc.strerror}") from None
+    print(f"report of {report.subtitle}: {written[0]} and {len(written) - 1} figures")
 
 
 def cmd_demo(args) -> None:
@@ -434,6 +504,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source")
     p.add_argument("--show", type=int, default=20, help="mismatches to print")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "export", help="write every snapshot of an entity kind (or ucn's sessions) as one Parquet or CSV table",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write every snapshot of DATASET ENTITY in Redis (REDIS_URL, FEATURE_PREFIX) as one table, a "
+                    "row per entity\n(a row per closed session for `ucn sessions`), read in pages with bounded "
+                    "memory.",
+        epilog="Columns are typed: whole numbers int64, dates date32, times timestamp[us] (naive UTC), maps\n"
+               "map<string, ...>, lists list<...>, records (last_session, _meta) structs; in CSV nested values are "
+               "JSON.\n\n"
+               "--explode spreads them over columns named FEATURE-KEY:\n"
+               "  upload_bytes_by_month-2021-04  the month's upload bytes (the storj notebook's uploads-2021-04;\n"
+               "                                 `uploads` here is the number of upload rows, so the feature's name "
+               "stays)\n"
+               "  bytes_by_hour_weekday-07       07:00-08:00 local time      bytes_by_week_slot-mon-08  Monday "
+               "08:00-10:00\n"
+               "  inter_event_hist-0.1s          the bin from 0.1 s to 1 s   last_session-start, _meta-version\n"
+               "A month (key) an entity lacks is empty: no row counted (the notebook filled 0). Lists of varying "
+               "length\n(dates, months, wallets, domains) stay lists.")
+    p.add_argument("dataset", help="storj or ucn")
+    p.add_argument("entity", help="user or operator (storj), user or sessions (ucn)")
+    p.add_argument("--out", required=True, help="the file to write (replaced at the end, never half-written)")
+    p.add_argument("--format", choices=["parquet", "csv"], default=None,
+                   help="default: csv for a .csv file, else parquet")
+    p.add_argument("--explode", action="store_true", help="one column per map key, vector position, record field")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--ids", default=None, help="only these ids, comma-separated (ucn sessions: of these users)")
+    which.add_argument("--ids-file", default=None, help="only the ids in this file, one a line")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="draw the snapshots in Redis as an HTML page with PNG figures",
+                       description="Write DIR/index.html and its PNG figures from the snapshots in Redis (REDIS_URL, "
+                                   "FEATURE_PREFIX). `fsp serve` serves the same page at /v1/DATASET/report.")
+    p.add_argument("dataset", help="storj or ucn")
+    p.add_argument("--out", required=True, help="the folder to write (created when missing)")
+    p.add_argument("--user", default=None, help="ucn: the report of this one user")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="everything end to end on the embedded stack")
     p.add_argument("--scale", type=float, default=1.0)

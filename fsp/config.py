@@ -65,6 +65,7 @@ class Settings:
     state_dir: str
     sort_run_rows: int = RUN_ROWS  # rows a replay of a CSV folder sorts in memory at once (a run)
     sort_dir: str | None = None  # where it spills sorted runs; None -> the system's temporary folder
+    report_cache_s: int = 60  # how long `fsp serve` keeps a drawn report (serving.app.ReportCache)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -82,4 +83,5 @@ class Settings:
             sort_dir=os.environ.get("FSP_SORT_DIR") or None,
             store=store_from_env(),
             state_dir=os.environ.get("FSP_STATE_DIR") or DEFAULT_STATE_DIR,
+            report_cache_s=_positive_int("FSP_REPORT_CACHE_S", 60),
         )

@@ -73,6 +73,30 @@ def print_top_users(users: dict[str, dict], top: int = 10) -> None:
               f"{f['usage_sessions_count']:>8} {f['operator_paid_total']:>13.2f}")
 
 
+def print_export_and_report(r, stack, prefix: str, out: str) -> None:
+    """Write the demo's table and report, and say how to make them again from a Redis that stays up."""
+    from fsp.export import export_table
+    from fsp.report import build_report
+
+    table = os.path.join(out, "storj-users.parquet")
+    exported = export_table(r, "storj", "user", table, prefix=prefix, progress=False)
+    report = build_report(r, "storj", prefix).write(os.path.join(out, "report"))[0]
+    print(f"\nExported {exported.rows:,} users to {table}; the report is {report}")
+    env = ""
+    if any(process.name == "redis" for process in stack.started):
+        print("This demo's broker and Redis stop now. To keep the snapshots, run the demo on a stack that stays up:")
+        print("  ./run stack     # in another terminal: prints `export KAFKA_BROKER=... REDIS_URL=...`; run those here")
+        print("  ./run demo")
+        print("then export and draw them:")
+    else:
+        env = f"REDIS_URL={stack.redis_url} " + (f"FEATURE_PREFIX={prefix} " if prefix else "")
+        print("The snapshots stay in this Redis; export and draw them again with")
+    print(f"  {env}./run export storj user --out {out}/users.parquet   # --format csv, --explode, --ids a,b")
+    print(f"  {env}./run export storj operator --out {out}/operators.csv")
+    print(f"  {env}./run report storj --out {out}/report   # then open {out}/report/index.html")
+    print(f"  {env}./run serve   # serves the same report at http://127.0.0.1:8000/v1/storj/report")
+
+
 def run_demo(scale: float = 1.0, seed: int = 1, out: str = "demo-data") -> int:
     from fsp.cli import print_summary, replay, verify
     from replay.generate.storj import generate_storj
@@ -102,7 +126,7 @@ def run_demo(scale: float = 1.0, seed: int = 1, out: str = "demo-data") -> int:
         print("\nRead any snapshot with")
         print(f"  redis-cli -u {stack.redis_url} HGETALL {settings.prefix}feat:storj:user:{some_user}")
         print(f"  REDIS_URL={stack.redis_url} fsp get storj user {some_user}")
-        print(f"(this demo's broker and Redis stop now; `fsp stack` keeps them running)")
+        print_export_and_report(r, stack, settings.prefix, out)
         print(f"demo finished in {time.monotonic() - t0:.1f}s")
         return 1 if mismatches else 0
     finally:

@@ -8,19 +8,23 @@ the same type hints.
 Every read of an entity is one Redis command (HGETALL), so a reader never
 sees half of an update: the worker's write script replaces all fields and
 `_meta` at once. A batch read is one pipeline of such commands (one round
-trip). Nothing is cached: any replica answers the same.
+trip). Nothing is cached but the report (GET /v1/{dataset}/report, the page of `fsp report`), which
+reads every snapshot of a dataset and is drawn at most once per FSP_REPORT_CACHE_S seconds (60).
 """
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Annotated
+from urllib.parse import quote
 
 import orjson
+import redis
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from contract import keys
@@ -30,6 +34,7 @@ ID_PATTERN = r"^[A-Za-z0-9._:@+-]{1,200}$"  # ids as the stream writes them: hex
 MAX_BATCH = 1_000
 
 EntityId = Annotated[str, Path(pattern=ID_PATTERN, description="the entity's id, as `fsp get` takes it")]
+ReportUser = Annotated[str | None, Query(pattern=ID_PATTERN, description="ucn: the report of this one user")]
 
 
 class OrjsonResponse(JSONResponse):
@@ -69,8 +74,33 @@ def _decode(raw: dict, now: float) -> dict:
     return features
 
 
-def create_app(redis_url: str, prefix: str = "", token: str | None = None) -> FastAPI:
-    """`token`: when set, every request but /health must carry `Authorization: Bearer <token>`."""
+class ReportCache:
+    """Reports drawn on request and kept for `seconds`: a report reads every snapshot of its dataset, so
+    one drawing serves its page, its figures and every reader for that long. One drawing at a time."""
+
+    def __init__(self, redis_url: str, prefix: str, seconds: float, most: int = 32):
+        self.redis = redis.Redis.from_url(redis_url, socket_timeout=10.0, socket_connect_timeout=2.0)
+        self.prefix, self.seconds, self.most = prefix, seconds, most
+        self.lock = threading.Lock()
+        self.kept: dict[tuple, tuple[float, object]] = {}  # (dataset, user) -> (drawn at, fsp.report.Report)
+
+    def get(self, dataset: str, user: str | None):
+        from fsp.report import build_report
+
+        with self.lock:
+            now = time.monotonic()
+            self.kept = {k: v for k, v in self.kept.items() if now - v[0] < self.seconds}
+            if (dataset, user) not in self.kept:
+                if len(self.kept) >= self.most:
+                    self.kept.pop(min(self.kept, key=lambda k: self.kept[k][0]))
+                self.kept[(dataset, user)] = (now, build_report(self.redis, dataset, self.prefix, user))
+            return self.kept[(dataset, user)][1]
+
+
+def create_app(redis_url: str, prefix: str = "", token: str | None = None,
+               report_seconds: float = 60) -> FastAPI:
+    """`token`: when set, every request but /health must carry `Authorization: Bearer <token>`;
+    `report_seconds`: how long a drawn report is served before it is drawn again."""
     client = aioredis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
 
     @asynccontextmanager
@@ -101,6 +131,35 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None) -> Fa
         return OrjsonResponse({"detail": str(exc)}, status_code=503)
 
     guarded = [Depends(authorised)]
+    reports = ReportCache(redis_url, prefix, report_seconds)
+
+    def report_of(dataset: str, user: str | None):
+        from fsp.report import DATASETS, NoData
+
+        if dataset not in DATASETS:
+            raise HTTPException(404, f"no report of dataset {dataset!r}; known: {', '.join(DATASETS)}")
+        try:
+            return reports.get(dataset, user)
+        except NoData as exc:
+            raise HTTPException(404, str(exc)) from None
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise RedisAway(f"Redis is not answering ({type(exc).__name__}: {exc})") from None
+
+    # Before the entity routes, whose {entity} would take "report"; plain `def`: drawing runs in a thread.
+    @app.get("/v1/{dataset}/report", dependencies=guarded, responses=_errors(401, 404, 503),
+             response_class=HTMLResponse, summary="the report of `fsp report` as an HTML page (figures below it)")
+    def report_page(dataset: str, user: ReportUser = None) -> HTMLResponse:
+        report = report_of(dataset, user)
+        query = f"?user={quote(user)}" if user is not None else ""
+        return HTMLResponse(report.html(lambda name: f"report/{name}{query}"))
+
+    @app.get("/v1/{dataset}/report/{figure}", dependencies=guarded, responses=_errors(401, 404, 503),
+             response_class=Response, summary="a figure of the report (PNG)")
+    def report_figure(dataset: str, figure: str, user: ReportUser = None) -> Response:
+        png = report_of(dataset, user).images.get(figure)
+        if png is None:
+            raise HTTPException(404, f"no figure {figure!r} in the {dataset} report")
+        return Response(png, media_type="image/png")
 
     @app.get("/health", summary="the process is up (no Redis call)")
     async def health() -> dict:

@@ -28,20 +28,92 @@ def get_sessions(r: redis.Redis, dataset: str, entity_id, prefix: str = "", coun
     return [orjson.loads(v) for v in r.lrange(keys.sessions_key(prefix, dataset, entity_id), 0, count - 1)]
 
 
-def entity_ids(r: redis.Redis, dataset: str, entity: str, prefix: str = "") -> list[str]:
-    return sorted(m.decode() for m in r.smembers(keys.entities_key(prefix, dataset, entity)))
-
-
 def all_features(r: redis.Redis, dataset: str, entity: str, prefix: str = "") -> dict[str, dict]:
-    ids = entity_ids(r, dataset, entity, prefix)
-    pipe = r.pipeline(transaction=False)
-    for entity_id in ids:
-        pipe.hgetall(keys.feature_key(prefix, dataset, entity, entity_id))
-    out = {}
-    for entity_id, raw in zip(ids, pipe.execute()):
-        if raw:
-            out[entity_id] = decode_snapshot(raw)
-    return out
+    """Every snapshot of an entity kind, by id (in memory: for verify and the demo)."""
+    ids = scan_ids(r, dataset, entity, prefix)
+    return {entity_id: features for page in snapshot_pages(r, dataset, entity, ids, prefix)
+            for entity_id, features in page}
+
+
+PAGE = 1_000  # entities per pipelined read: one page of snapshots is what a reader holds at a time
+
+
+def scan_ids(r: redis.Redis, dataset: str, entity: str, prefix: str = "", page: int = PAGE) -> list[str]:
+    """Every id of an entity kind, sorted, read by SSCAN in pages (one SMEMBERS of a large set blocks
+    Redis for every other client); SSCAN may list an id twice while Redis resizes the set, hence the set."""
+    key = keys.entities_key(prefix, dataset, entity)
+    ids, cursor = set(), 0
+    while True:
+        cursor, members = r.sscan(key, cursor, count=page)
+        ids.update(member.decode() for member in members)
+        if int(cursor) == 0:
+            return sorted(ids)
+
+
+def snapshot_pages(r: redis.Redis, dataset: str, entity: str, ids: list[str], prefix: str = "",
+                   fields: list[str] | None = None, page: int = PAGE):
+    """The snapshots of `ids`, a page of [(id, {field: value})] at a time, each page one pipelined round
+    trip of HGETALL (HMGET of `fields` when given): a reader holds one page, not the store. An id without
+    a snapshot (deleted since, or never there) is left out."""
+    for start in range(0, len(ids), page):
+        chunk = ids[start:start + page]
+        pipe = r.pipeline(transaction=False)
+        for entity_id in chunk:
+            key = keys.feature_key(prefix, dataset, entity, entity_id)
+            pipe.hmget(key, fields) if fields else pipe.hgetall(key)
+        out = []
+        for entity_id, raw in zip(chunk, pipe.execute()):
+            if fields:
+                raw = {name.encode(): value for name, value in zip(fields, raw) if value is not None}
+            if raw:
+                out.append((entity_id, decode_snapshot(raw)))
+        yield out
+
+
+def session_pages(r: redis.Redis, dataset: str, ids: list[str], prefix: str = "", page: int = PAGE):
+    """The closed sessions of the users `ids` (SPEC §3: the newest SESSIONS_CAP each), a page of users
+    at a time as [(user id, session record)], newest first per user."""
+    for start in range(0, len(ids), page):
+        chunk = ids[start:start + page]
+        pipe = r.pipeline(transaction=False)
+        for entity_id in chunk:
+            pipe.lrange(keys.sessions_key(prefix, dataset, entity_id), 0, -1)
+        yield [(entity_id, orjson.loads(item)) for entity_id, items in zip(chunk, pipe.execute()) for item in items]
+
+
+def table_pages(r: redis.Redis, dataset: str, entity: str, ids: list[str] | None = None, prefix: str = "",
+                explode: bool = False, page: int = PAGE):
+    """(the table of `dataset`/`entity` as stream.feature_table shapes it, its rows a page at a time).
+
+    `entity` is a snapshot kind or "sessions" (ucn); `ids` a subset (default: every entity). With
+    `explode`, the map features are read once first (HMGET, every entity) for the keys that become
+    columns: a table has one set of columns, known before its first row."""
+    from stream.feature_table import SESSIONS, map_fields, table
+
+    source = "user" if entity == SESSIONS else entity
+    ids = scan_ids(r, dataset, source, prefix, page) if ids is None else list(ids)
+    maps = map_fields(dataset, entity) if explode else []
+    keys_seen: dict[str, set] = {name: set() for name in maps}
+    if maps:
+        for chunk in snapshot_pages(r, dataset, entity, ids, prefix, fields=maps, page=page):
+            for _, features in chunk:
+                for name, value in features.items():
+                    keys_seen[name].update(value or ())
+    shape = table(dataset, entity, explode, keys_seen)
+    pages = (session_pages(r, dataset, ids, prefix, page) if entity == SESSIONS
+             else snapshot_pages(r, dataset, entity, ids, prefix, page=page))
+    return shape, ([shape.row(entity_id, features) for entity_id, features in chunk] for chunk in pages)
+
+
+def features_frame(r: redis.Redis, dataset: str, entity: str, prefix: str = "", ids: list[str] | None = None,
+                   explode: bool = False):
+    """Every snapshot of an entity kind (or ucn's "sessions") as a pandas DataFrame, a row per entity
+    (session), typed columns as `fsp export` writes them (stream.feature_table): ints as nullable Int64,
+    times as datetime64, maps as dicts, lists as lists; `explode` spreads maps and vectors over columns."""
+    from stream.feature_table import frame
+
+    shape, pages = table_pages(r, dataset, entity, ids, prefix, explode)
+    return frame(shape, [row for page in pages for row in page])
 
 
 def run_finished(r: redis.Redis, dataset: str, run: str, stage: str, partitions: int, prefix: str = "") -> bool:

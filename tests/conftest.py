@@ -144,3 +144,51 @@ def pipeline_factory(redis_url, tmp_path):
 @pytest.fixture
 def pipeline(pipeline_factory) -> Pipeline:
     return pipeline_factory()
+
+
+@dataclass
+class ReplayedStore:
+    """Snapshots in Redis of a small storj and a small ucn dump, replayed by a worker that has stopped
+    since: readers (export, report) need Redis only."""
+
+    redis_url: str
+    prefix: str
+    storj_source: str
+    ucn_source: str
+
+    def redis(self):
+        from stream.client import connect
+
+        return connect(self.redis_url)
+
+
+@pytest.fixture(scope="session")
+def replayed_store(redis_url, tmp_path_factory) -> ReplayedStore:
+    """One replay of each dataset for every test that only reads what it left in Redis; the broker and
+    worker stop once it is done (nothing runs in the background of later tests), the keys at the end."""
+    from fsp.demo import start_worker, stop_worker
+    from replay.generate.storj import generate_storj
+    from replay.generate.ucn import generate_ucn
+
+    folder = tmp_path_factory.mktemp("replayed")
+    storj, ucn = str(folder / "storj"), str(folder / "ucn")
+    generate_storj(storj, seed=7, scale=0.03)
+    generate_ucn(ucn, seed=1, scale=0.05)
+    broker = start_broker()
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    log_path = str(folder / "worker.log")
+    worker = start_worker(broker.address, redis_url, prefix, 4, "storj,ucn", log_path,
+                          state_dir=str(folder / "worker-state"))
+    pipeline = Pipeline(broker.address, redis_url, prefix, 4, worker, log_path, str(folder / "worker-state"))
+    try:
+        pipeline.replay("storj", storj)
+        pipeline.replay("ucn", ucn)
+    except BaseException:
+        _cleanup(redis_url, prefix)
+        raise
+    finally:
+        stop_worker(worker)
+        broker.stop()
+    yield ReplayedStore(redis_url, prefix, storj, ucn)
+    _cleanup(redis_url, prefix)
+

@@ -46,6 +46,20 @@ def one_line(stderr: str) -> str:
      "error: FSP_STORE must be one of rocksdb, memory, not 'disk'"),
     (["publish", "storj", "bbr", "/no/such/file"], {"KAFKA_BROKER": "127.0.0.1:1"}, 2,
      "error: cannot read /no/such/file: No such file or directory"),
+    (["export", "storj", "device", "--out", "x.parquet"], {"REDIS_URL": "redis://127.0.0.1:6379/0"}, 2,
+     "error: nothing to export as storj device: known are storj user, storj operator, ucn user, ucn sessions"),
+    (["export", "shop", "user", "--out", "x.parquet"], {"REDIS_URL": "redis://127.0.0.1:6379/0"}, 2,
+     "error: nothing to export as shop user: known are "),
+    (["export", "storj", "user", "--out", "x.parquet"], {"REDIS_URL": "redis://127.0.0.1:1/0"}, 1,
+     "error: no Redis answers at REDIS_URL=redis://127.0.0.1:1/0"),
+    (["export", "storj", "user", "--out", "/no/such/folder/x.csv"], {"REDIS_URL": "redis://127.0.0.1:6379/0"}, 2,
+     "error: cannot write /no/such/folder/x.csv: no folder /no/such/folder"),
+    (["export", "storj", "user", "--out", "x.csv", "--ids-file", "/no/such/file"], {}, 2,
+     "error: cannot read --ids-file /no/such/file: No such file or directory"),
+    (["report", "shop", "--out", "r"], {"REDIS_URL": "redis://127.0.0.1:6379/0"}, 2,
+     "error: no report of dataset 'shop': known are storj, ucn"),
+    (["report", "ucn", "--out", "r"], {"REDIS_URL": "redis://127.0.0.1:1/0"}, 1,
+     "error: no Redis answers at REDIS_URL=redis://127.0.0.1:1/0"),
 ])
 def test_a_wrong_setting_or_argument_is_one_line(args, env, code, message):
     returncode, stderr, _ = fsp(*args, env=env)

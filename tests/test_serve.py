@@ -146,7 +146,7 @@ def test_redis_away_is_a_503_with_one_line_and_the_server_carries_on():
     try:
         assert _call(f"{base}/ready")[1]["redis"] == "ok"
         server.stop()
-        for path in (f"/v1/storj/user/{USERS[0]}", "/ready"):
+        for path in (f"/v1/storj/user/{USERS[0]}", "/ready", "/v1/storj/report"):
             status, body = _call(base + path)
             assert status == 503 and body["detail"].startswith("Redis is not answering")
             assert "\n" not in body["detail"]

@@ -184,6 +184,11 @@ def zone_of(country) -> str:
     return PARIS if country == "fr" else LONDON
 
 
+def time_zone(country) -> ZoneInfo:
+    """The local time of a user of `country` (SPEC §1: `fr` is Europe/Paris, anything else Europe/London)."""
+    return _ZONES[zone_of(country)]
+
+
 # --------------------------------------------------------------------------- stage 1: devices
 
 
