@@ -155,7 +155,7 @@ def test_device_holds_events_until_row_and_link_then_releases_them():
     record = sent[0][1]
     assert record["k"] == "device" and record["device"] == 10 and record["user"] == 1
     assert record["platform"] == "ios" and record["shared"] is False  # null shared is false
-    assert record["ev"]["n"] == 3 and record["ev"]["dns"] == 2 and len(record["ev"]["acts"]) == 2
+    assert record["ev"]["n"] == 3 and record["ev"]["dns"] == 2 and len(ucn.activity_events(record["ev"])) == 2
     assert record["ev"]["tr"] == [1, 5, 6, 1, 2, t0, t0]
     assert h.devices["10"]["held"] == 0 and h.devices["10"]["fwd"] == 3
     # from now on every batch is forwarded at once, one record per owner
@@ -871,7 +871,8 @@ def test_a_large_contribution_goes_in_pieces_that_fold_to_the_same_user():
     acts = [[t0 + i * 5 * S, "dnsreqs", i, f"d{i % 7}.org"] for i in range(1_000)]
     ev = {"n": 1_000, "wm": acts[-1][0], "first": acts[0][0], "dns": 1_000, "acts": acts}
     pieces = ucn._pieces(ev)
-    assert len(pieces) == 3 and [len(p["acts"]) for p in pieces] == [400, 400, 200]
+    assert len(pieces) == 3 and [len(ucn.activity_events(p)) for p in pieces] == [400, 400, 200]
+    assert [event for p in pieces for event in ucn.activity_events(p)] == acts
     assert [("wm" in p) for p in pieces] == [False, False, True] and sum(p["n"] for p in pieces) == 1_000
 
     def user_after(contributions):

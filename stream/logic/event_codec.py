@@ -1,22 +1,21 @@
-"""A session window's pending events as flat integer lists: about a third of the bytes of nested lists.
+"""Lists of events as flat integer lists: about a third of the bytes of nested lists.
 
-A ucn user's window is written to its changelog after every batch, and what it
-holds is every event not yet behind the user's event time: the bytes per
+A ucn user's session window is written to its changelog after every batch,
+and a device's contribution to its users is a record too: the bytes per
 event decide how many events fit in one record. Nested lists spell every
 event out (`[1609459200000000, ["dnsreqs", 300001], [7, "example.org"]]`,
-54 bytes). Here each session is one flat list of integers, field by field:
+54 bytes). Here rows of scalars of one width become one flat list of
+integers, field by field:
 
-* the time as a difference to the event before it (the first to 0);
-* an integer field as twice its difference to the same field of the event
-  before it (ids that come in order cost a digit or two);
-* any other value (a table name, a domain, None, an integer too far from
-  the one before) as twice its index in one list of distinct values for the
-  whole window, plus one.
+* an integer (a time, an id, a device) as twice its difference to the same
+  field of the row before it (the first row's to 0): times and ids that come
+  in order cost a few digits;
+* any other value (a table name, a domain, None, an integer too far from the
+  one before) as twice its index in one list of distinct values, plus one.
 
-So `1000000,0,3,0,0` instead of the 54 bytes above. Every event of a window
-must have the same shape (the same number of order and payload fields) and
-scalar fields; `encode` returns None otherwise and the caller keeps nested
-lists.
+So `2000000,1,6,0,3` instead of the 54 bytes above. Rows must all have the
+same width and scalar fields; the encoders return None otherwise and the
+caller keeps nested lists.
 """
 from __future__ import annotations
 
@@ -24,73 +23,97 @@ SCALARS = (str, float, bool, type(None))
 FITS = 2**61  # twice a difference stays a 64-bit integer (JSON as orjson writes it); beyond, the value is listed
 
 
-def _shape(event) -> tuple[int, int] | None:
-    payload = event.payload
-    if not isinstance(payload, (list, tuple)):
-        return None
-    return len(event.order), len(payload)
+class _Values:
+    """The distinct non-integer values of one encoding, each listed once."""
+
+    def __init__(self):
+        self.listed: list = []
+        self._index: dict = {}
+
+    def code(self, value) -> int | None:
+        if not isinstance(value, SCALARS) and type(value) is not int:
+            return None
+        key = (type(value), value)  # True is not 1, 1.0 is not 1
+        at = self._index.get(key)
+        if at is None:
+            at = self._index[key] = len(self.listed)
+            self.listed.append(value)
+        return 2 * at + 1
+
+
+def _flat(rows, width: int, values: _Values) -> list[int] | None:
+    flat: list[int] = []
+    previous = [0] * width
+    for row in rows:
+        if len(row) != width:
+            return None
+        for i, value in enumerate(row):
+            if type(value) is int and -FITS < value - previous[i] < FITS:
+                flat.append(2 * (value - previous[i]))
+                previous[i] = value
+            else:
+                code = values.code(value)
+                if code is None:
+                    return None
+                flat.append(code)
+    return flat
+
+
+def _rows(flat: list[int], width: int, values: list) -> list[list]:
+    rows = []
+    previous = [0] * width
+    for start in range(0, len(flat), width):
+        row = []
+        for i, code in enumerate(flat[start:start + width]):
+            if code & 1:
+                row.append(values[code >> 1])
+            else:
+                previous[i] += code >> 1
+                row.append(previous[i])
+        rows.append(row)
+    return rows
+
+
+def encode_rows(rows: list[list]) -> dict | None:
+    """{"w", "v", "f"} for rows of scalars of one width, or None."""
+    width = len(rows[0]) if rows else 0
+    values = _Values()
+    flat = _flat(rows, width, values)
+    return None if flat is None else {"w": width, "v": values.listed, "f": flat}
+
+
+def decode_rows(encoded: dict) -> list[list]:
+    return _rows(encoded["f"], encoded["w"], encoded["v"]) if encoded["w"] else []
 
 
 def encode(sessions: list[list]) -> dict | None:
-    """{"shape", "values", "flat"} for `sessions` (lists of events with ts_us, order and payload), or None
-    when the events do not all share one shape of scalar fields."""
-    shape = None
-    values: list = []
-    index: dict = {}
+    """{"shape", "values", "flat"} for `sessions` (lists of events with ts_us, order and a list or tuple
+    payload, one flat list per session), or None when the events do not all share one shape."""
+    if not sessions:
+        return {"shape": [0, 0], "values": [], "flat": []}
+    first = sessions[0][0]
+    if not isinstance(first.payload, (list, tuple)):
+        return None
+    order_len, payload_len = len(first.order), len(first.payload)
+    width = 1 + order_len + payload_len
+    values = _Values()
     flat_sessions = []
     for session in sessions:
-        flat: list[int] = []
-        previous_ts = 0
-        previous = [0] * (shape[0] + shape[1]) if shape else []
-        for event in session:
-            if shape is None:
-                shape = _shape(event)
-                if shape is None:
-                    return None
-                previous = [0] * (shape[0] + shape[1])
-            elif _shape(event) != shape:
-                return None
-            flat.append(event.ts_us - previous_ts)
-            previous_ts = event.ts_us
-            for i, value in enumerate((*event.order, *event.payload)):
-                if type(value) is int and -FITS < value - previous[i] < FITS:
-                    flat.append(2 * (value - previous[i]))
-                    previous[i] = value
-                elif isinstance(value, SCALARS) or type(value) is int:
-                    key = (type(value), value)
-                    at = index.get(key)
-                    if at is None:
-                        at = index[key] = len(values)
-                        values.append(value)
-                    flat.append(2 * at + 1)
-                else:
-                    return None
+        if any(not isinstance(e.payload, (list, tuple)) or len(e.order) != order_len for e in session):
+            return None
+        flat = _flat([(e.ts_us, *e.order, *e.payload) for e in session], width, values)
+        if flat is None:
+            return None
         flat_sessions.append(flat)
-    return {"shape": list(shape or (0, 0)), "values": values, "flat": flat_sessions}
+    return {"shape": [order_len, payload_len], "values": values.listed, "flat": flat_sessions}
 
 
 def decode(state: dict, make_event) -> list[list]:
     """The sessions `encode` wrote, each event built by make_event(ts_us, order tuple, payload list)."""
     order_len, payload_len = state["shape"]
-    width = order_len + payload_len
-    values = state["values"]
-    sessions = []
-    for flat in state["flat"]:
-        events = []
-        ts = 0
-        previous = [0] * width
-        for start in range(0, len(flat), width + 1):
-            ts += flat[start]
-            fields = []
-            for i, code in enumerate(flat[start + 1: start + 1 + width]):
-                if code & 1:
-                    fields.append(values[code >> 1])
-                else:
-                    previous[i] += code >> 1
-                    fields.append(previous[i])
-            events.append(make_event(ts, tuple(fields[:order_len]), fields[order_len:]))
-        sessions.append(events)
-    return sessions
+    width = 1 + order_len + payload_len
+    return [[make_event(row[0], tuple(row[1:1 + order_len]), row[1 + order_len:])
+             for row in _rows(flat, width, state["values"])] for flat in state["flat"]]
 
 
 def event_count(state: dict) -> int:
