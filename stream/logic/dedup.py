@@ -26,7 +26,7 @@ table, or a dict in tests). Nothing here knows Kafka.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 from contract.timeutil import US_PER_S
 
@@ -51,7 +51,8 @@ class _DayBucket:
         first = None if new else store.get(name)
         self.parts: list[list[str]] = [list(first["ids"])] if first else [[]]
         for number in range(1, first.get("parts", 1) if first else 1):
-            self.parts.append(list(store.get(f"{name}.{number}")["ids"]))
+            part = store.get(f"{name}.{number}")
+            self.parts.append(list(part["ids"]) if part else [])
         self.ids = {eid for part in self.parts for eid in part}
         self.dirty: set[int] = set()
 
@@ -109,12 +110,12 @@ class DayBucketedIds:
         new = []
         oldest = self._oldest_kept_day([*state.get("dd", ()), *inline], rows)
         if oldest is not None:
-            for day in [d for d in inline if d < oldest]:
-                del inline[day]
+            for past in [d for d in inline if d < oldest]:
+                del inline[past]
         sets = {day: set(ids) for day, ids in inline.items()}
         total = sum(len(ids) for ids in inline.values())
         for row in rows:
-            day = NO_TIME if row.ts is None else row.ts // DAY_US
+            day: Any = NO_TIME if row.ts is None else row.ts // DAY_US
             if oldest is not None and day != NO_TIME and day < oldest:
                 state["expired"] = state.get("expired", 0) + 1
                 continue
@@ -130,9 +131,9 @@ class DayBucketedIds:
                     total += 1
                     while total > INLINE_IDS:  # the oldest inline day moves beside the state, whole
                         moved = min(inline)
-                        bucket = buckets[moved] = _DayBucket(self.store, self._name(moved), new=True)
+                        moved_to = buckets[moved] = _DayBucket(self.store, self._name(moved), new=True)
                         for eid in inline.pop(moved):
-                            bucket.add(eid)
+                            moved_to.add(eid)
                         total -= len(sets.pop(moved))
                         aside = moved
             else:

@@ -26,7 +26,7 @@ FITS = 2**61  # twice a difference stays a 64-bit integer (JSON as orjson writes
 class _Values:
     """The distinct non-integer values of one encoding, each listed once."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.listed: list = []
         self._index: dict = {}
 

@@ -44,7 +44,8 @@ class Spill:
 
     def put(self, tag: list, messages: list, sizes: list[int]) -> int:
         """Store the messages in entries of about INLINE_BYTES; return how many."""
-        chunk, size, number = [], 0, 0
+        chunk: list = []
+        size = number = 0
         for message, message_size in zip(messages, sizes):
             if chunk and size + message_size > INLINE_BYTES:
                 self.store.put(self._name(tag, number), {"m": chunk})
@@ -55,7 +56,7 @@ class Spill:
         return number + 1
 
     def take(self, tag: list, entries: int) -> list:
-        messages = []
+        messages: list = []
         for number in range(entries):
             entry = self.store.get(self._name(tag, number))
             self.store.delete(self._name(tag, number))
@@ -73,13 +74,13 @@ def remember(state: dict, tag: list, messages: list, spill: Spill | None = None)
     INLINE_BYTES (the state then keeps the tag and the number of entries they fill)."""
     if not messages:
         return
-    messages = [list(message) for message in messages]
+    kept: list | int = [list(message) for message in messages]  # or the number of entries beside
     if spill is not None:
         sizes = [len(orjson.dumps(message)) for message in messages]
         inline = [entry for entry in state.get(FIELD, ()) if not isinstance(entry[1], int)]
         if sum(sizes) + (len(orjson.dumps(inline)) if inline else 0) > INLINE_BYTES:
-            messages = spill.put(tag, messages, sizes)
-    state.setdefault(FIELD, []).append([tag, messages])
+            kept = spill.put(tag, [list(message) for message in messages], sizes)
+    state.setdefault(FIELD, []).append([tag, kept])
 
 
 def settle(state: dict, incarnation: str, delivered_upto: int, spill: Spill | None = None) -> list[list]:
@@ -91,15 +92,18 @@ def settle(state: dict, incarnation: str, delivered_upto: int, spill: Spill | No
     entries = state.get(FIELD)
     if not entries:
         return []
-    keep, again = [], []
+    keep: list = []
+    again: list = []
     for tag, messages in entries:
-        spilled = isinstance(messages, int)  # the number of entries beside the state
+        beside = spill if isinstance(messages, int) else None  # messages: the number of entries beside
+        if isinstance(messages, int) and beside is None:
+            raise ValueError("owed records beside a state need the Spill that keeps them")
         if tag[0] != incarnation:
-            again.extend(spill.take(tag, messages) if spilled else messages)
+            again.extend(beside.take(tag, messages) if beside is not None else messages)
         elif tag[1] > delivered_upto:
             keep.append([tag, messages])
-        elif spilled:
-            spill.drop(tag, messages)
+        elif beside is not None:
+            beside.drop(tag, messages)
     if keep:
         state[FIELD] = keep
     else:

@@ -211,7 +211,7 @@ class SessionWindow:
         """JSON-able state: the pending events and three numbers. The events are flat integer lists
         (stream.logic.event_codec) when they all share one shape of scalar fields, else nested lists
         (orders become lists; payloads are stored as given)."""
-        state = {"watermark": self.watermark, "last_final_ts": self._last_final_ts,
+        state: dict[str, Any] = {"watermark": self.watermark, "last_final_ts": self._last_final_ts,
                  "late_events": self.late_events}
         flat = event_codec.encode(self._sessions)
         if flat is not None:

@@ -150,7 +150,7 @@ def hist_bin(micros: int) -> int:
 
 def _offset_us(zone: str, ts_us: int) -> int:
     local = to_datetime(ts_us).replace(tzinfo=_UTC).astimezone(_ZONES[zone])
-    return local.utcoffset() // ONE_US
+    return local.utcoffset() // ONE_US  # type: ignore[operator]  # an aware time has an offset
 
 
 @lru_cache(maxsize=1 << 14)
@@ -478,17 +478,17 @@ def apply_user_rows(state: dict, rows) -> None:
         if state["user"] is not None:
             continue
         values = row.values
-        state["user"] = {"username": values.get("username"), "country": values.get("country")}
+        user = state["user"] = {"username": values.get("username"), "country": values.get("country")}
         if state["id"] is None:
             state["id"] = _as_id(values.get("id", row.key))
         state["events"] += 1
-        zone = zone_of(state["user"]["country"])
+        zone = zone_of(user["country"])
         state["zb"] = {zone: state["zb"].get(zone) or _zone_bins()}
 
 
 def _window(state: dict) -> SessionWindow:
-    params = {"gap_us": SESSION_GAP_US, "lateness_us": LATENESS_US, "min_events": SESSION_MIN_EVENTS,
-              "auto_watermark": False}
+    params: dict = {"gap_us": SESSION_GAP_US, "lateness_us": LATENESS_US, "min_events": SESSION_MIN_EVENTS,
+                    "auto_watermark": False}
     if state["win"] is None:
         return SessionWindow(**params)
     return SessionWindow.from_state(state["win"], **params)

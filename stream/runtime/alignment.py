@@ -68,12 +68,13 @@ class EventTimeAligner:
         `caught_up(tp)`: it has no record on the broker that was not fetched."""
         out = []
         while self.held:
-            heads = {tp: self._head(tp) for tp in self.held}
-            untimed = next((tp for tp, ts in heads.items() if ts is None), None)
+            timed = {tp: self._head(tp) for tp in self.held}
+            untimed = next((tp for tp, ts in timed.items() if ts is None), None)
             if untimed is not None:  # records without an event time are never held
                 out.append((untimed, self.held.pop(untimed)))
                 continue
-            first = min(heads, key=heads.get)
+            heads: dict[Hashable, int] = {tp: ts for tp, ts in timed.items() if ts is not None}
+            first = min(heads, key=lambda tp: heads[tp])
             frontiers, blockers = [], []  # how far the others are known to have come; who must be waited for
             for tp in partitions:
                 if tp == first:
