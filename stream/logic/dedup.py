@@ -26,6 +26,7 @@ table, or a dict in tests). Nothing here knows Kafka.
 """
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any, Iterable
 
 from contract.timeutil import US_PER_S
@@ -105,6 +106,7 @@ class DayBucketedIds:
 
     def first_seen(self, state: dict, rows: Iterable) -> list:
         rows = list(rows)
+        days_changed = "dn" in state or "di" not in state  # the state's list is rebuilt only when days come or go
         inline, aside = _inline_days(state)
         buckets: dict = {}
         new = []
@@ -112,30 +114,35 @@ class DayBucketedIds:
         if oldest is not None:
             for past in [d for d in inline if d < oldest]:
                 del inline[past]
-        sets = {day: set(ids) for day, ids in inline.items()}
-        total = sum(len(ids) for ids in inline.values())
+                days_changed = True
+        # An id is one row's content, time included: the same id never lies on two days, so one set of
+        # the inline ids (built once, in C) tells them all.
+        known = set(chain.from_iterable(inline.values()))
+        total = len(known)
         for row in rows:
             day: Any = NO_TIME if row.ts is None else row.ts // DAY_US
             if oldest is not None and day != NO_TIME and day < oldest:
                 state["expired"] = state.get("expired", 0) + 1
                 continue
             if day != NO_TIME and (aside is None or day > aside):
-                known = sets.get(day)
-                if known is None:
-                    known = sets[day] = set()
-                    inline[day] = []
                 first = row.eid not in known
                 if first:
                     known.add(row.eid)
-                    inline[day].append(row.eid)
+                    ids = inline.get(day)
+                    if ids is None:
+                        ids = inline[day] = []
+                        days_changed = True
+                    ids.append(row.eid)
                     total += 1
                     while total > INLINE_IDS:  # the oldest inline day moves beside the state, whole
                         moved = min(inline)
                         moved_to = buckets[moved] = _DayBucket(self.store, self._name(moved), new=True)
                         for eid in inline.pop(moved):
                             moved_to.add(eid)
-                        total -= len(sets.pop(moved))
+                            known.discard(eid)
+                            total -= 1
                         aside = moved
+                        days_changed = True
             else:
                 bucket = buckets.get(day)
                 if bucket is None:
@@ -147,7 +154,8 @@ class DayBucketedIds:
                 state["dups"] = state.get("dups", 0) + 1
         for bucket in buckets.values():
             bucket.write()
-        state["di"] = [[day, inline[day]] for day in sorted(inline)]
+        if days_changed:  # else every inline list was appended to in place, in the state's own list
+            state["di"] = [[day, inline[day]] for day in sorted(inline)]
         if aside is not None:
             state["da"] = aside
         if self.horizon_us is not None:
