@@ -46,6 +46,11 @@ def one_line(stderr: str) -> str:
      "error: FSP_STORE must be one of rocksdb, memory, not 'disk'"),
     (["publish", "storj", "bbr", "/no/such/file"], {"KAFKA_BROKER": "127.0.0.1:1"}, 2,
      "error: cannot read /no/such/file: No such file or directory"),
+    (["replay", "storj", "/", "--follow", "--wait"], {"KAFKA_BROKER": "127.0.0.1:1"}, 2,
+     "error: --wait waits for a run's end, which --follow never sends: watch for the line 'following new rows' "
+     "instead, and end the run with --resume"),
+    (["replay", "storj", "/", "--follow", "--interval", "0"], {"KAFKA_BROKER": "127.0.0.1:1"}, 2,
+     "error: --interval must be positive, not 0"),
 ])
 def test_a_wrong_setting_or_argument_is_one_line(args, env, code, message):
     returncode, stderr, _ = fsp(*args, env=env)
