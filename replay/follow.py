@@ -61,6 +61,7 @@ class DatabaseSource:
         self.url, self.dataset = url, dataset
         self.engine = engine_for(url)
         self.cursors = {name: follow_cursor.from_state(c) for name, c in (state or {}).items()}
+        self.columns: dict[str, list] = {}  # table -> its column names, looked up once
         self._scans: dict = {}
 
     def _tables(self):
@@ -72,10 +73,13 @@ class DatabaseSource:
         if not found:
             raise FileNotFoundError(f"no {self.dataset} tables in {self.url}")
         for name, spec in found:
-            if name not in self.cursors:
+            if name not in self.columns:
                 columns = {c["name"]: c["type"] for c in sa.inspect(self.engine).get_columns(name)}
-                integer_id = isinstance(columns.get("id"), sa.Integer)
-                self.cursors[name] = follow_cursor.choose(integer_id, spec.time if spec.time in columns else None)
+                self.columns[name] = list(columns)
+                if name not in self.cursors:
+                    integer_id = isinstance(columns.get("id"), sa.Integer)
+                    time_column = spec.time if spec.time in columns else None
+                    self.cursors[name] = follow_cursor.choose(integer_id, time_column)
         return found
 
     def read(self):
@@ -93,7 +97,8 @@ class DatabaseSource:
             def keep(record, item, scan=scan, column=column) -> bool:
                 return scan.keep(record.get(column) if column else None, identity(item))
 
-            streams.append(_completing(read_table(self.engine, name, spec, where, params, keep), scan))
+            streams.append(_completing(read_table(self.engine, name, spec, where, params, keep, self.columns[name]),
+                                       scan))
         return merge_streams(streams)
 
     def history(self):

@@ -59,12 +59,14 @@ def count_rows(url: str, dataset: str) -> int:
         engine.dispose()
 
 
-def read_table(engine, name: str, spec: tables.TableSpec, where: str = "", params: dict | None = None, keep=None):
+def read_table(engine, name: str, spec: tables.TableSpec, where: str = "", params: dict | None = None, keep=None,
+               columns: list | None = None):
     """Yield SourceRow / BadRecord of one table, in (event time, id) order.
 
     Follow mode (replay.follow) reads only the rows past its cursor: `where` is an SQL condition with
-    `params`, and `keep(record, item)` says whether a row is new (the record as the driver gives it)."""
-    columns = [c["name"] for c in sa.inspect(engine).get_columns(name)]
+    `params`, `keep(record, item)` says whether a row is new (the record as the driver gives it), and
+    `columns` (the table's, when known) spares a look at the catalog at every poll."""
+    columns = columns or [c["name"] for c in sa.inspect(engine).get_columns(name)]
     order = [c for c in (spec.time, "id") if c and c in columns]
     sql = f'SELECT * FROM "{name}"' + (f" WHERE {where}" if where else "") + \
         (" ORDER BY " + ", ".join(f'"{c}"' for c in order) if order else "")
