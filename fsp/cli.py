@@ -95,8 +95,8 @@ def read_source(dataset: str, source: str):
 
 
 def check_source(dataset: str, source: str) -> None:
-    """One line for a source that cannot be read: a missing folder or SQLite file, a folder without the
-    dataset's table files (exit 2), a database that does not answer (exit 1)."""
+    """One line for a source that cannot be read: a missing folder or SQLite file, a folder or database
+    without the dataset's tables (exit 2), a database that does not answer (exit 1)."""
     if "://" not in source:
         from replay.sources.csv_folder import discover
 
@@ -110,19 +110,22 @@ def check_source(dataset: str, source: str) -> None:
         path = source.split(":///", 1)[1] if ":///" in source else ""
         if not path or not os.path.isfile(path):
             usage_error(f"no SQLite file {path or '(none given)'!r} in {source}")
-        return
-    if scheme not in ("postgresql", "postgres", "postgresql+psycopg2"):
+    elif scheme not in ("postgresql", "postgres", "postgresql+psycopg2"):
         usage_error(f"source {source!r}: expected a CSV folder, postgresql://... or sqlite:///FILE")
     import sqlalchemy as sa
 
-    from replay.sources.database import engine_for
+    from replay.sources.database import engine_for, table_names
 
+    engine = engine_for(source)
     try:
-        with engine_for(source).connect():
-            pass
+        found = table_names(engine, dataset)
     except sa.exc.SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         raise SystemExit(f"error: cannot read {source}: {detail}") from None
+    finally:
+        engine.dispose()
+    if not found:
+        usage_error(f"no {dataset} tables in {source}")
 
 
 def source_stream(dataset: str, source: str, run_rows: int | None = None, spill_dir: str | None = None):

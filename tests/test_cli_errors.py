@@ -84,6 +84,17 @@ def test_a_folder_without_table_files_is_one_line(tmp_path):
     assert returncode == 2 and one_line(stderr) == f"error: no storj table files in {tmp_path}"
 
 
+@pytest.mark.parametrize("follow", [[], ["--follow"]])
+def test_a_database_without_the_datasets_tables_is_one_line(tmp_path, follow):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "other.db") as db:
+        db.execute("CREATE TABLE other (a integer)")
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    returncode, stderr, _ = fsp("replay", "ucn", url, *follow, env={"KAFKA_BROKER": "127.0.0.1:1"})
+    assert returncode == 2 and one_line(stderr) == f"error: no ucn tables in {url}"
+
+
 def test_a_kafka_address_where_nothing_listens_fails_within_seconds(tmp_path):
     from replay.generate.storj import generate_storj
 
