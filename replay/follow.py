@@ -21,11 +21,14 @@ which closes every window.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 from replay import follow_cursor
@@ -174,6 +177,25 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
+@contextmanager
+def only_follower(cursor: Path):
+    """Hold the lock beside a cursor file for as long as this process follows (or ends) its run: two
+    followers of one source would publish its rows twice and overwrite each other's cursor."""
+    cursor.parent.mkdir(parents=True, exist_ok=True)
+    with open(cursor.with_suffix(".lock"), "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise SystemExit(f"error: another follow of this source is running (pid {handle.read().strip() or '?'}, "
+                             f"lock {handle.name})") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
 def follow(dataset: str, source: str, bootstrap: str, partitions: int, checkpoint: Checkpoint, *,
            interval: float = POLL_INTERVAL_S, pack: int = 20_000, progress: bool = True,
            stop: threading.Event | None = None, say=print, finish: bool = False) -> ReplaySummary:
@@ -181,9 +203,14 @@ def follow(dataset: str, source: str, bootstrap: str, partitions: int, checkpoin
     `interval` seconds until `stop` is set. With `finish`: publish what is new since the saved cursor,
     end the run with its end mark and return. The summary counts this process's rows; the checkpoint
     keeps the run's total (`follow.published`)."""
+    with only_follower(checkpoint.path):
+        return _follow(dataset, source, bootstrap, partitions, checkpoint, interval, pack, progress,
+                       stop or threading.Event(), say, finish)
+
+
+def _follow(dataset, source, bootstrap, partitions, checkpoint, interval, pack, progress, stop, say, finish):
     from tqdm import tqdm
 
-    stop = stop or threading.Event()
     saved = checkpoint.load()
     followed = saved.get("follow") if not saved.get("finished") else None
     run = saved["run"] if followed else uuid.uuid4().hex[:12]

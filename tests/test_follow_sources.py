@@ -6,7 +6,9 @@ import json
 import sqlite3
 from collections import Counter
 
-from replay.follow import DatabaseSource, FolderSource
+import pytest
+
+from replay.follow import DatabaseSource, FolderSource, only_follower
 from replay.generate.ucn import generate_ucn
 from replay.sources.base import SourceRow
 from replay.sources.csv_folder import read_folder
@@ -90,3 +92,22 @@ def test_folder_history_then_appended_rows_have_the_replays_event_ids(tmp_path):
     assert _eids(polled) == Counter({"dnsreqs:99999": 1})
     assert polled[0].origin == f"dnsreqs.csv:{sum(1 for _ in open(folder / 'dnsreqs.csv'))}"
     assert source.read() == []
+
+
+def test_a_second_follower_of_one_source_is_refused_while_the_first_runs(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cursor = tmp_path / ".fsp" / "follow-ucn-abc.json"
+    with only_follower(cursor):
+        other = subprocess.run([sys.executable, "-c", f"from replay.follow import only_follower\n"
+                                f"with only_follower(__import__('pathlib').Path({str(cursor)!r})): pass"],
+                               capture_output=True, text=True)
+        assert other.returncode == 1
+        assert other.stderr.strip() == (f"error: another follow of this source is running (pid {os.getpid()}, "
+                                        f"lock {cursor.with_suffix('.lock')})")
+    with only_follower(cursor):  # free again once the first is done
+        pass
+    with pytest.raises(SystemExit, match="another follow"), only_follower(cursor), only_follower(cursor):
+        pass
