@@ -31,7 +31,7 @@ class Follow:
     def __init__(self, pipeline, dataset: str, source: str, cwd: Path):
         self.env = {**os.environ, "KAFKA_BROKER": pipeline.broker, "REDIS_URL": pipeline.redis_url,
                     "FEATURE_PREFIX": pipeline.prefix, "PARTITIONS": str(pipeline.partitions)}
-        self.dataset, self.source, self.cwd = dataset, source, cwd
+        self.pipeline, self.dataset, self.source, self.cwd = pipeline, dataset, source, cwd
         self.proc = subprocess.Popen([sys.executable, "-m", "fsp", "replay", dataset, source, "--follow",
                                       "--interval", "0.2", "--no-progress"], cwd=cwd, env=self.env,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -71,7 +71,15 @@ class Follow:
         return self.lines
 
     def finish(self) -> str:
-        """`--resume` without `--follow`: what is new, then the end mark; `--wait` until Redis has it all."""
+        """`--resume` without `--follow`: what is new, then the end mark; `--wait` until Redis has it all.
+        `--wait` gives up on a dataset no worker says it is alive for: a worker's first heartbeat can come
+        seconds after it is ready, so it is awaited first."""
+        from stream.client import live_workers
+
+        deadline = time.monotonic() + 30
+        while not live_workers(self.pipeline.redis(), self.dataset, self.pipeline.prefix):
+            assert time.monotonic() < deadline, "the worker never said it was alive"
+            time.sleep(0.1)
         done = subprocess.run([sys.executable, "-m", "fsp", "replay", self.dataset, self.source, "--resume", "--wait",
                                "--no-progress", "--timeout", "60"], cwd=self.cwd, env=self.env, capture_output=True,
                               text=True, timeout=90)
@@ -113,7 +121,7 @@ def test_postgresql_follow_through_a_restart_equals_batch_and_keeps_sessions_acr
 
     pipeline = pipeline_factory("ucn")
     generate_ucn(PG_URL, seed=6, scale=0.03, schema=pg_schema)
-    pipeline.wait_ready("ucn")  # `--resume --wait` at the end wants a worker that says it is alive
+    pipeline.wait_ready("ucn")
     url = f"{PG_URL}?options=-csearch_path%3D{pg_schema}"
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
     with engine.connect() as conn:
