@@ -145,6 +145,20 @@ def _live_latency(redis_url: str, partitions: int, rate: int, seconds: float) ->
     return json.loads(lines[-1])
 
 
+def _follow_latency(redis_url: str, seconds: float) -> dict:
+    """fsp.bench_follow in a process of its own (as the live run): rows committed in PostgreSQL at 100/s
+    while `replay --follow` polls every second; {"skipped": why} without a PostgreSQL."""
+    out = subprocess.run([sys.executable, "-m", "fsp.bench_follow", "--json", "--seconds", str(seconds),
+                          "--redis-url", redis_url], capture_output=True, text=True, timeout=seconds + 300)
+    lines = [line for line in out.stdout.splitlines() if line.startswith('{"rows"')]
+    if lines:
+        return json.loads(lines[-1])
+    last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+    if last.startswith("error: no PostgreSQL"):  # none here: the other figures stand
+        return {"skipped": last[len("error: "):]}
+    raise RuntimeError(f"follow latency run failed: {out.stdout[-1000:]} {out.stderr[-2000:]}")
+
+
 def _replay_rates(ucn_folder: str, scale: float) -> dict:
     """The replay alone, per source kind (ucn in CSV, SQLite and PostgreSQL): rows/s read+published."""
     from fsp.cli import replay
@@ -257,6 +271,8 @@ def run_bench(args) -> None:
         if args.live_seconds:
             results["live"] = _live_latency(stack.redis_url, settings.partitions, args.live_rate,
                                             args.live_seconds)
+        if args.follow_seconds:
+            results["follow"] = _follow_latency(stack.redis_url, args.follow_seconds)
     finally:
         stack.stop()
     if "project_packed_2_workers" in results:
@@ -288,6 +304,11 @@ def run_bench(args) -> None:
         print(f"live: {live['events']:,} single-row messages at {live['rate']:,}/s: produce -> visible in Redis "
               f"p50 {live['p50_ms']:.1f} ms, p99 {live['p99_ms']:.1f} ms, max {live['max_ms']:.1f} ms "
               f"({live['seen']:,} seen)")
+    if "follow" in results:
+        from fsp.bench_follow import describe
+
+        follow = results["follow"]
+        print(f"follow: skipped ({follow['skipped']})" if "skipped" in follow else describe(follow))
     with open(args.out, "w") as handle:
         json.dump(results, handle, indent=2)
     print(f"\nwritten to {args.out}")

@@ -95,8 +95,8 @@ def read_source(dataset: str, source: str):
 
 
 def check_source(dataset: str, source: str) -> None:
-    """One line for a source that cannot be read: a missing folder or SQLite file, a folder without the
-    dataset's table files (exit 2), a database that does not answer (exit 1)."""
+    """One line for a source that cannot be read: a missing folder or SQLite file, a folder or database
+    without the dataset's tables (exit 2), a database that does not answer (exit 1)."""
     if "://" not in source:
         from replay.sources.csv_folder import discover
 
@@ -110,19 +110,22 @@ def check_source(dataset: str, source: str) -> None:
         path = source.split(":///", 1)[1] if ":///" in source else ""
         if not path or not os.path.isfile(path):
             usage_error(f"no SQLite file {path or '(none given)'!r} in {source}")
-        return
-    if scheme not in ("postgresql", "postgres", "postgresql+psycopg2"):
+    elif scheme not in ("postgresql", "postgres", "postgresql+psycopg2"):
         usage_error(f"source {source!r}: expected a CSV folder, postgresql://... or sqlite:///FILE")
     import sqlalchemy as sa
 
-    from replay.sources.database import engine_for
+    from replay.sources.database import engine_for, table_names
 
+    engine = engine_for(source)
     try:
-        with engine_for(source).connect():
-            pass
+        found = table_names(engine, dataset)
     except sa.exc.SQLAlchemyError as exc:
         detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         raise SystemExit(f"error: cannot read {source}: {detail}") from None
+    finally:
+        engine.dispose()
+    if not found:
+        usage_error(f"no {dataset} tables in {source}")
 
 
 def source_stream(dataset: str, source: str, run_rows: int | None = None, spill_dir: str | None = None):
@@ -147,10 +150,16 @@ def source_stream(dataset: str, source: str, run_rows: int | None = None, spill_
 def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, *, partitions: int, prefix: str = "",
            pack: int = 20_000, resume: bool = False, wait: bool = False, timeout: float = 300.0,
            progress: bool = True, max_bad: int | None = None, state_dir: str = ".fsp", alive=None,
-           require_worker: bool = False):
+           require_worker: bool = False, follow: bool = False, interval: float = 1.0, stop=None, say=print):
     """`alive`: asked while waiting, ends the wait when false; `require_worker`: without `alive`, the wait
-    ends once no worker says it is alive (stream.client.workers_alive)."""
+    ends once no worker says it is alive (stream.client.workers_alive).
+
+    `follow`: publish the history, then new rows every `interval` s until `stop` (a threading.Event) is
+    set (replay.follow); `say` gets the line that says the history is published. `resume` of a followed
+    source publishes what is new since its cursor and ends the run."""
     from fsp.gc_tuning import tune_gc
+    from replay.follow import follow as follow_source
+    from replay.follow import is_follow_checkpoint
     from replay.publisher import Checkpoint, publish
     from stream.client import connect, wait_finished
 
@@ -159,11 +168,16 @@ def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, 
     check_kafka(kafka_broker)
     if wait:
         require_redis(redis_url)
-    items, total = source_stream(dataset, source)
-    if max_bad is not None:
-        items = _fail_past(items, max_bad)
-    checkpoint = Checkpoint(checkpoint_path(dataset, source, state_dir))
-    summary = publish(items, dataset, kafka_broker, partitions, pack, checkpoint, resume, progress, total=total)
+    cursor = checkpoint_path(dataset, source, state_dir, "follow")
+    if follow or (resume and is_follow_checkpoint(cursor)):
+        summary = follow_source(dataset, source, kafka_broker, partitions, Checkpoint(cursor), interval=interval,
+                                pack=pack, progress=progress, stop=stop, say=say, finish=not follow)
+    else:
+        items, total = source_stream(dataset, source)
+        if max_bad is not None:
+            items = _fail_past(items, max_bad)
+        checkpoint = Checkpoint(checkpoint_path(dataset, source, state_dir))
+        summary = publish(items, dataset, kafka_broker, partitions, pack, checkpoint, resume, progress, total=total)
     if "://" not in source:
         from replay.sources.csv_folder import unknown_files
 
@@ -190,11 +204,12 @@ def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, 
     return summary
 
 
-def checkpoint_path(dataset: str, source: str, state_dir: str = ".fsp") -> Path:
-    """Where a replay of this source records its progress (stable across processes)."""
+def checkpoint_path(dataset: str, source: str, state_dir: str = ".fsp", kind: str = "replay") -> Path:
+    """Where a replay of this source records its progress (stable across processes); `kind` "follow": the
+    cursor of `replay --follow`, apart, so that a one-shot replay of the source leaves it alone."""
     where = os.path.abspath(source) if "://" not in source else source
     tag = hashlib.blake2b(f"{dataset}|{where}".encode(), digest_size=6).hexdigest()
-    return Path(state_dir) / f"replay-{dataset}-{tag}.json"
+    return Path(state_dir) / f"{kind}-{dataset}-{tag}.json"
 
 
 def _fail_past(items, max_bad: int):
@@ -217,12 +232,26 @@ def _fail_past(items, max_bad: int):
 
 
 def cmd_replay(args) -> None:
+    import threading
+
     settings = _settings()
+    stop = threading.Event()
+    if args.follow:
+        if args.wait:
+            usage_error("--wait waits for a run's end, which --follow never sends: watch for the line "
+                        "'following new rows' instead, and end the run with --resume")
+        if args.max_bad is not None:
+            usage_error("--max-bad judges a whole source before publishing; with --follow bad rows are dead letters")
+        if args.interval <= 0:
+            usage_error(f"--interval must be positive, not {args.interval:g}")
+        for sig in (signal.SIGINT, signal.SIGTERM):  # stop cleanly: flush, save the cursor, exit 0
+            signal.signal(sig, lambda *_: stop.set())
     try:
         summary = replay(args.dataset, args.source, _need(settings.kafka_broker, "Kafka broker", "KAFKA_BROKER"),
                          settings.redis_url, partitions=settings.partitions, prefix=settings.prefix, pack=args.pack,
                          resume=args.resume, wait=args.wait, timeout=args.timeout, progress=not args.no_progress,
-                         max_bad=args.max_bad, require_worker=True)
+                         max_bad=args.max_bad, require_worker=True, follow=args.follow, interval=args.interval,
+                         stop=stop, say=lambda line: print(line, flush=True))
     except (RuntimeError, TimeoutError) as exc:
         if not hasattr(exc, "summary"):
             raise
@@ -471,11 +500,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", choices=["storj", "ucn"])
     p.add_argument("source", help="CSV folder or database URL (postgresql://..., sqlite:///...)")
     p.add_argument("--pack", type=int, default=20_000, help="rows per chunk of the merged order")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted replay of this source")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted replay of this source; of a source followed before (--follow), "
+                        "publish what is new since its cursor and end its run (the end mark closes every window)")
     p.add_argument("--wait", action="store_true", help="return once Redis reflects every published event")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds --wait waits at most")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--max-bad", type=int, default=None, help="fail before publishing when bad rows exceed this")
+    p.add_argument("--follow", action="store_true",
+                   help="after the history, keep publishing new rows (Ctrl-C or SIGTERM stops, the cursor is saved "
+                        "in .fsp/ and a restart resumes from it; --resume without --follow then publishes what is "
+                        "new and ends the run). Database tables are followed by their integer id when they have "
+                        "one (a row inserted late with an old event time is still found), else by event time "
+                        "(rows must come in event-time order); an UPDATE of a published row publishes nothing. "
+                        "CSV files: appended complete lines and new files")
+    p.add_argument("--interval", type=float, default=1.0, help="with --follow: seconds between polls (default 1)")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("publish", help="publish JSON rows (one object or array per line) to a table, as a live "
@@ -556,6 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--live-seconds", type=float, default=30, help="live-mode latency run length (0: skip)")
     p.add_argument("--live-rate", type=int, default=1000, help="live-mode events per second")
     p.add_argument("--skip-scaling", action="store_true", help="skip the storj run with two workers in one group")
+    p.add_argument("--follow-seconds", type=float, default=10,
+                   help="replay --follow latency: seconds of rows committed in PostgreSQL (PG_URL) at 100/s (0: skip)")
     p.add_argument("--growth", action="store_true",
                    help="only the growth bench: CPU per row and largest state record as 4 keys' histories grow")
     p.add_argument("--quick", action="store_true", help="with --growth: a tenth of each history")

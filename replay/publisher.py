@@ -138,39 +138,41 @@ class SeenEvents:
         return True
 
 
-def publish(items, dataset: str, bootstrap: str, partitions: int = 4, pack: int = 20_000,
-            checkpoint: Checkpoint | None = None, resume: bool = False, progress: bool = True,
-            end_mark: bool = True, run: str | None = None, total: int | None = None) -> ReplaySummary:
-    """Publish SourceRows of `items` (an iterable in event-time order, read lazily); BadRecords go
-    to the dead-letter topic with their reason and origin."""
-    checkpoint = checkpoint or Checkpoint(None)
-    previous = checkpoint.load() if resume else {}
-    # a resumed run keeps its id (its marks are counted together); a finished one is done: a new run
-    run = run or (previous.get("run") if previous and not previous.get("finished") else None) or uuid.uuid4().hex[:12]
-    skip = previous.get("done_rows", 0) if resume and not previous.get("finished") else 0
-    summary = ReplaySummary(dataset, run)
-    ensure_topics(bootstrap, tables.topics(dataset) + [f"{dataset}.dlq"], partitions)
-    first_topic = tables.DATASETS[dataset][next(iter(tables.DATASETS[dataset]))].topic
-    existing = partitions_of(bootstrap, first_topic)
-    if existing != partitions:
-        raise SystemExit(f"error: PARTITIONS={partitions} but {first_topic} has {existing} partitions; set "
-                         f"PARTITIONS={existing} (every topic of the project has the same count)")
-    producer = make_producer(bootstrap)
-    started = time.perf_counter()
-    seen = SeenEvents()
-    index = flushed_at = marked_at = 0
-    newest_ts = None  # event time of the newest row sent
-    bar = tqdm(total=total, unit="row", disable=not progress, desc=f"replay {dataset}", smoothing=0.1)
-    messages: dict[tuple[str, str], list] = defaultdict(list)
+class Publisher:
+    """One run's producer and counts: rows in event-time order go out packed by key (see the module doc),
+    with progress marks as event time moves. A one-shot replay uses it once (`publish`); follow mode
+    (replay.follow) feeds it the history, then every poll's new rows, under one run id."""
 
-    def send_chunk() -> None:
-        for (topic, key), rows in messages.items():
-            producer.send(topic, key=key.encode(), value=wire.encode_rows(rows), event_time=newest_ts)
-            summary.published += len(rows)
-        summary.messages += len(messages)
-        messages.clear()
+    def __init__(self, dataset: str, bootstrap: str, partitions: int, run: str, progress_marks: bool = True):
+        ensure_topics(bootstrap, tables.topics(dataset) + [f"{dataset}.dlq"], partitions)
+        first_topic = tables.DATASETS[dataset][next(iter(tables.DATASETS[dataset]))].topic
+        existing = partitions_of(bootstrap, first_topic)
+        if existing != partitions:
+            raise SystemExit(f"error: PARTITIONS={partitions} but {first_topic} has {existing} partitions; set "
+                             f"PARTITIONS={existing} (every topic of the project has the same count)")
+        self.dataset, self.partitions, self.run = dataset, partitions, run
+        self.progress_marks = progress_marks
+        self.producer = make_producer(bootstrap)
+        self.summary = ReplaySummary(dataset, run)
+        self.newest_ts: int | None = None  # event time of the newest row sent
+        self.marked_ts: int | None = None  # event time of the last progress marks sent
 
-    try:
+    def publish_items(self, items, pack: int, seen: SeenEvents, skip: int = 0, checkpoint: Checkpoint | None = None,
+                      bar=None, should_stop=None) -> int:
+        """Publish `items` (in event-time order) in chunks of `pack` rows; BadRecords go to the dead-letter
+        topic. The first `skip` rows were published by an interrupted run; `checkpoint` records how far
+        this gets; `should_stop` is asked between chunks. Returns the rows gone through."""
+        summary, producer, dataset = self.summary, self.producer, self.dataset
+        messages: dict[tuple[str, str], list] = defaultdict(list)
+        index = flushed_at = marked_at = 0
+
+        def send_chunk() -> None:
+            for (topic, key), rows in messages.items():
+                producer.send(topic, key=key.encode(), value=wire.encode_rows(rows), event_time=self.newest_ts)
+                summary.published += len(rows)
+            summary.messages += len(messages)
+            messages.clear()
+
         for item in items:
             summary.rows_read += 1
             if isinstance(item, BadRecord):
@@ -187,30 +189,74 @@ def publish(items, dataset: str, bootstrap: str, partitions: int = 4, pack: int 
                 summary.skipped_by_resume += 1
             else:
                 messages[(item.spec.topic, item.row.key)].append(item.row.values)
-            if item.row.ts is not None:
-                newest_ts = item.row.ts
+            if item.row.ts is not None and (self.newest_ts is None or item.row.ts > self.newest_ts):
+                self.newest_ts = item.row.ts
             if index % pack == 0:
                 send_chunk()
-                bar.update(pack)
-                if end_mark and index - marked_at >= PROGRESS_ROWS and newest_ts is not None:
+                if bar is not None:
+                    bar.update(pack)
+                if index - marked_at >= PROGRESS_ROWS:
                     # rows of the newest time may follow in the next chunk: the mark stops just before it
-                    send_progress_marks(producer, dataset, run, partitions, newest_ts - 1)
+                    self.mark_progress()
                     marked_at = index
-                if index - flushed_at >= CHECKPOINT_ROWS:
+                if checkpoint is not None and index - flushed_at >= CHECKPOINT_ROWS:
                     producer.flush()  # everything up to `index` is in the broker: safe to resume after it
-                    checkpoint.save({"run": run, "done_rows": index, "finished": False})
+                    checkpoint.save({"run": self.run, "done_rows": index, "finished": False})
                     flushed_at = index
+                if should_stop is not None and should_stop():
+                    return index
         send_chunk()
-        bar.update(index % pack)
+        if bar is not None:
+            bar.update(index % pack)
+        return index
+
+    def mark_progress(self) -> None:
+        """Progress marks just before the newest event time sent, when it moved since the last ones."""
+        if not self.progress_marks or self.newest_ts is None:
+            return
+        if self.marked_ts is None or self.newest_ts - 1 > self.marked_ts:
+            self.marked_ts = self.newest_ts - 1
+            send_progress_marks(self.producer, self.dataset, self.run, self.partitions, self.marked_ts)
+
+    def remark_progress(self) -> None:
+        """The last progress marks again (a worker restarted since has heard nothing: its windows wait)."""
+        if self.progress_marks and self.marked_ts is not None:
+            send_progress_marks(self.producer, self.dataset, self.run, self.partitions, self.marked_ts)
+
+    def end_run(self) -> None:
+        send_end_marks(self.producer, self.dataset, self.run, self.partitions)
+
+    def flush(self) -> None:
+        self.producer.flush()
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+def publish(items, dataset: str, bootstrap: str, partitions: int = 4, pack: int = 20_000,
+            checkpoint: Checkpoint | None = None, resume: bool = False, progress: bool = True,
+            end_mark: bool = True, run: str | None = None, total: int | None = None) -> ReplaySummary:
+    """Publish SourceRows of `items` (an iterable in event-time order, read lazily); BadRecords go
+    to the dead-letter topic with their reason and origin. Without `end_mark`, no marks at all."""
+    checkpoint = checkpoint or Checkpoint(None)
+    previous = checkpoint.load() if resume else {}
+    # a resumed run keeps its id (its marks are counted together); a finished one is done: a new one
+    run = run or (previous.get("run") if previous and not previous.get("finished") else None) or uuid.uuid4().hex[:12]
+    skip = previous.get("done_rows", 0) if resume and not previous.get("finished") else 0
+    publisher = Publisher(dataset, bootstrap, partitions, run, progress_marks=end_mark)
+    started = time.perf_counter()
+    bar = tqdm(total=total, unit="row", disable=not progress, desc=f"replay {dataset}", smoothing=0.1)
+    try:
+        index = publisher.publish_items(items, pack, SeenEvents(), skip, checkpoint, bar)
         if end_mark:
-            send_end_marks(producer, dataset, run, partitions)
-        producer.flush()
+            publisher.end_run()
+        publisher.flush()
         checkpoint.save({"run": run, "done_rows": index, "finished": True})
     finally:
         bar.close()
-        producer.close()
-    summary.seconds = time.perf_counter() - started
-    return summary
+        publisher.close()
+    publisher.summary.seconds = time.perf_counter() - started
+    return publisher.summary
 
 
 def send_progress_marks(producer, dataset: str, run: str, partitions: int, ts_us: int) -> None:

@@ -10,6 +10,7 @@ import pytest
 from fsp.stack import redis_reachable, start_broker, start_redis
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+PG_URL = os.environ.get("PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
@@ -139,6 +140,24 @@ def pipeline_factory(redis_url, tmp_path):
         broker.stop()
         if pipeline.redis_url == redis_url:
             _cleanup(redis_url, pipeline.prefix)
+
+
+@pytest.fixture
+def pg_schema():
+    """A schema of its own in the test PostgreSQL (PG_URL), dropped afterwards; the test is skipped without one."""
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg2://"))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {PG_URL}: {exc}")
+    yield schema
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
 
 
 @pytest.fixture

@@ -60,6 +60,11 @@ def one_line(stderr: str) -> str:
      "error: no report of dataset 'shop': known are storj, ucn"),
     (["report", "ucn", "--out", "r"], {"REDIS_URL": "redis://127.0.0.1:1/0"}, 1,
      "error: no Redis answers at REDIS_URL=redis://127.0.0.1:1/0"),
+    (["replay", "storj", "/", "--follow", "--wait"], {"KAFKA_BROKER": "127.0.0.1:1"}, 2,
+     "error: --wait waits for a run's end, which --follow never sends: watch for the line 'following new rows' "
+     "instead, and end the run with --resume"),
+    (["replay", "storj", "/", "--follow", "--interval", "0"], {"KAFKA_BROKER": "127.0.0.1:1"}, 2,
+     "error: --interval must be positive, not 0"),
 ])
 def test_a_wrong_setting_or_argument_is_one_line(args, env, code, message):
     returncode, stderr, _ = fsp(*args, env=env)
@@ -91,6 +96,17 @@ def test_a_missing_postgresql_database_is_one_line():
 def test_a_folder_without_table_files_is_one_line(tmp_path):
     returncode, stderr, _ = fsp("replay", "storj", str(tmp_path), env={"KAFKA_BROKER": "127.0.0.1:1"})
     assert returncode == 2 and one_line(stderr) == f"error: no storj table files in {tmp_path}"
+
+
+@pytest.mark.parametrize("follow", [[], ["--follow"]])
+def test_a_database_without_the_datasets_tables_is_one_line(tmp_path, follow):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "other.db") as db:
+        db.execute("CREATE TABLE other (a integer)")
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    returncode, stderr, _ = fsp("replay", "ucn", url, *follow, env={"KAFKA_BROKER": "127.0.0.1:1"})
+    assert returncode == 2 and one_line(stderr) == f"error: no ucn tables in {url}"
 
 
 def test_a_kafka_address_where_nothing_listens_fails_within_seconds(tmp_path):

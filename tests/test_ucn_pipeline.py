@@ -1,18 +1,14 @@
 """ucn end to end on the real stack, from CSV, SQLite and PostgreSQL: Redis == pandas batch, sessions included."""
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
 import sqlalchemy as sa
 from kafka.partitioner.default import murmur2
 
 from replay.generate.ucn import generate_ucn
+from tests.conftest import PG_URL
 
 pytestmark = pytest.mark.integration
-
-PG_URL = os.environ.get("PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def _assert_exact(pipeline, source):
@@ -65,21 +61,6 @@ def test_a_scale_1_study_replays_exactly_and_no_state_record_passes_64_kb(pipeli
     largest = _largest_state_records(port)
     assert set(largest) >= {"ucn_user", "ucn_device"}
     assert all(size <= 64 * 1024 for size in largest.values()), largest
-
-
-@pytest.fixture
-def pg_schema():
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg2://"))
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {PG_URL}: {exc}")
-    yield schema
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
 
 
 def test_postgresql_replay_equals_batch_across_partitions(pipeline_factory, pg_schema):

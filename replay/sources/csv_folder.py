@@ -94,11 +94,17 @@ class _Records:
     otherwise its opening quote is taken for an unterminated one.
     """
 
-    def __init__(self, handle):
+    def __init__(self, handle, first_line: int = 0, tail: bool = False):
         self._lines = iter(handle)
         self._again = deque()  # lines read ahead for a quote that did not close: read them again
-        self._number = 0
+        self._number = first_line
         self.width: int | None = None
+        # Tail mode (follow a growing file, replay.sources.csv_tail): the lines end with "\n" but the last,
+        # which may be cut short; a record is complete once its last line ends. Iteration stops before
+        # the first incomplete record (it waits for more), and `done_bytes` / `done_lines` say where.
+        self.tail = tail
+        self.done_bytes = 0
+        self.done_lines = first_line
 
     def _next_line(self):
         if self._again:
@@ -106,32 +112,48 @@ class _Records:
         return next(self._lines, None)
 
     def __iter__(self):
-        lines, again = self._lines, self._again
+        lines, again, tail = self._lines, self._again, self.tail
         while True:
             line = again.popleft() if again else next(lines, None)
-            if line is None:
+            if line is None or (tail and not line.endswith("\n")):
                 return
             self._number += 1
             if '"' not in line:
                 text = line.rstrip("\r\n")
+                if tail:
+                    self._done([line])
                 yield self._number, text, text.split(",") if text else [], None
             else:
-                yield self._quoted(line)
+                record = self._quoted(line)
+                if record is None:
+                    return
+                yield record
+
+    def _done(self, lines) -> None:
+        """Tail mode: the lines of a record about to be yielded are read for good."""
+        self.done_bytes += sum(len(line.encode("utf-8", "surrogateescape")) for line in lines)
+        self.done_lines = self._number
 
     def _quoted(self, line: str):
-        """A record that starts with `line`, which has quotes: joined, validated, parsed."""
+        """A record that starts with `line`, which has quotes: joined, validated, parsed. None in tail mode
+        when the record may go on in lines not written yet."""
         number = self._number
         if line.count('"') % 2 == 0:
             if not _WELL_QUOTED_RECORD.fullmatch(line):
-                return number, line, None, "stray quote"
-            return self._parse(number, line)
+                return self._whole(number, [line], (number, line, None, "stray quote"))
+            return self._whole(number, [line], self._parse(number, line))
         if not _OPENS_QUOTED_CELL.fullmatch(line):
-            return number, line, None, "stray quote"
+            return self._whole(number, [line], (number, line, None, "stray quote"))
         parts = [line]
         quotes, size = line.count('"'), len(line.encode("utf-8", "surrogateescape"))
         while quotes % 2:
-            following = self._next_line() if len(parts) < MAX_RECORD_LINES and size <= MAX_RECORD_BYTES else None
+            within = len(parts) < MAX_RECORD_LINES and size <= MAX_RECORD_BYTES
+            following = self._next_line() if within else None
+            if following is not None and self.tail and not following.endswith("\n"):
+                following = None  # a line still being written
             if following is None:
+                if within and self.tail:
+                    return None  # the quote may close in a line not written yet: wait for it
                 return self._unterminated(number, parts)
             parts.append(following)
             quotes += following.count('"')
@@ -143,12 +165,17 @@ class _Records:
         if parsed[2] is None or (self.width is not None and len(parsed[2]) != self.width):
             return self._unterminated(number, parts)
         self._number += len(parts) - 1
-        return parsed
+        return self._whole(number, parts, parsed)
+
+    def _whole(self, number: int, parts: list, record: tuple) -> tuple:
+        if self.tail:
+            self._done(parts)
+        return record
 
     def _unterminated(self, number: int, parts: list):
         """The first line alone is the bad record; the lines read after it are read again."""
         self._again.extendleft(reversed(parts[1:]))
-        return number, parts[0], None, "unterminated quote"
+        return self._whole(number, parts[:1], (number, parts[0], None, "unterminated quote"))
 
     @staticmethod
     def _parse(number: int, record: str):
@@ -168,34 +195,48 @@ def read_file(path: Path, spec: tables.TableSpec, folder: Path):
         first = next(stream, None)
         if first is None:
             return
-        number, text, header, reason = first
-        if header is None:
-            yield BadRecord(spec.dataset, spec.name, f"{relative}:{number}",
-                            f"unreadable header ({reason}): file skipped", _printable(text))
+        header = read_header(first, spec, relative)
+        if isinstance(header, BadRecord):
+            yield header
             return
-        drop_first = bool(header) and header[0].strip() == ""
-        columns = header[1:] if drop_first else header
-        width = records.width = len(header)
-        for number, text, cells, reason in stream:
-            if cells is not None:
-                if not cells:
-                    continue
-                if "\0" in text:
-                    reason = "NUL byte"
-                elif len(cells) != width:
-                    reason = f"wrong column count {len(cells)} (want {width})"
-                elif not text.isascii() and _has_surrogates(text):
-                    reason = "not UTF-8"
+        records.width = len(header)
+        yield from records_to_rows(stream, spec, relative, header)
+
+
+def read_header(first: tuple, spec: tables.TableSpec, relative: str):
+    """The header cells of a file from its first record, or the BadRecord that skips the file."""
+    number, text, header, reason = first
+    if header is None:
+        return BadRecord(spec.dataset, spec.name, f"{relative}:{number}",
+                         f"unreadable header ({reason}): file skipped", _printable(text))
+    return header
+
+
+def records_to_rows(records, spec: tables.TableSpec, relative: str, header: list):
+    """SourceRow or BadRecord of each data record (from _Records) of a file with this header."""
+    drop_first = bool(header) and header[0].strip() == ""
+    columns = header[1:] if drop_first else header
+    width = len(header)
+    for number, text, cells, reason in records:
+        if cells is not None:
+            if not cells:
+                continue
+            if "\0" in text:
+                reason = "NUL byte"
+            elif len(cells) != width:
+                reason = f"wrong column count {len(cells)} (want {width})"
+            elif not text.isascii() and _has_surrogates(text):
+                reason = "not UTF-8"
+            else:
+                raw = dict(zip(columns, cells[1:] if drop_first else cells))
+                try:
+                    row = normalise(spec, raw)
+                except BadRow as exc:
+                    reason = str(exc)
                 else:
-                    raw = dict(zip(columns, cells[1:] if drop_first else cells))
-                    try:
-                        row = normalise(spec, raw)
-                    except BadRow as exc:
-                        reason = str(exc)
-                    else:
-                        yield SourceRow(spec, row, f"{relative}:{number}")
-                        continue
-            yield BadRecord(spec.dataset, spec.name, f"{relative}:{number}", reason, _printable(text))
+                    yield SourceRow(spec, row, f"{relative}:{number}")
+                    continue
+        yield BadRecord(spec.dataset, spec.name, f"{relative}:{number}", reason, _printable(text))
 
 
 def read_folder(folder, dataset: str):

@@ -59,19 +59,27 @@ def count_rows(url: str, dataset: str) -> int:
         engine.dispose()
 
 
-def read_table(engine, name: str, spec: tables.TableSpec):
-    """Yield SourceRow / BadRecord of one table, in (event time, id) order."""
-    columns = [c["name"] for c in sa.inspect(engine).get_columns(name)]
+def read_table(engine, name: str, spec: tables.TableSpec, where: str = "", params: dict | None = None, keep=None,
+               columns: list | None = None):
+    """Yield SourceRow / BadRecord of one table, in (event time, id) order.
+
+    Follow mode (replay.follow) reads only the rows past its cursor: `where` is an SQL condition with
+    `params`, `keep(record, item)` says whether a row is new (the record as the driver gives it), and
+    `columns` (the table's, when known) spares a look at the catalog at every poll."""
+    columns = columns or [c["name"] for c in sa.inspect(engine).get_columns(name)]
     order = [c for c in (spec.time, "id") if c and c in columns]
-    sql = f'SELECT * FROM "{name}"' + (" ORDER BY " + ", ".join(f'"{c}"' for c in order) if order else "")
+    sql = f'SELECT * FROM "{name}"' + (f" WHERE {where}" if where else "") + \
+        (" ORDER BY " + ", ".join(f'"{c}"' for c in order) if order else "")
     with engine.connect().execution_options(stream_results=True, yield_per=CHUNK) as conn:
-        for record in conn.execute(sa.text(sql)):
+        for record in conn.execute(sa.text(sql), params or {}):
             raw = {k: _plain(v) for k, v in record._mapping.items()}
             origin = f"{name}:{raw.get('id', raw.get(spec.key))}"
             try:
-                yield SourceRow(spec, normalise(spec, raw), origin)
+                item = SourceRow(spec, normalise(spec, raw), origin)
             except BadRow as exc:
-                yield BadRecord(spec.dataset, spec.name, origin, str(exc), repr(raw))
+                item = BadRecord(spec.dataset, spec.name, origin, str(exc), repr(raw))
+            if keep is None or keep(record._mapping, item):
+                yield item
 
 
 def database_streams(url: str, dataset: str) -> list:
