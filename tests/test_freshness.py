@@ -1,0 +1,131 @@
+"""Freshness and expiry against a real Redis, through the worker's own sink: `updated_at` moves only when a
+feature changes, the freshness set follows it, and a TTL is set and renewed by every write."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+
+import orjson
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contract import keys
+from stream.client import get_features
+from stream.runtime.sink import SnapshotSink
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_700_000_000.0  # the sinks' clock in these tests: a fixed epoch, moved by hand
+
+
+@pytest.fixture
+def prefix(redis_url):
+    prefix = f"test-fresh-{uuid.uuid4().hex[:8]}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        client.delete(key)
+    client.close()
+
+
+def write(redis_url: str, prefix: str, writes, at: float = T0, ttl_s: dict | None = None) -> None:
+    """`writes`: (dataset, entity, id, version, features) snapshots, flushed together at clock `at`."""
+    async def run():
+        sink = SnapshotSink(redis_url, prefix, ttl_s=ttl_s)
+        sink.clock = lambda: at
+        for dataset, entity, entity_id, version, features in writes:
+            sink.snapshot(dataset, entity, entity_id, version, features, 1, "2021-01-01T00:00:00")
+        await sink.flush()
+        await sink.close()
+
+    asyncio.run(run())
+
+
+def meta(redis_url: str, prefix: str, entity_id: str, dataset: str = "storj", entity: str = "user") -> dict:
+    return get_features(redis.Redis.from_url(redis_url), dataset, entity, entity_id, prefix)["_meta"]
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso + "+00:00").timestamp()
+
+
+def test_a_write_with_unchanged_features_keeps_updated_at_and_moves_version_and_written_at(redis_url, prefix):
+    write(redis_url, prefix, [("storj", "user", "u1", 1, {"uploads": 1, "tier": "free"})], at=T0)
+    write(redis_url, prefix, [("storj", "user", "u1", 2, {"uploads": 1, "tier": "free"})], at=T0 + 60)
+    unchanged = meta(redis_url, prefix, "u1")
+    assert unchanged["version"] == 2
+    assert epoch(unchanged["updated_at"]) == T0 and epoch(unchanged["written_at"]) == T0 + 60
+    write(redis_url, prefix, [("storj", "user", "u1", 3, {"uploads": 2, "tier": "free"})], at=T0 + 120)
+    changed = meta(redis_url, prefix, "u1")
+    assert epoch(changed["updated_at"]) == epoch(changed["written_at"]) == T0 + 120
+    assert changed["watermark"] == "2021-01-01T00:00:00"
+    client = redis.Redis.from_url(redis_url)
+    assert client.zscore(keys.freshness_key(prefix, "storj", "user"), "u1") == T0 + 120
+    assert orjson.loads(client.hget(keys.feature_key(prefix, "storj", "user", "u1"), "uploads")) == 2
+
+
+def test_a_renamed_feature_with_the_same_value_is_a_change(redis_url, prefix):
+    write(redis_url, prefix, [("storj", "user", "u1", 1, {"uploads": 1})], at=T0)
+    write(redis_url, prefix, [("storj", "user", "u1", 2, {"upload_count": 1})], at=T0 + 1)
+    assert epoch(meta(redis_url, prefix, "u1")["updated_at"]) == T0 + 1
+
+
+FEATURES = st.sampled_from([{"uploads": 0}, {"uploads": 1}, {"uploads": 1, "tier": "paid"}, {"uploads": 1.0}])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(1, 6), FEATURES), min_size=1, max_size=8))
+def test_updated_at_is_when_the_newest_version_s_features_first_appeared(redis_url, prefix, writes):
+    """Writes come in any version order, one flush a second; a stale version changes nothing. updated_at
+    (and the freshness score) is the time of the first of the applied writes since which the features
+    have been what they are now."""
+    entity = f"u{uuid.uuid4().hex[:8]}"
+    applied_version, features_now, changed_at = 0, None, None
+    for second, (version, features) in enumerate(writes):
+        at = T0 + second
+        write(redis_url, prefix, [("storj", "user", entity, version, features)], at=at)
+        if version > applied_version:
+            applied_version = version
+            if orjson.dumps(features) != orjson.dumps(features_now):  # 1 and 1.0 are two values
+                features_now, changed_at = features, at
+    stored = meta(redis_url, prefix, entity)
+    assert stored["version"] == applied_version
+    assert epoch(stored["updated_at"]) == changed_at
+    assert redis.Redis.from_url(redis_url).zscore(keys.freshness_key(prefix, "storj", "user"), entity) == changed_at
+
+
+def test_a_deleted_snapshot_leaves_the_freshness_set(redis_url, prefix):
+    write(redis_url, prefix, [("storj", "operator", "e1", 1, {"nodes": 1})])
+    write(redis_url, prefix, [("storj", "operator", "e1", 2, None)])
+    client = redis.Redis.from_url(redis_url)
+    assert client.zcard(keys.freshness_key(prefix, "storj", "operator")) == 0
+    assert not client.exists(keys.feature_key(prefix, "storj", "operator", "e1"))
+
+
+def test_a_ttl_is_set_and_renewed_by_every_write_and_dropped_without_one(redis_url, prefix):
+    client = redis.Redis.from_url(redis_url)
+    user = keys.feature_key(prefix, "ucn", "user", "7")
+    sessions = keys.sessions_key(prefix, "ucn", "7")
+    day = {"ucn": 86400}
+    write(redis_url, prefix, [("ucn", "user", "7", 1, {"sessions_count": 0})], ttl_s=day)
+    assert 86_300_000 < client.pttl(user) <= 86_400_000
+
+    async def add_session():
+        sink = SnapshotSink(redis_url, prefix, ttl_s=day)
+        sink.sessions("ucn", "7", [{"start": "2015-01-01T00:00:00"}])
+        await sink.flush()
+        await sink.close()
+
+    asyncio.run(add_session())
+    assert 86_300_000 < client.pttl(sessions) <= 86_400_000
+    client.pexpire(user, 5_000)
+    client.pexpire(sessions, 5_000)  # as if most of the day had gone by
+    write(redis_url, prefix, [("ucn", "user", "7", 2, {"sessions_count": 0})], ttl_s=day)  # unchanged: renews too
+    assert client.pttl(user) > 86_300_000 and client.pttl(sessions) > 86_300_000
+    write(redis_url, prefix, [("storj", "user", "u1", 1, {"uploads": 1})], ttl_s=day)
+    assert client.pttl(keys.feature_key(prefix, "storj", "user", "u1")) == -1  # a TTL is per dataset
+    write(redis_url, prefix, [("ucn", "user", "7", 3, {"sessions_count": 1})])  # FEATURE_TTL taken away
+    assert client.pttl(user) == -1 and client.pttl(sessions) == -1
