@@ -36,6 +36,25 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, zero: bool = False) -> float:
+    """Seconds in `90`, `90s`, `15m`, `1h`, `1.5h` or `30d` (`zero`: 0 too); ValueError (with what is
+    expected) otherwise."""
+    body = text.strip().lower()
+    unit = DURATION_UNITS.get(body[-1:], None)
+    number = body[:-1] if unit is not None else body
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = None
+    if seconds is None or not (0 <= seconds if zero else 0 < seconds) or seconds == float("inf"):
+        raise ValueError(f"{text!r} is no duration: expected a {'' if zero else 'positive '}number of seconds, "
+                         "or one with a unit s, m, h or d (90, 15m, 1h, 30d)")
+    return seconds
+
+
 def require_redis(url: str, timeout_s: float = 3.0) -> None:
     """One line and exit code 1 when nothing answers as Redis at `url` within a few seconds."""
     import redis

@@ -46,6 +46,10 @@ def one_line(stderr: str) -> str:
      "error: FSP_STORE must be one of rocksdb, memory, not 'disk'"),
     (["publish", "storj", "bbr", "/no/such/file"], {"KAFKA_BROKER": "127.0.0.1:1"}, 2,
      "error: cannot read /no/such/file: No such file or directory"),
+    (["stale", "storj", "--older-than", "an hour"], {"REDIS_URL": "redis://127.0.0.1:6379/0"}, 2,
+     "error: --older-than: 'an hour' is no duration"),
+    (["stale", "ucn", "--entity", "operator"], {"REDIS_URL": "redis://127.0.0.1:6379/0"}, 2,
+     "error: no entity 'operator' in ucn; known: user"),
 ])
 def test_a_wrong_setting_or_argument_is_one_line(args, env, code, message):
     returncode, stderr, _ = fsp(*args, env=env)

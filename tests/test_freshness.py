@@ -1,19 +1,22 @@
 """Freshness and expiry against a real Redis, through the worker's own sink: `updated_at` moves only when a
-feature changes, the freshness set follows it, and a TTL is set and renewed by every write."""
+feature changes, the freshness set lists the stalest entities, and a TTL is set and renewed by every write."""
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 import uuid
 from datetime import datetime
 
 import orjson
 import pytest
 import redis
+import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contract import keys
-from stream.client import get_features
+from stream.client import get_features, stalest
 from stream.runtime.sink import SnapshotSink
 
 pytestmark = pytest.mark.integration
@@ -50,6 +53,17 @@ def meta(redis_url: str, prefix: str, entity_id: str, dataset: str = "storj", en
 
 def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso + "+00:00").timestamp()
+
+
+def stale(redis_url: str, prefix: str, older_than: float, limit: int, now: float, entity: str = "user") -> list[dict]:
+    async def run():
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            return await stalest(client, "storj", entity, older_than, limit, prefix, now)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
 
 
 def test_a_write_with_unchanged_features_keeps_updated_at_and_moves_version_and_written_at(redis_url, prefix):
@@ -103,6 +117,50 @@ def test_a_deleted_snapshot_leaves_the_freshness_set(redis_url, prefix):
     client = redis.Redis.from_url(redis_url)
     assert client.zcard(keys.freshness_key(prefix, "storj", "operator")) == 0
     assert not client.exists(keys.feature_key(prefix, "storj", "operator", "e1"))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ages=st.lists(st.integers(0, 5), min_size=1, max_size=12), gone=st.sets(st.integers(0, 11)),
+       older_than=st.integers(0, 5), limit=st.integers(1, 6))
+def test_the_stale_listing_is_the_stalest_first_ties_by_id_skipping_expired_ones(redis_url, ages, gone, older_than,
+                                                                                  limit):
+    """Entity i was last changed ages[i] hours before `now`; those in `gone` lost their hash (expired, not
+    swept yet)."""
+    prefix = f"test-fresh-{uuid.uuid4().hex[:8]}:"
+    now = T0 + 10 * 3600
+    try:
+        for i, age in enumerate(ages):
+            write(redis_url, prefix, [("storj", "user", f"u{i:02d}", 1, {"uploads": i})], at=now - age * 3600)
+        client = redis.Redis.from_url(redis_url)
+        for i in gone & set(range(len(ages))):
+            client.delete(keys.feature_key(prefix, "storj", "user", f"u{i:02d}"))
+        listed = stale(redis_url, prefix, older_than * 3600, limit, now)
+        expected = sorted(((age, f"u{i:02d}") for i, age in enumerate(ages) if age > older_than and i not in gone),
+                          key=lambda row: (-row[0], row[1]))
+        assert [(row["age_s"] / 3600, row["id"]) for row in listed] == expected[:limit]
+        assert all(epoch(row["updated_at"]) == now - row["age_s"] for row in listed)
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            client.delete(key)
+
+
+def test_fsp_stale_lists_the_stalest_with_their_age(redis_url, prefix):
+    import subprocess
+    import sys
+
+    now = time.time()
+    for name, hours in (("recent", 0.5), ("old", 50), ("older", 100)):
+        write(redis_url, prefix, [("storj", "user", name, 1, {"uploads": 1})], at=now - hours * 3600)
+    env = {**os.environ, "REDIS_URL": redis_url, "FEATURE_PREFIX": prefix}
+    done = subprocess.run([sys.executable, "-m", "fsp", "stale", "storj", "--older-than", "1h", "--limit", "5"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:3]] == ["older", "old"]
+    days, clock = lines[1].split()[-2:]
+    assert days == "4d" and clock.startswith("04:00:0")  # 100 hours and the seconds the command took
+    assert lines[-1] == "2 of 2 storj users whose features last changed more than 1h ago, stalest first"
 
 
 def test_a_ttl_is_set_and_renewed_by_every_write_and_dropped_without_one(redis_url, prefix):
