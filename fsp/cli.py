@@ -60,7 +60,7 @@ def cmd_worker(args) -> None:
                _need(settings.redis_url, "Redis", "REDIS_URL"), settings.prefix, settings.partitions,
                tuple(args.datasets.split(",")), metrics_port=args.metrics_port,
                store_kind=args.store or settings.store, state_dir=args.state_dir or settings.state_dir,
-               sessions_cap=settings.sessions_cap)
+               sessions_cap=settings.sessions_cap, feature_ttl=settings.feature_ttl)
 
 
 def cmd_generate(args) -> None:

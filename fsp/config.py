@@ -55,6 +55,24 @@ def parse_duration(text: str, zero: bool = False) -> float:
     return seconds
 
 
+def feature_ttl_from_env() -> dict[str, float]:
+    """FEATURE_TTL=storj=30d,ucn=7d: per dataset, how long a snapshot lives after its last write."""
+    from contract.keys import SNAPSHOT_ENTITIES
+
+    text = os.environ.get("FEATURE_TTL", "").strip()
+    ttl: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        dataset, equals, duration = (part.strip() for part in item.partition("="))
+        if not equals or dataset not in SNAPSHOT_ENTITIES or dataset in ttl:
+            usage_error(f"FEATURE_TTL={text!r}: expected DATASET=DURATION pairs, each dataset once, e.g. "
+                        f"storj=30d,ucn=7d (datasets: {', '.join(SNAPSHOT_ENTITIES)})")
+        try:
+            ttl[dataset] = parse_duration(duration)
+        except ValueError as exc:
+            usage_error(f"FEATURE_TTL, {dataset}: {exc}")
+    return ttl
+
+
 def require_redis(url: str, timeout_s: float = 3.0) -> None:
     """One line and exit code 1 when nothing answers as Redis at `url` within a few seconds."""
     import redis
@@ -84,6 +102,7 @@ class Settings:
     state_dir: str
     sort_run_rows: int = RUN_ROWS  # rows a replay of a CSV folder sorts in memory at once (a run)
     sort_dir: str | None = None  # where it spills sorted runs; None -> the system's temporary folder
+    feature_ttl: dict | None = None  # dataset -> seconds a snapshot lives after its last write; absent: for good
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -101,4 +120,5 @@ class Settings:
             sort_dir=os.environ.get("FSP_SORT_DIR") or None,
             store=store_from_env(),
             state_dir=os.environ.get("FSP_STATE_DIR") or DEFAULT_STATE_DIR,
+            feature_ttl=feature_ttl_from_env(),
         )

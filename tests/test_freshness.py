@@ -1,5 +1,6 @@
 """Freshness and expiry against a real Redis, through the worker's own sink: `updated_at` moves only when a
-feature changes, the freshness set lists the stalest entities, and a TTL is set and renewed by every write."""
+feature changes, the freshness set lists the stalest entities, a TTL is set and renewed by every write, and
+an expired entity is gone from reads, from the entity set and from the stale listing."""
 from __future__ import annotations
 
 import asyncio
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from contract import keys
 from stream.client import get_features, stalest
+from stream.runtime.expiry import ExpirySweeper
 from stream.runtime.sink import SnapshotSink
 
 pytestmark = pytest.mark.integration
@@ -187,3 +189,43 @@ def test_a_ttl_is_set_and_renewed_by_every_write_and_dropped_without_one(redis_u
     assert client.pttl(keys.feature_key(prefix, "storj", "user", "u1")) == -1  # a TTL is per dataset
     write(redis_url, prefix, [("ucn", "user", "7", 3, {"sessions_count": 1})])  # FEATURE_TTL taken away
     assert client.pttl(user) == -1 and client.pttl(sessions) == -1
+
+
+def test_an_expired_entity_is_gone_from_reads_the_entity_set_and_the_stale_listing(redis_url, prefix):
+    """Three users with a 1 s TTL; "kept" is written again with unchanged features (and a longer TTL, as
+    after a change of FEATURE_TTL), which renews its TTL but not its updated_at: the sweep must step past
+    it, also when it looks at one candidate a tick."""
+    from tests.test_serve import _call, _serve
+
+    start = time.time()
+    write(redis_url, prefix, [("storj", "user", name, 1, {"uploads": 1}) for name in ("gone1", "gone2", "kept")],
+          at=start, ttl_s={"storj": 1.0})
+    write(redis_url, prefix, [("storj", "user", "kept", 2, {"uploads": 1})], at=start + 0.1, ttl_s={"storj": 60})
+    time.sleep(1.2)
+    client = redis.Redis.from_url(redis_url)
+    entities = keys.entities_key(prefix, "storj", "user")
+    assert client.smembers(entities) == {b"gone1", b"gone2", b"kept"}  # not swept yet
+    assert [row["id"] for row in stale(redis_url, prefix, 0, 10, time.time())] == ["kept"]
+
+    async def sweep():
+        sweeper_client = aioredis.Redis.from_url(redis_url)
+        sweeper = ExpirySweeper(sweeper_client, prefix, {"storj": 1.0}, ["storj"], batch=1)
+        removed = [await sweeper.sweep() for _ in range(4)]
+        await sweeper_client.aclose()
+        return removed
+
+    assert sum(asyncio.run(sweep())) == 2
+    assert client.smembers(entities) == {b"kept"}
+    assert client.zrange(keys.freshness_key(prefix, "storj", "user"), 0, -1) == [b"kept"]
+    proc, base = _serve(redis_url, prefix)
+    try:
+        assert _call(f"{base}/v1/storj/user/gone1")[0] == 404
+        assert _call(f"{base}/v1/storj/user/kept")[0] == 200
+        status, body = _call(f"{base}/v1/storj/user/stale?older_than=1&limit=10")
+        assert status == 200 and [row["id"] for row in body["entities"]] == ["kept"]
+        assert body["entities"][0]["age_s"] >= 1.2
+        assert _call(f"{base}/v1/storj/user/stale?older_than=-1")[0] == 422
+        assert _call(f"{base}/v1/storj/device/stale")[0] == 404
+    finally:
+        proc.terminate()
+        proc.wait(10)

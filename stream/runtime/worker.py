@@ -21,6 +21,7 @@ from fsp.gc_tuning import tune_gc
 from fsp.topics import ensure_topics
 from stream.logic import owed
 from stream.runtime import consumer, state_backends, storj_stages, ucn_stages, unknown_topics
+from stream.runtime.expiry import SWEEP_EVERY_S, ExpirySweeper
 from stream.runtime.metrics import Metrics
 from stream.runtime.partitioning import KeyPartitioner
 from stream.runtime.relay import Relay
@@ -261,8 +262,9 @@ def quiet_logs(level: str = "WARNING") -> None:
 
 def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
               datasets=("storj", "ucn"), app_id: str = "usage-features", sessions_cap: int = 100,
-              store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR):
-    """`store_kind`: where keyed state lives (state_backends.ROCKSDB under `state_dir`, or MEMORY)."""
+              store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR, feature_ttl=None):
+    """`store_kind`: where keyed state lives (state_backends.ROCKSDB under `state_dir`, or MEMORY);
+    `feature_ttl`: per dataset, seconds a snapshot lives after its last write (FEATURE_TTL)."""
     ensure_topics(kafka_broker, all_topics(datasets), partitions)
     from fsp.kafka_security import faust_credentials
 
@@ -286,7 +288,7 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
         producer_max_batch_size=1024 * 1024,
         stream_buffer_maxsize=100_000,
     )
-    sink = SnapshotSink(redis_url, prefix, sessions_cap)
+    sink = SnapshotSink(redis_url, prefix, sessions_cap, ttl_s=feature_ttl)
     runtime = Runtime(app, sink, partitions, store_kind)
     stages = []
     for dataset in datasets:
@@ -333,6 +335,16 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
                                           orjson.dumps({"at": time.time(), "datasets": list(datasets)}))
         except Exception:  # Redis away: its outage is reported by the snapshot writes
             pass
+
+    sweeper = ExpirySweeper(sink.redis, prefix, feature_ttl or {}, datasets)
+    if sweeper.kinds:
+        @app.timer(SWEEP_EVERY_S)
+        async def forget_expired_entities() -> None:
+            """Expired snapshots leave the entity and freshness sets (stream.runtime.expiry)."""
+            try:
+                await sweeper.sweep()
+            except Exception as exc:  # Redis away: the snapshot writes report it
+                log.debug("expiry sweep failed: %s", exc)
 
     @app.timer(1.0)
     async def retry_redis_writes() -> None:
@@ -428,7 +440,8 @@ def dump_tasks_on_sigusr1() -> None:
 
 def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
                datasets=("storj", "ucn"), loglevel: str = "warning", metrics_port: int | None = None,
-               store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR, sessions_cap: int = 100) -> None:
+               store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR, sessions_cap: int = 100,
+               feature_ttl=None) -> None:
     quiet_logs(os.environ.get("FSP_LOGLEVEL", "warning").upper())
     tune_gc()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
@@ -436,8 +449,7 @@ def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: 
     consumer.fetch_max_wait_ms()  # a mistyped setting stops the worker here, not inside the consumer thread
     dump_tasks_on_sigusr1()
     app, runtime = build_app(kafka_broker, redis_url, prefix, partitions, datasets, sessions_cap=sessions_cap,
-                             store_kind=store_kind,
-                             state_dir=state_dir)
+                             store_kind=store_kind, state_dir=state_dir, feature_ttl=feature_ttl)
     forget_state_of_other_logs(runtime, kafka_broker)
     log.info("state: %s%s", store_kind, f" in {state_dir}" if store_kind == state_backends.ROCKSDB else "")
     say_assignments(app, datasets)
