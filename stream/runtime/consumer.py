@@ -114,6 +114,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
     before_commit: Callable[[], Awaitable[None]] | None = None
     after_fetch: Callable[[], Awaitable[None]] | None = None  # once per fetch, after every batch of it
     on_changelog_batch: Callable[[object, int], None] | None = None  # (tp, records) Faust handles itself
+    on_position: Callable[[object, int, int | None], None] | None = None  # (tp, next offset, high watermark)
+    on_revoked: Callable[[set], None] | None = None
 
     def _new_consumer_thread(self):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -136,6 +138,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked) -> None:
         async with self.applying:
             await super().on_partitions_revoked(revoked)
+            if self.on_revoked is not None:
+                self.on_revoked(revoked)
 
     def _rebalanced_since(self, generation) -> bool:
         """A rebalance began or ended since the records were fetched: Faust seeks every partition again."""
@@ -199,7 +203,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     if stale:
                         break
                     read_offset[tp] = batch[-1].offset + 1
-                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    highwater = self.highwater(tp)
+                    self.app.monitor.track_tp_end_offset(tp, highwater)
+                    if self.on_position is not None and tp.topic in batch_topics:
+                        self.on_position(tp, read_offset[tp], highwater)
                 if self.after_fetch is not None:
                     await self.after_fetch()
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
@@ -218,16 +225,20 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
 
 def install(app, handler: BatchHandler, topics, bootstrap: str, before_commit=None, after_fetch=None,
-            on_changelog_batch=None) -> None:
+            on_changelog_batch=None, on_position=None, on_revoked=None) -> None:
     """Make `app` consume with BatchConsumer, feeding `handler` the batches of `topics`.
 
     `before_commit` runs before every offset commit, `after_fetch` after the batches of one fetch,
-    `on_changelog_batch(tp, count)` for each batch of records Faust handles itself (changelogs).
+    `on_changelog_batch(tp, count)` for each batch of records Faust handles itself (changelogs),
+    `on_position(tp, next offset, high watermark)` after each batch of `topics`, `on_revoked(tps)` once
+    partitions are taken away.
     """
     BatchConsumer.batch_handler = staticmethod(handler)
     BatchConsumer.before_commit = staticmethod(before_commit) if before_commit else None
     BatchConsumer.after_fetch = staticmethod(after_fetch) if after_fetch else None
     BatchConsumer.on_changelog_batch = staticmethod(on_changelog_batch) if on_changelog_batch else None
+    BatchConsumer.on_position = staticmethod(on_position) if on_position else None
+    BatchConsumer.on_revoked = staticmethod(on_revoked) if on_revoked else None
     BatchConsumer.bootstrap = bootstrap
     BatchConsumer.batch_topics = frozenset(topics)
     app.transport.Consumer = BatchConsumer

@@ -26,8 +26,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from hashlib import blake2b
+from typing import Callable
 
 import orjson
 import redis.asyncio as aioredis
@@ -142,23 +144,31 @@ def now_iso() -> str:
     return iso_of(time.time())
 
 
+# When the input being applied reached Kafka (epoch ms; stream.runtime.stages sets it per batch):
+# snapshots queued meanwhile carry it, for the event-to-snapshot latency (`on_written`).
+ARRIVED_MS: ContextVar[int | None] = ContextVar("arrived_ms", default=None)
+
+
 def features_digest(names, values: list[bytes]) -> str:
     """Names and encoded values of a snapshot's features: equal digests, equal features (128 bits)."""
     return blake2b("\0".join(names).encode() + b"\1" + b"\0".join(values), digest_size=16).hexdigest()
 
 
 class SnapshotSink:
-    def __init__(self, redis_url: str, prefix: str, sessions_cap: int = 100, ttl_s: dict[str, float] | None = None):
+    def __init__(self, redis_url: str, prefix: str, sessions_cap: int = 100, ttl_s: dict[str, float] | None = None,
+                 on_written: Callable[[float, list[tuple[str, int]]], None] | None = None):
         """`ttl_s`: per dataset, seconds a snapshot (and a ucn user's session list) lives after its last
-        write."""
+        write; `on_written(when, arrivals)`: after each flush, the epoch seconds it was acknowledged and,
+        for each snapshot it wrote whose input had an arrival (ARRIVED_MS), (dataset, that arrival)."""
         self.redis = aioredis.Redis.from_url(redis_url)
         self.prefix = prefix
         self.sessions_cap = sessions_cap
         self.ttl_ms = {dataset: int(round(seconds * 1000)) for dataset, seconds in (ttl_s or {}).items()}
+        self.on_written = on_written
         self.clock = time.time  # when a write happens (updated_at, written_at): tests set their own
         self._write = self.redis.register_script(_WRITE)  # sha and source; sent by `commands`
         self._sessions = self.redis.register_script(_SESSIONS)
-        self._pending: list = []  # (kind, keys, args) in the order queued
+        self._pending: list = []  # (kind, keys, args, (dataset, arrival) or None) in the order queued
         self.writer = uuid.uuid4().hex[:12]
         self._marker = ("HSETNX", keys.writers_key(prefix), self.writer, 1)  # sent first in every flush
         self._marked = False  # this writer's mark was seen in Redis once
@@ -171,7 +181,7 @@ class SnapshotSink:
         key_list = (keys.feature_key(self.prefix, dataset, entity, entity_id),
                     keys.entities_key(self.prefix, dataset, entity), keys.freshness_key(self.prefix, dataset, entity))
         if features is None:
-            self._pending.append((_SNAPSHOT, key_list, (version, entity_id, "del", 0, 0, "", "", 0)))
+            self._pending.append((_SNAPSHOT, key_list, (version, entity_id, "del", 0, 0, "", "", 0), None))
             return
         if (dataset, entity) in keys.SESSION_LISTS:
             key_list += (keys.sessions_key(self.prefix, dataset, entity_id),)
@@ -183,20 +193,21 @@ class SnapshotSink:
         for field, value in zip(features, values):
             args.append(field)
             args.append(value)
-        self._pending.append((_SNAPSHOT, key_list, args))
+        arrived = ARRIVED_MS.get()
+        self._pending.append((_SNAPSHOT, key_list, args, None if arrived is None else (dataset, arrived)))
 
     def sessions(self, dataset: str, entity_id, records: list[dict]) -> None:
         if records:
             args = [self.ttl_ms.get(dataset, 0), len(records)] + [orjson.dumps(r) for r in records]
-            self._pending.append((_SESSIONS_KIND, (keys.sessions_key(self.prefix, dataset, entity_id),), args))
+            self._pending.append((_SESSIONS_KIND, (keys.sessions_key(self.prefix, dataset, entity_id),), args, None))
 
     def status(self, dataset: str, field: str, value) -> None:
         key = keys.status_key(self.prefix, dataset)
-        self._pending.append(("HSET", (key,), (field, orjson.dumps(value))))
+        self._pending.append(("HSET", (key,), (field, orjson.dumps(value)), None))
 
     def count(self, dataset: str, field: str, amount: int = 1) -> None:
         """Add to a counter of the dataset's status hash (summed over every worker)."""
-        self._pending.append(("HINCRBY", (keys.status_key(self.prefix, dataset),), (field, amount)))
+        self._pending.append(("HINCRBY", (keys.status_key(self.prefix, dataset),), (field, amount), None))
 
     @property
     def pending(self) -> int:
@@ -226,7 +237,7 @@ class SnapshotSink:
                                      *(arg for _, args in chunk for arg in args)))
                 run.clear()
 
-        for kind, key_list, args in pending:
+        for kind, key_list, args, _ in pending:
             if kind in runs:
                 runs[kind].append((key_list, args))
             else:
@@ -245,6 +256,8 @@ class SnapshotSink:
         except Exception:
             self._pending = pending + self._pending
             raise
+        if self.on_written is not None:
+            self.on_written(self.clock(), [arrived for *_, arrived in pending if arrived is not None])
 
     async def check(self) -> None:
         """Does Redis still hold what this writer wrote? (sets `lost_data`; flushes check it too)"""
