@@ -169,6 +169,7 @@ class SnapshotSink:
         self._write = self.redis.register_script(_WRITE)  # sha and source; sent by `commands`
         self._sessions = self.redis.register_script(_SESSIONS)
         self._pending: list = []  # (kind, keys, args, (dataset, arrival) or None) in the order queued
+        self._kinds: dict[tuple[str, str], tuple] = {}  # (dataset, entity) -> what its snapshots share
         self.writer = uuid.uuid4().hex[:12]
         self._marker = ("HSETNX", keys.writers_key(prefix), self.writer, 1)  # sent first in every flush
         self._marked = False  # this writer's mark was seen in Redis once
@@ -178,23 +179,31 @@ class SnapshotSink:
                  events: int = 0, watermark: str | None = None, **meta) -> None:
         """Queue a snapshot (features None deletes the entity's snapshot)."""
         entity_id = str(entity_id)
-        key_list = (keys.feature_key(self.prefix, dataset, entity, entity_id),
-                    keys.entities_key(self.prefix, dataset, entity), keys.freshness_key(self.prefix, dataset, entity))
+        kind = self._kinds.get((dataset, entity)) or self._kind(dataset, entity)
+        entities, freshness, session_list, ttl = kind
+        key_list = (keys.feature_key(self.prefix, dataset, entity, entity_id), entities, freshness)
         if features is None:
             self._pending.append((_SNAPSHOT, key_list, (version, entity_id, "del", 0, 0, "", "", 0), None))
             return
-        if (dataset, entity) in keys.SESSION_LISTS:
+        if session_list:
             key_list += (keys.sessions_key(self.prefix, dataset, entity_id),)
         values = [orjson.dumps(value) for value in features.values()]
         digest = features_digest(features, values)
         head = orjson.dumps({"version": version, "events": events, "watermark": watermark, **meta, "digest": digest})
-        args = [version, entity_id, "set", self.ttl_ms.get(dataset, 0), len(key_list) - 3, digest, head[:-1],
-                2 * len(values)]
+        args = [version, entity_id, "set", ttl, len(key_list) - 3, digest, head[:-1], 2 * len(values)]
         for field, value in zip(features, values):
             args.append(field)
             args.append(value)
         arrived = ARRIVED_MS.get()
         self._pending.append((_SNAPSHOT, key_list, args, None if arrived is None else (dataset, arrived)))
+
+    def _kind(self, dataset: str, entity: str) -> tuple:
+        """What every snapshot of an entity kind shares: its entity set, its freshness set, whether it has a
+        session list, its TTL in ms."""
+        kind = (keys.entities_key(self.prefix, dataset, entity), keys.freshness_key(self.prefix, dataset, entity),
+                (dataset, entity) in keys.SESSION_LISTS, self.ttl_ms.get(dataset, 0))
+        self._kinds[(dataset, entity)] = kind
+        return kind
 
     def sessions(self, dataset: str, entity_id, records: list[dict]) -> None:
         if records:
