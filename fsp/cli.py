@@ -358,7 +358,8 @@ def cmd_stale(args) -> None:
     if args.json:
         print(json.dumps(rows))
         return
-    what = f"{args.dataset} {args.entity}s whose features last changed more than {args.older_than} ago"
+    what = f"{args.dataset} {args.entity}s" + (
+        f" whose features last changed more than {args.older_than.strip()} ago" if older_than else "")
     if not rows:
         print(f"no {what}")
         return
