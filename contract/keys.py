@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 
-# The entity kinds that have feature snapshots, per dataset (ucn users also have a session list).
+# The entity kinds that have feature snapshots, per dataset.
 SNAPSHOT_ENTITIES = {"storj": ("user", "operator"), "ucn": ("user",)}
+# The (dataset, entity) kinds that also have a list of closed sessions (sessions_key).
+SESSION_LISTS = {("ucn", "user")}
 
 
 def feature_key(prefix: str, dataset: str, entity: str, entity_id) -> str:
@@ -16,6 +18,12 @@ def sessions_key(prefix: str, dataset: str, entity_id) -> str:
 
 def entities_key(prefix: str, dataset: str, entity: str) -> str:
     return f"{prefix}entities:{dataset}:{entity}"
+
+
+def freshness_key(prefix: str, dataset: str, entity: str) -> str:
+    """Sorted set of the ids that have a snapshot, scored by `updated_at` (epoch seconds): when a feature
+    of the entity last changed. The stalest entities come first (ZRANGEBYSCORE)."""
+    return f"{prefix}freshness:{dataset}:{entity}"
 
 
 def status_key(prefix: str, dataset: str) -> str:

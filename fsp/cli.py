@@ -60,7 +60,7 @@ def cmd_worker(args) -> None:
                _need(settings.redis_url, "Redis", "REDIS_URL"), settings.prefix, settings.partitions,
                tuple(args.datasets.split(",")), metrics_port=args.metrics_port,
                store_kind=args.store or settings.store, state_dir=args.state_dir or settings.state_dir,
-               sessions_cap=settings.sessions_cap)
+               sessions_cap=settings.sessions_cap, feature_ttl=settings.feature_ttl)
 
 
 def cmd_generate(args) -> None:
@@ -343,6 +343,64 @@ def cmd_get(args) -> None:
         print(f"{key:<{width}}  {json.dumps(features[key])}")
 
 
+def _age(seconds: float) -> str:
+    """1d 02:03:04, 02:03:04 or 3.2s: an age a reader takes in at a glance."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    days, rest = divmod(int(seconds), 86400)
+    clock = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}d {clock}" if days else clock
+
+
+def cmd_stale(args) -> None:
+    """The entities whose features last changed longest ago (contract.keys.freshness_key)."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from contract import keys
+    from fsp.config import parse_duration
+    from stream.client import stalest
+
+    if args.entity not in SNAPSHOT_ENTITIES.get(args.dataset, ()):
+        usage_error(f"no entity {args.entity!r} in {args.dataset}; known: {', '.join(SNAPSHOT_ENTITIES[args.dataset])}")
+    try:
+        older_than = parse_duration(args.older_than, zero=True)
+    except ValueError as exc:
+        usage_error(f"--older-than: {exc}")
+    if args.limit < 1:
+        usage_error(f"--limit must be at least 1, not {args.limit}")
+    settings = _settings()
+    require_redis(_need(settings.redis_url, "Redis", "REDIS_URL"))
+
+    async def read() -> tuple[list[dict], int]:
+        client = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            now = time.time()
+            rows = await stalest(client, args.dataset, args.entity, older_than, args.limit, settings.prefix, now)
+            total = await client.zcount(keys.freshness_key(settings.prefix, args.dataset, args.entity), "-inf",
+                                        f"({now - older_than:.6f}")
+            return rows, total
+        finally:
+            await client.aclose()
+
+    rows, total = asyncio.run(read())
+    if args.json:
+        print(json.dumps(rows))
+        return
+    what = f"{args.dataset} {args.entity}s" + (
+        f" whose features last changed more than {args.older_than.strip()} ago" if older_than else "")
+    if not rows:
+        print(f"no {what}")
+        return
+    width = max(len(row["id"]) for row in rows)
+    print(f"{'id':<{width}}  {'updated_at':<26}  {'watermark':<26}  {'age':>12}")
+    for row in rows:
+        print(f"{row['id']:<{width}}  {row['updated_at'] or '-':<26}  {row['watermark'] or '-':<26}  "
+              f"{_age(row['age_s']):>12}")
+    print(f"{len(rows)} of {total} {what}, stalest first")
+
+
 def verify(dataset: str, source: str, redis_url: str, prefix: str = ""):
     from stream.client import all_features, connect, get_sessions
     from verify.compare import compare
@@ -532,6 +590,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     p.add_argument("--sessions", action="store_true", help="include the closed sessions list")
     p.set_defaults(func=cmd_get)
+
+    p = sub.add_parser("stale", help="list the entities whose features last changed longest ago")
+    p.add_argument("dataset", choices=sorted(SNAPSHOT_ENTITIES))
+    p.add_argument("--entity", default="user", help="the entity kind (storj: user, operator; ucn: user)")
+    p.add_argument("--older-than", default="0", help="only those older than this: 90s, 15m, 1h, 30d (default: any)")
+    p.add_argument("--limit", type=int, default=20, help="at most this many, stalest first")
+    p.add_argument("--json", action="store_true", help="a JSON array of {id, updated_at, written_at, watermark, age_s}")
+    p.set_defaults(func=cmd_stale)
 
     p = sub.add_parser("serve", help="serve feature snapshots over HTTP (FSP_SERVE_TOKEN: a bearer token)")
     p.add_argument("--host", default="127.0.0.1")

@@ -36,6 +36,43 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, zero: bool = False) -> float:
+    """Seconds in `90`, `90s`, `15m`, `1h`, `1.5h` or `30d` (`zero`: 0 too); ValueError (with what is
+    expected) otherwise."""
+    body = text.strip().lower()
+    unit = DURATION_UNITS.get(body[-1:], None)
+    number = body[:-1] if unit is not None else body
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        seconds = None
+    if seconds is None or not (0 <= seconds if zero else 0 < seconds) or seconds == float("inf"):
+        raise ValueError(f"{text!r} is no duration: expected a {'' if zero else 'positive '}number of seconds, "
+                         "or one with a unit s, m, h or d (90, 15m, 1h, 30d)")
+    return seconds
+
+
+def feature_ttl_from_env() -> dict[str, float]:
+    """FEATURE_TTL=storj=30d,ucn=7d: per dataset, how long a snapshot lives after its last write."""
+    from contract.keys import SNAPSHOT_ENTITIES
+
+    text = os.environ.get("FEATURE_TTL", "").strip()
+    ttl: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        dataset, equals, duration = (part.strip() for part in item.partition("="))
+        if not equals or dataset not in SNAPSHOT_ENTITIES or dataset in ttl:
+            usage_error(f"FEATURE_TTL={text!r}: expected DATASET=DURATION pairs, each dataset once, e.g. "
+                        f"storj=30d,ucn=7d (datasets: {', '.join(SNAPSHOT_ENTITIES)})")
+        try:
+            ttl[dataset] = parse_duration(duration)
+        except ValueError as exc:
+            usage_error(f"FEATURE_TTL, {dataset}: {exc}")
+    return ttl
+
+
 def require_redis(url: str, timeout_s: float = 3.0) -> None:
     """One line and exit code 1 when nothing answers as Redis at `url` within a few seconds."""
     import redis
@@ -66,6 +103,7 @@ class Settings:
     sort_run_rows: int = RUN_ROWS  # rows a replay of a CSV folder sorts in memory at once (a run)
     sort_dir: str | None = None  # where it spills sorted runs; None -> the system's temporary folder
     report_cache_s: int = 60  # how long `fsp serve` keeps a drawn report (serving.app.ReportCache)
+    feature_ttl: dict | None = None  # dataset -> seconds a snapshot lives after its last write; absent: for good
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -84,4 +122,5 @@ class Settings:
             store=store_from_env(),
             state_dir=os.environ.get("FSP_STATE_DIR") or DEFAULT_STATE_DIR,
             report_cache_s=_positive_int("FSP_REPORT_CACHE_S", 60),
+            feature_ttl=feature_ttl_from_env(),
         )

@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from contract import keys
-from stream.client import SILENT_WORKER_S, decode_snapshot, worker_beats
+from stream.client import SILENT_WORKER_S, decode_snapshot, stalest, worker_beats
 
 ID_PATTERN = r"^[A-Za-z0-9._:@+-]{1,200}$"  # ids as the stream writes them: hex, integers, emails' hashes
 MAX_BATCH = 1_000
@@ -65,7 +65,8 @@ class RedisAway(Exception):
 
 
 def _decode(raw: dict, now: float) -> dict:
-    """A snapshot hash as {field: value}, with `_meta.age_s`: seconds since the snapshot was written."""
+    """A snapshot hash as {field: value}, with `_meta.age_s`: seconds since a feature last changed
+    (`updated_at`)."""
     features = decode_snapshot(raw)
     meta = features.get("_meta")
     if isinstance(meta, dict) and isinstance(meta.get("updated_at"), str):
@@ -174,6 +175,17 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None,
         for beat in workers.values():
             beat["seconds_since_beat"] = round(beat["seconds_since_beat"], 1)
         return {"redis": "ok", "workers_alive": len(alive), "workers": workers}
+
+    # before the route of one entity: `stale` is no entity id (ids are hex digests and integers)
+    @app.get("/v1/{dataset}/{entity}/stale", dependencies=guarded, responses=_errors(401, 404, 503),
+             summary="the entities whose features last changed longest ago, stalest first")
+    async def stale(dataset: str, entity: str,
+                    older_than: Annotated[float, Query(ge=0, allow_inf_nan=False,
+                                                       description="seconds since a feature last changed")] = 3600,
+                    limit: Annotated[int, Query(ge=1, le=MAX_BATCH)] = 100) -> dict:
+        known(dataset, entity)
+        rows = await call(stalest(client, dataset, entity, older_than, limit, prefix))
+        return {"older_than": older_than, "entities": rows}
 
     @app.get("/v1/{dataset}/{entity}/{entity_id}", dependencies=guarded, responses=_errors(401, 404, 503),
              summary="one entity's features")

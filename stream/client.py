@@ -28,6 +28,42 @@ def get_sessions(r: redis.Redis, dataset: str, entity_id, prefix: str = "", coun
     return [orjson.loads(v) for v in r.lrange(keys.sessions_key(prefix, dataset, entity_id), 0, count - 1)]
 
 
+async def stalest(r, dataset: str, entity: str, older_than_s: float, limit: int = 100, prefix: str = "",
+                  now: float | None = None) -> list[dict]:
+    """The entities whose features last changed more than `older_than_s` ago, stalest first (ties by id):
+    id, updated_at, written_at, watermark and age_s (seconds since updated_at). `r` is an asyncio client.
+
+    Read from the freshness set (contract.keys.freshness_key), then each one's `_meta`; an entity whose
+    snapshot expired but is not swept out of the set yet (stream.runtime.expiry) has none and is skipped."""
+    now = time.time() if now is None else now
+    fresh = keys.freshness_key(prefix, dataset, entity)
+    cutoff = f"({now - older_than_s:.6f}"  # strictly older
+    rows: list[dict] = []
+    offset = 0
+    while len(rows) < limit:
+        wanted = limit - len(rows)
+        page = await r.zrangebyscore(fresh, "-inf", cutoff, start=offset, num=wanted, withscores=True)
+        if not page:
+            break
+        pipe = r.pipeline(transaction=False)
+        for member, _ in page:
+            pipe.hget(keys.feature_key(prefix, dataset, entity, member.decode()), "_meta")
+        for (member, updated), raw in zip(page, await pipe.execute()):
+            if raw is not None:
+                meta = orjson.loads(raw)
+                rows.append({"id": member.decode(), "updated_at": meta.get("updated_at"),
+                             "written_at": meta.get("written_at"), "watermark": meta.get("watermark"),
+                             "age_s": round(now - updated, 3)})
+        offset += len(page)
+        if len(page) < wanted:
+            break
+    return rows
+
+
+def entity_ids(r: redis.Redis, dataset: str, entity: str, prefix: str = "") -> list[str]:
+    return sorted(m.decode() for m in r.smembers(keys.entities_key(prefix, dataset, entity)))
+
+
 def all_features(r: redis.Redis, dataset: str, entity: str, prefix: str = "") -> dict[str, dict]:
     """Every snapshot of an entity kind, by id (in memory: for verify and the demo)."""
     ids = scan_ids(r, dataset, entity, prefix)

@@ -65,6 +65,14 @@ def one_line(stderr: str) -> str:
      "instead, and end the run with --resume"),
     (["replay", "storj", "/", "--follow", "--interval", "0"], {"KAFKA_BROKER": "127.0.0.1:1"}, 2,
      "error: --interval must be positive, not 0"),
+    (["worker"], {"KAFKA_BROKER": "127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:6379/0", "FEATURE_TTL": "storj=3x"},
+     2, "error: FEATURE_TTL, storj: '3x' is no duration"),
+    (["worker"], {"KAFKA_BROKER": "127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:6379/0", "FEATURE_TTL": "nope=1d"}, 2,
+     "error: FEATURE_TTL='nope=1d': expected DATASET=DURATION pairs"),
+    (["stale", "storj", "--older-than", "an hour"], {"REDIS_URL": "redis://127.0.0.1:6379/0"}, 2,
+     "error: --older-than: 'an hour' is no duration"),
+    (["stale", "ucn", "--entity", "operator"], {"REDIS_URL": "redis://127.0.0.1:6379/0"}, 2,
+     "error: no entity 'operator' in ucn; known: user"),
 ])
 def test_a_wrong_setting_or_argument_is_one_line(args, env, code, message):
     returncode, stderr, _ = fsp(*args, env=env)

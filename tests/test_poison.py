@@ -261,7 +261,7 @@ def test_a_key_that_fails_at_the_end_of_a_run_is_a_dead_letter_and_the_run_ends_
     assert two["sess_n"] == 0 and pending_in_state(two["win"]) == 3  # its session, taken back whole
     letters = path.dead_letters("ucn")
     assert len(letters) == 1 and "failed to end run r1 for key 2" in letters[0]["reason"]
-    finished = {args[0] for kind, _, args in path.runtime.sink._pending if kind == "HSET"}  # run status fields
+    finished = {args[0] for kind, _, args, _ in path.runtime.sink._pending if kind == "HSET"}  # run status fields
     assert {f"r1:user:{p}" for p in range(path.runtime.partitions)} <= finished
 
 

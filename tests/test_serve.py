@@ -116,6 +116,16 @@ def test_a_ucn_users_sessions_newest_first(served):
     assert _call(f"{served}/v1/storj/user/{USERS[0]}/sessions")[0] == 404
 
 
+def test_the_stalest_entities_come_first_ties_by_id(served):
+    status, body = _call(f"{served}/v1/storj/user/stale?older_than=0&limit=5")
+    assert status == 200 and [row["id"] for row in body["entities"]] == sorted(USERS)[:5]  # one write, one time
+    assert all(row["watermark"] == "2021-01-01T00:00:00" and row["age_s"] >= 0 for row in body["entities"])
+    assert _call(f"{served}/v1/storj/user/stale?older_than=3600")[1]["entities"] == []  # all written just now
+    assert _call(f"{served}/v1/storj/user/stale?limit=0")[0] == 422
+    assert _call(f"{served}/v1/storj/user/stale?older_than=nan")[0] == 422
+    assert _call(f"{served}/v1/storj/device/stale")[0] == 404
+
+
 def test_the_openapi_description_lists_every_read(served):
     status, spec = _call(f"{served}/openapi.json")
     assert status == 200

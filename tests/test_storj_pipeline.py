@@ -55,6 +55,7 @@ def test_rerun_of_a_replay_changes_no_feature(pipeline, tmp_path):
     assert _without_meta(after_ops) == _without_meta(before_ops)
     for user_id, features in after_users.items():
         assert features["_meta"]["version"] >= before_users[user_id]["_meta"]["version"]
+        assert features["_meta"]["updated_at"] == before_users[user_id]["_meta"]["updated_at"]  # nothing changed
 
 
 def test_bad_rows_are_dead_lettered_with_file_and_line(pipeline, tmp_path):

@@ -118,6 +118,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
     before_commit: Callable[[], Awaitable[None]] | None = None
     after_fetch: Callable[[], Awaitable[None]] | None = None  # once per fetch, after every batch of it
     on_changelog_batch: Callable[[object, int], None] | None = None  # (tp, records) Faust handles itself
+    on_position: Callable[[object, int, int | None], None] | None = None  # (tp, next offset, high watermark)
+    on_revoked: Callable[[set], None] | None = None
 
     def _new_consumer_thread(self):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -141,6 +143,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         async with self.applying:
             self._forget_aligned()
             await super().on_partitions_revoked(revoked)
+            if self.on_revoked is not None:
+                self.on_revoked(revoked)
 
     # Event-time alignment (stream.runtime.alignment) of the topics in `aligned_topics`.
     aligned_topics: frozenset = frozenset()
@@ -199,6 +203,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
     _fail_at: int = 0
 
+    def _track_position(self, tp) -> None:
+        """After a batch of `tp`: Faust's monitor and `on_position` (consumer lag) learn where it stands."""
+        highwater = self.highwater(tp)
+        self.app.monitor.track_tp_end_offset(tp, highwater)
+        if self.on_position is not None and tp.topic in self.batch_topics:
+            self.on_position(tp, self._read_offset[tp], highwater)
+
     async def _apply(self, tp, batch: list, generation) -> bool:
         """Hand one partition's batch to the handler and acknowledge it; True when a rebalance came first."""
         async with self.applying:  # a rebalance waits for the batch (on_partitions_revoked)
@@ -253,14 +264,14 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     if stale:
                         break
                     read_offset[tp] = batch[-1].offset + 1
-                    self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    self._track_position(tp)
                 if aligned and not stale and self._aligner is not None:
                     partitions = [tp for tp in self.assignment() if tp.topic in aligned]
                     for tp, batch in self._aligner.release(partitions, self._caught_up, time.monotonic()):
                         if await self._apply(tp, batch, generation):
                             break
                         read_offset[tp] = batch[-1].offset + 1
-                        self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+                        self._track_position(tp)
                     else:
                         self._pause_held()
                 if self.after_fetch is not None:
@@ -281,18 +292,21 @@ class BatchConsumer(faust_aiokafka.Consumer):
 
 
 def install(app, handler: BatchHandler, topics, bootstrap: str, before_commit=None, after_fetch=None,
-            on_changelog_batch=None, aligned_topics=()) -> None:
+            on_changelog_batch=None, on_position=None, on_revoked=None, aligned_topics=()) -> None:
     """Make `app` consume with BatchConsumer, feeding `handler` the batches of `topics`.
 
     `before_commit` runs before every offset commit, `after_fetch` after the batches of one fetch,
-    `on_changelog_batch(tp, count)` for each batch of records Faust handles itself (changelogs);
-    the batches of `aligned_topics` (some of `topics`) are applied in event-time order across their
-    partitions (stream.runtime.alignment).
+    `on_changelog_batch(tp, count)` for each batch of records Faust handles itself (changelogs),
+    `on_position(tp, next offset, high watermark)` after each batch of `topics`, `on_revoked(tps)` once
+    partitions are taken away; the batches of `aligned_topics` (some of `topics`) are applied in
+    event-time order across their partitions (stream.runtime.alignment).
     """
     BatchConsumer.batch_handler = staticmethod(handler)
     BatchConsumer.before_commit = staticmethod(before_commit) if before_commit else None
     BatchConsumer.after_fetch = staticmethod(after_fetch) if after_fetch else None
     BatchConsumer.on_changelog_batch = staticmethod(on_changelog_batch) if on_changelog_batch else None
+    BatchConsumer.on_position = staticmethod(on_position) if on_position else None
+    BatchConsumer.on_revoked = staticmethod(on_revoked) if on_revoked else None
     BatchConsumer.bootstrap = bootstrap
     BatchConsumer.batch_topics = frozenset(topics)
     BatchConsumer.aligned_topics = frozenset(aligned_topics) & frozenset(topics)

@@ -42,6 +42,8 @@ class Record(NamedTuple):
     key: bytes | None
     value: bytes | None
     offset: int
+    timestamp: int = 0  # none known: no arrival, so no event-to-snapshot latency
+    headers: tuple = ()
 
 
 class Delivered(NamedTuple):
@@ -169,8 +171,8 @@ class RecordPath:
         queue = self.runtime.relay.queue
         while not queue.empty():
             writes, messages, upto = queue.get_nowait()
-            for topic, key, value, part in messages:
-                await self.app.producer.send(topic, key, value, part, None, None)
+            for topic, key, value, part, headers in messages:
+                await self.app.producer.send(topic, key, value, part, None, headers)
             relay = self.runtime.relay  # delivered at once: the next touch of a key drops what it owed
             relay._delivered_upto = max(relay._delivered_upto, upto)
             queue.task_done()

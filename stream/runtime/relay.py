@@ -39,8 +39,8 @@ class Relay:
         self._n += 1
         return [self.incarnation, self._n]
 
-    def after(self, writes: list, messages: list[tuple[str, bytes, bytes, int]], upto: int) -> None:
-        """Send `messages` (topic, key, value, partition) once every future in `writes` is done."""
+    def after(self, writes: list, messages: list[tuple[str, bytes, bytes, int, list | None]], upto: int) -> None:
+        """Send `messages` (topic, key, value, partition, headers) once every future in `writes` is done."""
         self.queue.put_nowait((writes, messages, upto))
 
     @property
@@ -63,8 +63,8 @@ class Relay:
                 if self._exit_before and upto >= self._exit_before:
                     log.critical("fault injection: exiting with state written and its records unsent")
                     os._exit(FAULT_EXIT)
-                futures = [await producer.send(topic, key, value, partition, None, None)
-                           for topic, key, value, partition in messages]
+                futures = [await producer.send(topic, key, value, partition, None, headers)
+                           for topic, key, value, partition, headers in messages]
             except Exception as exc:  # a state write or a send failed: we cannot promise delivery
                 _give_up(exc)
             self._in_flight.append((upto, futures))

@@ -27,12 +27,29 @@ import orjson
 from contract import tables, wire
 from contract.rows import BadRow, normalise
 from stream.logic.marks import record_mark, run_complete
-from stream.runtime.sink import now_iso
+from stream.runtime.sink import ARRIVED_MS, now_iso
 
 log = logging.getLogger(__name__)
 
 
 MARKS_KEY = "__marks__:"  # state key prefix of a stage partition's end-of-run marks
+# Header of the records a stage sends downstream: when the oldest source record behind them reached Kafka
+# (epoch ms), so that the last stage can time its snapshots from the source (Metrics.event_to_snapshot).
+ARRIVED_HEADER = "fsp-arrived"
+
+
+def arrival_ms(records: list) -> int | None:
+    """When the oldest source record behind `records` reached Kafka: their ARRIVED_HEADER, else their own
+    timestamp (the producer's create time, or the broker's append time)."""
+    oldest = None
+    for record in records:
+        at = record.timestamp
+        for name, value in record.headers or ():
+            if name == ARRIVED_HEADER:
+                at = int(value)
+        if at is not None and at > 0 and (oldest is None or at < oldest):
+            oldest = at
+    return oldest
 
 
 class Outbox:
@@ -155,6 +172,13 @@ class StageRunner:
             return
         self.runtime.metrics.batches.labels(stage.name).inc()
         self.runtime.metrics.batch_records.labels(stage.name).inc(len(records))
+        arrived = ARRIVED_MS.set(arrival_ms(records))  # read by the sink and by the records sent on
+        try:
+            await self._handle(stage, tp, records)
+        finally:
+            ARRIVED_MS.reset(arrived)
+
+    async def _handle(self, stage: Stage, tp, records: list) -> None:
         outbox = Outbox()
         segment: list = []
         for record in records:
@@ -228,6 +252,7 @@ class StageRunner:
             await self._apply_one_by_one(stage, tp, groups, origins, outbox)
         if reached is not None:
             stage.applied_up_to(tp.partition, tp.topic, reached, outbox)
+            self.runtime.metrics.consumer_lag.event_time(tp.topic, tp.partition, reached)
 
     async def _apply(self, stage: Stage, tp, groups: dict, outbox: Outbox) -> Exception | None:
         async def apply(work: Outbox) -> None:

@@ -14,6 +14,7 @@ import time
 
 import faust
 import orjson
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
 from contract import keys, tables, wire
 from fsp.config import DEFAULT_STATE_DIR
@@ -21,11 +22,12 @@ from fsp.gc_tuning import tune_gc
 from fsp.topics import ensure_topics
 from stream.logic import owed
 from stream.runtime import consumer, state_backends, storj_stages, ucn_stages, unknown_topics
-from stream.runtime.metrics import Metrics
+from stream.runtime.expiry import SWEEP_EVERY_S, ExpirySweeper
+from stream.runtime.metrics import AGE_BUCKETS_S, Metrics
 from stream.runtime.partitioning import KeyPartitioner
 from stream.runtime.relay import Relay
-from stream.runtime.sink import SnapshotSink
-from stream.runtime.stages import StageRunner, dead_letter_value
+from stream.runtime.sink import ARRIVED_MS, SnapshotSink
+from stream.runtime.stages import ARRIVED_HEADER, StageRunner, dead_letter_value
 from stream.runtime.store import Journal, StateStore
 
 log = logging.getLogger("fsp.worker")
@@ -113,39 +115,42 @@ class Runtime:
 
     def _send(self, topic: str, key: str | None, value: bytes, partition: int | None = None, on_sent=None) -> None:
         """Queue a record; `on_sent(future)` is called with its delivery future once it is handed over."""
-        self._pending_sends.append((topic, key.encode() if key is not None else None, value, partition, on_sent))
+        self._pending_sends.append((topic, key.encode() if key is not None else None, value, partition, on_sent, None))
 
     async def _drain_sends(self) -> list:
         """Hand queued sends to the producer; return their delivery futures."""
         sends, self._pending_sends = self._pending_sends, []
         producer = self.app.producer
         futures = []
-        for topic, key, value, partition, on_sent in sends:
-            future = await producer.send(topic, key, value, partition, None, None)
+        for topic, key, value, partition, on_sent, headers in sends:
+            future = await producer.send(topic, key, value, partition, None, headers)
             if on_sent is not None:
                 on_sent(future)
             futures.append(future)
         return futures
 
-    def _messages(self, by_topic: dict) -> list[tuple[str, bytes, bytes, int]]:
+    def _messages(self, by_topic: dict) -> list[tuple[str, bytes, bytes, int, list | None]]:
         """One message per (topic, key), or a few in order when it would pass the broker's limit:
-        (topic, key, records as one value, the key's partition)."""
+        (topic, key, records as one value, the key's partition, headers: when their input arrived)."""
+        arrived = ARRIVED_MS.get()
+        headers = None if arrived is None else [(ARRIVED_HEADER, str(arrived).encode())]
         messages = []
         for topic, by_key in by_topic.items():
             for key, records in by_key.items():
                 raw_key = key.encode()
                 partition = self.partition_of(raw_key)
                 for value in wire.encode_rows_within(records):
-                    messages.append((topic, raw_key, value, partition))
+                    messages.append((topic, raw_key, value, partition, headers))
         return messages
 
     async def send_outbox(self, outbox) -> None:
-        self._pending_sends.extend((*message, None) for message in self._messages(outbox.by_topic))
+        self._pending_sends.extend((topic, key, value, partition, None, headers)
+                                   for topic, key, value, partition, headers in self._messages(outbox.by_topic))
         writes = await self._drain_sends()
         if outbox.owed or outbox.progress:
             # progress marks go last, through the relay like the owed records: a receiver that reads one
             # has read every record the batch sent it before
-            marks = [(topic, None, wire.encode_progress(table, source, ts_us, run), partition)
+            marks = [(topic, None, wire.encode_progress(table, source, ts_us, run), partition, None)
                      for (topic, table, source), (ts_us, run) in outbox.progress.items()
                      for partition in range(self.partitions)]
             self.relay.after(writes, self._messages(outbox.owed) + marks, outbox.owed_upto)
@@ -234,6 +239,7 @@ class Runtime:
         """Redis restarted empty or was flushed: write every snapshot this worker owns again from its
         state, version unchanged, a few hundred at a time while consumption goes on. Session lists are
         not in the state and stay as they are."""
+        ARRIVED_MS.set(None)  # this task's own: no input arrival behind these writes
         while self._rewrites:
             self._rewrites = 0
             log.warning("Redis lost its data: rewriting the snapshots of this worker's partitions")
@@ -261,8 +267,9 @@ def quiet_logs(level: str = "WARNING") -> None:
 
 def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
               datasets=("storj", "ucn"), app_id: str = "usage-features", sessions_cap: int = 100,
-              store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR):
-    """`store_kind`: where keyed state lives (state_backends.ROCKSDB under `state_dir`, or MEMORY)."""
+              store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR, feature_ttl=None):
+    """`store_kind`: where keyed state lives (state_backends.ROCKSDB under `state_dir`, or MEMORY);
+    `feature_ttl`: per dataset, seconds a snapshot lives after its last write (FEATURE_TTL)."""
     ensure_topics(kafka_broker, all_topics(datasets), partitions)
     from fsp.kafka_security import faust_credentials
 
@@ -286,8 +293,10 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
         producer_max_batch_size=1024 * 1024,
         stream_buffer_maxsize=100_000,
     )
-    sink = SnapshotSink(redis_url, prefix, sessions_cap)
+    sink = SnapshotSink(redis_url, prefix, sessions_cap, ttl_s=feature_ttl)
     runtime = Runtime(app, sink, partitions, store_kind)
+    sink.on_written = runtime.metrics.snapshots_written
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(runtime.metrics.registry, "faust"))
     stages = []
     for dataset in datasets:
         module = _dataset_module(dataset)
@@ -299,8 +308,11 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
     for stage in stages:
         for topic in stage.topics:
             app.topics.add(app.topic(topic, key_serializer="raw", value_serializer="raw"))
+    lag = runtime.metrics.consumer_lag
     consumer.install(app, runner.handle, runner.by_topic, kafka_broker, before_commit=runtime.before_commit,
                      after_fetch=runtime.flush_sink, on_changelog_batch=runtime.count_changelog_records,
+                     on_position=lambda tp, offset, highwater: lag.position(tp.topic, tp.partition, offset, highwater),
+                     on_revoked=lag.forget,
                      aligned_topics=[topic for stage in stages for topic in stage.aligned_topics])
 
     @app.task
@@ -335,6 +347,24 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
         except Exception:  # Redis away: its outage is reported by the snapshot writes
             pass
 
+    sweeper = ExpirySweeper(sink.redis, prefix, feature_ttl or {}, datasets)
+    if sweeper.kinds:
+        @app.timer(SWEEP_EVERY_S)
+        async def forget_expired_entities() -> None:
+            """Expired snapshots leave the entity and freshness sets (stream.runtime.expiry)."""
+            try:
+                await sweeper.sweep()
+            except Exception as exc:  # Redis away: the snapshot writes report it
+                log.debug("expiry sweep failed: %s", exc)
+
+    @app.timer(SNAPSHOT_AGES_EVERY_S)
+    async def count_snapshot_ages() -> None:
+        """The snapshot age histogram (Metrics.snapshot_ages): a few ZCOUNTs per entity kind."""
+        try:
+            await count_ages(runtime, prefix, datasets)
+        except Exception as exc:  # Redis away: the snapshot writes report it
+            log.debug("counting snapshot ages failed: %s", exc)
+
     @app.timer(1.0)
     async def retry_redis_writes() -> None:
         """Snapshots queued while Redis was away are written once it is back, even with no new events;
@@ -345,6 +375,23 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
 
 
 HEARTBEAT_S = 2.0  # how often a worker says it is alive (contract.keys.workers_key)
+SNAPSHOT_AGES_EVERY_S = 5.0  # a few ZCOUNTs per entity kind: cheap whatever the number of entities
+
+
+async def count_ages(runtime: Runtime, prefix: str, datasets, now: float | None = None) -> None:
+    """Per entity kind, how many entities' features last changed at most each AGE_BUCKETS_S ago, and all."""
+    now = time.time() if now is None else now
+    kinds = [(dataset, entity) for dataset in datasets for entity in keys.SNAPSHOT_ENTITIES[dataset]]
+    pipe = runtime.sink.redis.pipeline(transaction=False)
+    for dataset, entity in kinds:
+        fresh = keys.freshness_key(prefix, dataset, entity)
+        for bound in AGE_BUCKETS_S:
+            pipe.zcount(fresh, f"{now - bound:.6f}", "+inf")
+        pipe.zcard(fresh)
+    counts = await pipe.execute()
+    width = len(AGE_BUCKETS_S) + 1
+    for n, (dataset, entity) in enumerate(kinds):
+        runtime.metrics.snapshot_ages.update(dataset, entity, counts[n * width:(n + 1) * width])
 
 
 def changelog_end_offsets(kafka_broker: str, tps) -> dict:
@@ -429,7 +476,8 @@ def dump_tasks_on_sigusr1() -> None:
 
 def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
                datasets=("storj", "ucn"), loglevel: str = "warning", metrics_port: int | None = None,
-               store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR, sessions_cap: int = 100) -> None:
+               store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR, sessions_cap: int = 100,
+               feature_ttl=None) -> None:
     quiet_logs(os.environ.get("FSP_LOGLEVEL", "warning").upper())
     tune_gc()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
@@ -437,8 +485,7 @@ def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: 
     consumer.fetch_max_wait_ms()  # a mistyped setting stops the worker here, not inside the consumer thread
     dump_tasks_on_sigusr1()
     app, runtime = build_app(kafka_broker, redis_url, prefix, partitions, datasets, sessions_cap=sessions_cap,
-                             store_kind=store_kind,
-                             state_dir=state_dir)
+                             store_kind=store_kind, state_dir=state_dir, feature_ttl=feature_ttl)
     forget_state_of_other_logs(runtime, kafka_broker)
     log.info("state: %s%s", store_kind, f" in {state_dir}" if store_kind == state_backends.ROCKSDB else "")
     say_assignments(app, datasets)
