@@ -1,7 +1,6 @@
 """Redis key names (SPEC §3); every key takes the deployment's prefix."""
 from __future__ import annotations
 
-
 # The entity kinds that have feature snapshots, per dataset.
 SNAPSHOT_ENTITIES = {"storj": ("user", "operator"), "ucn": ("user",)}
 # The (dataset, entity) kinds that also have a list of closed sessions (sessions_key).

@@ -58,7 +58,8 @@ def parse_ts(value) -> int:
 def _is_canonical(text: str, dt: datetime) -> bool:
     """Already as `isoformat()` writes a naive time (the wire format's own spelling)?"""
     n = len(text)
-    return dt.tzinfo is None and text[10:11] == "T" and (n == 19 and dt.microsecond == 0 or n == 26 and dt.microsecond > 0)
+    return dt.tzinfo is None and text[10:11] == "T" and (
+        n == 19 and dt.microsecond == 0 or n == 26 and dt.microsecond > 0)
 
 
 def parse_ts_canonical(value) -> tuple[int, str]:

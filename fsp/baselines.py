@@ -39,7 +39,7 @@ def run_naive(broker: str, expected: int) -> None:
 
     @app.agent(topic)
     async def fold(stream):
-        async for key, value in stream.items():
+        async for _key, value in stream.items():
             if progress["t0"] is None:
                 progress["t0"] = time.perf_counter()
             row = orjson.loads(value)

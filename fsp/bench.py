@@ -50,7 +50,6 @@ def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj"
     Redis shows the run finished; with `measure_state`, the state left in the changelogs too."""
     from fsp.bench_measure import cpu_seconds, redis_bytes_per_user, state_sizes, wait_group_settled
     from fsp.cli import replay
-
     from fsp.stack import Stack, start_broker
 
     broker = start_broker()  # a broker of its own: no state or offsets left by another run
@@ -289,13 +288,15 @@ def run_bench(args) -> None:
     print(f"{'pipeline':<48} {'events':>9} {'seconds':>8} {'events/s':>10} {'project ÷ it':>12}")
     for name, d in rows:
         rate = _rate(d)
-        print(f"{name:<48} {d['events']:>9,} {d['seconds']:>8.2f} {rate:>10,.0f} {project / rate if rate else 0:>12.2f}")
+        print(f"{name:<48} {d['events']:>9,} {d['seconds']:>8.2f} {rate:>10,.0f} "
+              f"{project / rate if rate else 0:>12.2f}")
     ucn = results["ucn_packed"]
     print(f"\nucn scale {args.scale}: {ucn['events']:,} events end to end in {ucn['seconds']:.2f}s = "
           f"{_rate(ucn):,.0f} events/s; worker peak RSS {ucn['worker_peak_rss_mb']:.0f} MB "
           f"(storj worker {results['project_packed']['worker_peak_rss_mb']:.0f} MB)")
     for kind, r in results.get("replay_by_source", {}).items():
-        print(f"replay ucn from {kind:<10}: {r['rows']:,} rows, read + published {r['read_and_publish_rows_per_s']:,.0f} "
+        print(f"replay ucn from {kind:<10}: {r['rows']:,} rows, read + published "
+              f"{r['read_and_publish_rows_per_s']:,.0f} "
               f"rows/s (publishing alone {r['publish_rows_per_s']:,.0f} rows/s)")
     _print_state(results)
     _print_scaling(results)

@@ -64,7 +64,7 @@ class _Meter:
         out = []
         for point in POINTS:
             upto, index = 0, 0
-            for index, (rows, _, _, _) in enumerate(self.rounds):
+            for index, (rows, _, _, _) in enumerate(self.rounds):  # noqa: B007 (the index is used after the loop)
                 upto += rows
                 if upto >= point * total:
                     break

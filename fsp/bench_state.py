@@ -3,7 +3,8 @@
     python -m fsp.bench_state --store rocksdb --scale 1 [--data DIR] [--restart kill|stop]
 
 Prints one JSON line: events/s end to end (first publish -> last snapshot in Redis), the worker's CPU
-time during the replay (RocksDB's own threads included) and peak RSS, the state directory's size on disk (the workers' logs are kept beside it), then, after the worker is killed (or stopped) and started
+time during the replay (RocksDB's own threads included) and peak RSS, the state directory's size on disk
+(the workers' logs are kept beside it), then, after the worker is killed (or stopped) and started
 again on its directory: how many changelog records its recovery read and how long it took from its
 start until a new live event was served (its user's snapshot in Redis).
 """

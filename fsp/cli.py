@@ -264,7 +264,8 @@ def print_summary(summary) -> None:
     d = summary.as_dict()
     print(f"replay {d['dataset']} run {d['run']}: read {d['rows_read']} rows, published {d['published']} "
           f"in {d['messages']} messages ({d['rows_per_s']:,} rows/s), duplicates {d['duplicates']}, "
-          f"bad rows {d['bad_rows']}" + (f", skipped by resume {d['skipped_by_resume']}" if d['skipped_by_resume'] else ""))
+          f"bad rows {d['bad_rows']}"
+          + (f", skipped by resume {d['skipped_by_resume']}" if d['skipped_by_resume'] else ""))
     if d["ignored_files"]:
         print(f"  ignored {len(d['ignored_files'])} files that are no {d['dataset']} table: "
               + ", ".join(d["ignored_files"][:10]))
@@ -300,7 +301,7 @@ def cmd_publish(args) -> None:
         number, reason = summary.breaking[0]
         print(f"  {len(summary.breaking)} of them break the contract and will be dead letters "
               f"(first: line {number}: {reason})")
-    for number, reason in summary.skipped[:10]:
+    for _number, reason in summary.skipped[:10]:
         print(f"  skipped {reason}")
     if summary.skipped:
         sys.exit(f"error: {len(summary.skipped)} lines were no rows and were not published")
@@ -476,7 +477,8 @@ def cmd_export(args) -> None:
         summary = export_table(connect(settings.redis_url), args.dataset, args.entity, args.out, fmt, settings.prefix,
                                ids, args.explode, progress=not args.no_progress)
     except WrongType as exc:
-        raise SystemExit(f"error: a snapshot does not match its declared type (stream/feature_table.py): {exc}")
+        raise SystemExit(f"error: a snapshot does not match its declared type (stream/feature_table.py): {exc}") \
+            from None
     print(f"exported {summary.rows:,} {args.dataset} {args.entity} rows x {summary.columns} columns to {args.out} "
           f"({fmt}, {summary.bytes:,} bytes, {summary.seconds:.1f} s, {summary.rows_per_s:,.0f} rows/s)")
     if ids is not None and args.entity != SESSIONS and summary.rows < len(set(ids)):

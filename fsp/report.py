@@ -23,8 +23,19 @@ import numpy as np  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from fsp.report_data import (DAYS, GB, HIST_EDGES_S, TIERS, StorjData, UcnData, bin_labels, ecdf,  # noqa: E402
-                             hist_cdf, per_day_of_kind, week_grid)
+from fsp.report_data import (  # noqa: E402
+    DAYS,
+    GB,
+    HIST_EDGES_S,
+    TIERS,
+    StorjData,
+    UcnData,
+    bin_labels,
+    ecdf,
+    hist_cdf,
+    per_day_of_kind,
+    week_grid,
+)
 from stream.client import scan_ids, session_pages, snapshot_pages  # noqa: E402
 from stream.feature_table import HOURS  # noqa: E402
 

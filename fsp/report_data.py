@@ -77,7 +77,8 @@ class UcnData:
         """One user's snapshot and closed-session list (newest first, capped: SPEC §3)."""
         self.users += 1
         self.countries[features.get("country") or "unknown"] += 1
-        self.bytes_hours += [_vector(features, "bytes_by_hour_weekday", 24), _vector(features, "bytes_by_hour_weekend", 24)]
+        self.bytes_hours += [_vector(features, "bytes_by_hour_weekday", 24),
+                             _vector(features, "bytes_by_hour_weekend", 24)]
         self.events_hours += [_vector(features, "user_events_by_hour_weekday", 24),
                               _vector(features, "user_events_by_hour_weekend", 24)]
         self.bytes_week += _vector(features, "bytes_by_week_slot", 84)

@@ -69,15 +69,13 @@ def run(logs, fetches, check_bound: bool):
         fetched[p] += len(chunk)
         a.offer(p, chunk)
         release()
-    while a.held:
-        before = sum(map(len, a.held.values()))
+    while a.held or any(fetched[p] < len(logs[p]) for p in logs):
         release()
-        if sum(map(len, a.held.values())) == before:
-            # the rest waits for a partition with nothing fetched: fetch it
-            for p in logs:
-                if fetched[p] < len(logs[p]) and p not in a.held:
-                    a.offer(p, logs[p][fetched[p]:])
-                    fetched[p] = len(logs[p])
+        for p in logs:  # what is left, once its partition has nothing held (the consumer resumed it)
+            if fetched[p] < len(logs[p]) and p not in a.held:
+                a.offer(p, logs[p][fetched[p]:])
+                fetched[p] = len(logs[p])
+                release()
     return released, out, a
 
 

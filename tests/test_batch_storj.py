@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from verify.batch_storj import compute_storj, parse_integers, parse_times
 from tests.expected import EMPTY_STORJ_USER, typed
+from verify.batch_storj import compute_storj, parse_integers, parse_times
 
 USERS = ["id", "email_hash", "password_hash", "created_at"]
 PROJECTS = ["created_at", "project_id", "user_id", "usage_limit", "bandwidth_limit"]

@@ -35,8 +35,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from verify.batch_ucn import compute_ucn, parse_booleans, parse_integers, parse_times
 from tests.expected import typed
+from verify.batch_ucn import compute_ucn, parse_booleans, parse_integers, parse_times
 
 POSTGRES_URL = os.environ.get("UCN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -67,9 +67,11 @@ def test_settings_fields_are_all_in_the_compose_file():
     env = SERVICES["worker"]["environment"]
     names = {"kafka_broker": "KAFKA_BROKER", "redis_url": "REDIS_URL", "prefix": "FEATURE_PREFIX",
              "partitions": "PARTITIONS", "sessions_cap": "SESSIONS_CAP", "sort_run_rows": "FSP_SORT_RUN_ROWS",
-             "sort_dir": "FSP_SORT_DIR", "store": "FSP_STORE", "state_dir": "FSP_STATE_DIR"}
+             "sort_dir": "FSP_SORT_DIR", "store": "FSP_STORE", "state_dir": "FSP_STATE_DIR",
+             "feature_ttl": "FEATURE_TTL", "report_cache_s": "FSP_REPORT_CACHE_S"}
     assert set(Settings.__dataclass_fields__) == set(names)
-    assert all(names[f] in env for f in names)
+    served = SERVICES["serve"]["environment"]
+    assert all(names[f] in env or names[f] in served for f in names)
 
 
 def test_kafka_security_settings_are_in_the_compose_file():

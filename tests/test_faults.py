@@ -59,7 +59,8 @@ def test_worker_killed_mid_replay_loses_nothing_and_counts_nothing_twice(pipelin
     recovered_in, mismatches, counts = _restart_and_finish(pipeline, "storj", folder, thread, result,
                                                            time.monotonic())
     assert not mismatches, "\n".join(str(m) for m in mismatches)
-    print(f"\nseed {seed}, kill -9 after {kill_after_s}s: {result['summary'].published} events, 0 lost, 0 double counted, "
+    print(f"\nseed {seed}, kill -9 after {kill_after_s}s: {result['summary'].published} events, 0 lost, "
+          "0 double counted, "
           f"run done {recovered_in:.1f}s after the kill ({counts})")
 
 
@@ -147,7 +148,8 @@ def test_rebalance_a_worker_joins_then_one_is_killed_and_versions_never_go_back(
 
     def watch_versions():
         while not stop.is_set():
-            for key in list(r.scan_iter(match=keys.feature_key(pipeline.prefix, "storj", "user", "*"), count=500))[:300]:
+            pattern = keys.feature_key(pipeline.prefix, "storj", "user", "*")
+            for key in list(r.scan_iter(match=pattern, count=500))[:300]:
                 meta = r.hget(key, "_meta")
                 if meta:
                     version = __import__("orjson").loads(meta)["version"]

@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fsp.export import CsvRows, ParquetRows
-from stream.feature_table import (HIST_BINS, SESSIONS, FEATURES, WrongType, csv_cell, frame, map_fields, table,
-                                  tables)
+from stream.feature_table import FEATURES, HIST_BINS, SESSIONS, WrongType, csv_cell, frame, map_fields, table, tables
 
 STORJ_USER = {
     "email_hash": "ab", "created_at": "2021-02-11", "projects": 2, "project_created_dates": ["2021-02-12"],
@@ -130,7 +129,8 @@ users = st.fixed_dictionaries({"upload_bytes_by_month": maps}, optional={
 
 @settings(max_examples=60, deadline=None)
 @given(snapshots=st.lists(users, max_size=6), explode=st.booleans())
-def test_exploded_months_missing_in_some_entities_are_null_and_every_value_is_in_its_cell(snapshots, explode, tmp_path_factory):
+def test_exploded_months_missing_in_some_entities_are_null_and_every_value_is_in_its_cell(
+        snapshots, explode, tmp_path_factory):
     """Months that only some entities have: each entity's cell holds its value or null, none is lost, and
     the Parquet and CSV files read back the same cells."""
     keys = {name: set().union(*(s.get(name, {}) for s in snapshots)) for name in map_fields("storj", "user")}

@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from replay.follow_cursor import (HOLE_GRACE_S, IdCursor, SeenCursor, TimeCursor, choose, from_state)
+from replay.follow_cursor import HOLE_GRACE_S, IdCursor, SeenCursor, TimeCursor, choose, from_state
 
 
 def _matches(cursor, value) -> bool:

@@ -154,7 +154,7 @@ def test_files_and_headers_are_the_notebooks(tmp_path):
 def test_same_arguments_give_the_same_bytes(tmp_path):
     first = generate_storj(tmp_path / "a", seed=3, scale=0.02, bad_rows=7)
     second = generate_storj(tmp_path / "b", seed=3, scale=0.02, bad_rows=7)
-    other = generate_storj(tmp_path / "c", seed=4, scale=0.02, bad_rows=7)
+    generate_storj(tmp_path / "c", seed=4, scale=0.02, bad_rows=7)  # another seed: other bytes
     for path in ALL_FILES:
         assert (tmp_path / "a" / path).read_bytes() == (tmp_path / "b" / path).read_bytes()
     assert {k: v for k, v in first.items() if k != "folder"} == \

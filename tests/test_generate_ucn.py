@@ -170,9 +170,8 @@ def as_text(frame: pd.DataFrame, table: str) -> pd.DataFrame:
             numbers = pd.to_numeric(cells).astype("Int64")
             out[column] = numbers.map(lambda v: "" if pd.isna(v) else str(int(v)))
         elif kind == "bool":
-            spelled = {True: "True", False: "False", 1: "True", 0: "False",
-                       "True": "True", "False": "False"}
-            out[column] = cells.map(lambda v: "" if v is None else spelled[v])
+            spelled = {True: "True", False: "False", "True": "True", "False": "False"}  # 1 and 0 are True, False
+            out[column] = cells.map(lambda v, spelled=spelled: "" if v is None else spelled[v])
         elif kind == "ts":
             stamps = pd.to_datetime(cells, format="ISO8601").dt.strftime("%Y-%m-%d %H:%M:%S.%f")
             out[column] = stamps.str.replace(r"\.000000$", "", regex=True).fillna("")
@@ -200,7 +199,7 @@ def test_one_file_per_table_with_the_study_columns(tmp_path):
 def test_same_arguments_give_the_same_bytes(tmp_path):
     first = generate_ucn(str(tmp_path / "a"), seed=3, scale=0.02, bad_rows=6)
     second = generate_ucn(str(tmp_path / "b"), seed=3, scale=0.02, bad_rows=6)
-    other = generate_ucn(str(tmp_path / "c"), seed=4, scale=0.02, bad_rows=6)
+    generate_ucn(str(tmp_path / "c"), seed=4, scale=0.02, bad_rows=6)  # another seed: other bytes
     names = [f"{t}.csv" for t in COLUMNS]
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

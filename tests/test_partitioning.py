@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from aiokafka.partitioner import DefaultPartitioner
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stream.runtime.partitioning import KeyPartitioner
 

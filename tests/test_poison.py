@@ -96,7 +96,8 @@ def test_a_wallet_given_as_an_object_is_a_dead_letter_at_the_source():
     node = {"id": "n1", "email_hash": "e1", "wallet": {"a": 1}, "created_at": "2021-01-01T00:00:00"}
     _feed(path, "storj.nodes", [node, {**node, "wallet": "0xabc"}], key=b"n1")
     assert _reasons(path, "storj") == ["wrong type in wallet: dict where text is expected"]
-    entry = path.runtime.beside("storj_operator", path.partition_of(b"e1"), path.state("storj_operator", "e1")).get("2:n1|e1")
+    operator = path.state("storj_operator", "e1")
+    entry = path.runtime.beside("storj_operator", path.partition_of(b"e1"), operator).get("2:n1|e1")
     assert entry["node"]["wallet"] == "0xabc"
 
 

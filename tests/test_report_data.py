@@ -7,8 +7,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fsp.report_data import (StorjData, UcnData, bin_labels, ecdf, hist_cdf, local_date, per_day_of_kind,
-                             week_grid)
+from fsp.report_data import StorjData, UcnData, bin_labels, ecdf, hist_cdf, local_date, per_day_of_kind, week_grid
 
 
 def test_the_week_grid_puts_monday_midnight_first_and_sunday_night_last():

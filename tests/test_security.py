@@ -21,8 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from fsp.kafka_security import (KafkaSecurity, aiokafka_args, confluent_config, faust_credentials,
-                                kafka_python_args)
+from fsp.kafka_security import KafkaSecurity, aiokafka_args, confluent_config, faust_credentials, kafka_python_args
 from fsp.stack import Process, free_port, start_broker, wait_for_port
 from replay.generate.storj import generate_storj
 from tests.kafka_front import KafkaFront

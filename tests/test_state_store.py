@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from stream.runtime.state_backends import MEMORY, ROCKSDB
 from stream.runtime.driver import RecordPath
+from stream.runtime.state_backends import MEMORY, ROCKSDB
 
 TABLE = "storj_user"
 

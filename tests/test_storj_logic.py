@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from contract import tables
 from contract.rows import normalise
 from stream.logic import dedup, keyvalue, storj
-from verify.batch_storj import compute_storj
 from tests.expected import EMPTY_STORJ_USER, typed
+from verify.batch_storj import compute_storj
 
 PROJECT_TABLES = ("projects", "bbr", "bst")
 NODE_TABLES = ("nodes", "payments", "receipts")

@@ -593,7 +593,7 @@ def brute_force(users, devices, links, events):
         mine = {d for d in info if user in owners[d] and info[d].get("shared") is not True}
         shared = {d for d in info if user in owners[d] and info[d].get("shared") is True}
         rows = [e for e in unique.values() if int(e.key) in mine]
-        by = lambda table: [e for e in rows if e.eid.split(":")[0] == table]  # noqa: E731
+        by = lambda table, rows=rows: [e for e in rows if e.eid.split(":")[0] == table]  # noqa: E731
         tr = by("devicetraffic")
         f = {"username": r.values["username"], "country": country,
              "devices_personal": len(mine), "devices_shared": len(shared),

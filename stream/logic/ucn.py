@@ -107,8 +107,8 @@ from contract.timeutil import ONE_US, US_PER_S, format_ts, parse_ts_or_none, to_
 from . import event_codec
 from .dedup import BlockedIntIds
 from .keyvalue import KeyValue
-from .sessions import DEFAULT_LATENESS_US, SessionWindow, pending_in_state
 from .sequence import next_seq
+from .sessions import DEFAULT_LATENESS_US, SessionWindow, pending_in_state
 
 SESSION_GAP_US = 600 * US_PER_S
 SESSION_MIN_EVENTS = 3

@@ -16,8 +16,8 @@ import sys
 import time
 from typing import Awaitable, Callable
 
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.consumer import ensure_TPset
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from contract import wire
 from stream.runtime.alignment import EventTimeAligner

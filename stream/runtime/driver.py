@@ -23,7 +23,6 @@ from stream.runtime.sink import SnapshotSink
 from stream.runtime.stages import StageRunner
 from stream.runtime.worker import Runtime, dlq_topic
 
-
 APP_ID = "record-path"
 
 

@@ -140,7 +140,8 @@ class Metrics:
         self.batches = Counter("fsp_batches", "Record batches handled", ["stage"], registry=self.registry)
         self.batch_records = Counter("fsp_batch_records", "Kafka records in handled batches", ["stage"],
                                      registry=self.registry)
-        self.snapshots_rewritten = Counter("fsp_snapshots_rewritten", "Snapshots written again after Redis lost its data",
+        self.snapshots_rewritten = Counter("fsp_snapshots_rewritten",
+                                           "Snapshots written again after Redis lost its data",
                                            registry=self.registry)
         self.unknown_topic_messages = Gauge("fsp_unknown_topic_messages",
                                             "Messages in {dataset}.* topics that no stage reads", ["topic"],
