@@ -167,14 +167,17 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None,
         return {"ok": True}
 
     @app.get("/ready", dependencies=guarded, responses=_errors(401, 503),
-             summary="Redis answers; which workers said they were alive")
+             summary="Redis answers; which workers said they were alive, and how far behind their input they are")
     async def ready() -> dict:
         await call(client.ping())
         workers = worker_beats(await call(client.hgetall(keys.workers_key(prefix))), time.time())
         alive = [w for w, beat in workers.items() if beat["seconds_since_beat"] <= SILENT_WORKER_S]
         for beat in workers.values():
             beat["seconds_since_beat"] = round(beat["seconds_since_beat"], 1)
-        return {"redis": "ok", "workers_alive": len(alive), "workers": workers}
+        lag = [workers[w]["lag"] for w in alive if workers[w]["lag"] is not None]
+        return {"redis": "ok", "workers_alive": len(alive), "workers": workers,
+                "lag": {"records": sum(x["records"] for x in lag),
+                        "event_time_s": max((x["event_time_s"] for x in lag), default=0)}}
 
     # before the route of one entity: `stale` is no entity id (ids are hex digests and integers)
     @app.get("/v1/{dataset}/{entity}/stale", dependencies=guarded, responses=_errors(401, 404, 503),

@@ -174,7 +174,8 @@ def worker_beats(raw: dict, now: float) -> dict[str, dict]:
     beats = {}
     for worker, value in raw.items():
         beat = orjson.loads(value)
-        beats[worker.decode()] = {"datasets": beat.get("datasets", []), "seconds_since_beat": now - beat.get("at", 0)}
+        beats[worker.decode()] = {"datasets": beat.get("datasets", []), "seconds_since_beat": now - beat.get("at", 0),
+                                  "lag": beat.get("lag")}
     return beats
 
 

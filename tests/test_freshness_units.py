@@ -60,3 +60,14 @@ def test_what_is_no_duration(text):
     with pytest.raises(ValueError, match="is no duration"):
         parse_duration(text)
     assert parse_duration("0", zero=True) == 0
+
+
+def test_the_lag_a_heartbeat_carries_sums_unread_records_and_takes_the_worst_event_time():
+    lag = ConsumerLag()
+    assert lag.summary() == {"records": 0, "event_time_s": 0}
+    lag.position("ucn.dnsreqs", 0, next_offset=10, highwater=15)
+    lag.position("ucn.dnsreqs", 1, next_offset=7, highwater=7)
+    lag.position("ucn.users", 0, next_offset=1, highwater=4)
+    lag.event_time("ucn.dnsreqs", 0, 100_000_000)
+    lag.event_time("ucn.dnsreqs", 1, 400_000_000)  # caught up: ahead, but nothing unread
+    assert lag.summary() == {"records": 8, "event_time_s": 300.0}

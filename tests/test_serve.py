@@ -165,3 +165,32 @@ def test_redis_away_is_a_503_with_one_line_and_the_server_carries_on():
         proc.terminate()
         proc.wait(10)
         server.stop()
+
+
+def test_ready_reports_the_stream_lag_of_the_live_workers(redis_url):
+    """Each worker's heartbeat says how far behind its input it is (stream.runtime.metrics.ConsumerLag.summary);
+    /ready adds up the records and takes the largest event-time lag of the workers alive."""
+    import time
+
+    import redis
+
+    from contract import keys
+
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    r = redis.Redis.from_url(redis_url)
+    now = time.time()
+    r.hset(keys.workers_key(prefix), mapping={
+        "a": orjson.dumps({"at": now, "datasets": ["storj"], "lag": {"records": 120, "event_time_s": 30.5}}),
+        "b": orjson.dumps({"at": now, "datasets": ["ucn"], "lag": {"records": 7, "event_time_s": 3600.0}}),
+        "gone": orjson.dumps({"at": now - 3600, "datasets": ["ucn"], "lag": {"records": 10**6, "event_time_s": 9e9}}),
+    })
+    proc, base = _serve(redis_url, prefix)
+    try:
+        status, body = _call(f"{base}/ready")
+        assert status == 200 and body["workers_alive"] == 2
+        assert body["lag"] == {"records": 127, "event_time_s": 3600.0}
+        assert body["workers"]["a"]["lag"] == {"records": 120, "event_time_s": 30.5}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        r.delete(keys.workers_key(prefix))

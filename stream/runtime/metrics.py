@@ -79,6 +79,18 @@ class ConsumerLag:
             self._records.pop((tp.topic, tp.partition), None)
             self._event_us.pop((tp.topic, tp.partition), None)
 
+    def summary(self) -> dict:
+        """What a worker's heartbeat says of its lag (the server's /ready shows it): records not read yet
+        over its partitions, and the most event time a source partition with unread records is behind
+        the newest of its topic."""
+        records, event_us = dict(self._records), dict(self._event_us)
+        newest: dict[str, int] = {}
+        for (topic, _), ts_us in event_us.items():
+            newest[topic] = max(newest.get(topic, ts_us), ts_us)
+        behind = [newest[topic] - ts_us for (topic, partition), ts_us in event_us.items()
+                  if records.get((topic, partition), 0)]
+        return {"records": sum(records.values()), "event_time_s": round(max(behind, default=0) / 1e6, 3)}
+
     def collect(self, now: float | None = None):
         now = time.time() if now is None else now
         records, event_us = dict(self._records), dict(self._event_us)

@@ -343,7 +343,8 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
         """Say in Redis that this worker is alive: `replay --wait` fails fast when none is."""
         try:
             await runtime.sink.redis.hset(keys.workers_key(prefix), runtime.sink.writer,
-                                          orjson.dumps({"at": time.time(), "datasets": list(datasets)}))
+                                          orjson.dumps({"at": time.time(), "datasets": list(datasets),
+                                                        "lag": runtime.metrics.consumer_lag.summary()}))
         except Exception:  # Redis away: its outage is reported by the snapshot writes
             pass
 
