@@ -5,7 +5,9 @@ COPY contract contract
 COPY replay replay
 COPY stream stream
 COPY verify verify
+COPY common common
 COPY fsp fsp
+COPY bench bench
 COPY serving serving
 RUN pip install --no-cache-dir -c requirements.lock .
 ENV PYTHONUNBUFFERED=1

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from fsp.config import Settings
+from common.config import Settings
 from fsp.stack import bring_up
 
 
@@ -30,8 +30,8 @@ def wait_worker_ready(kafka_broker: str, redis_url: str, prefix: str, partitions
     """Block until a worker has joined its group and runs: an empty run (end marks only) completes."""
     import uuid
 
+    from common.topics import ensure_topics
     from contract.tables import topics
-    from fsp.topics import ensure_topics
     from replay.publisher import make_producer, send_end_marks
     from stream.client import connect, wait_finished
 
@@ -98,9 +98,10 @@ def print_export_and_report(r, stack, prefix: str, out: str) -> None:
 
 
 def run_demo(scale: float = 1.0, seed: int = 1, out: str = "demo-data") -> int:
-    from fsp.cli import print_summary, replay, verify
     from replay.generate.storj import generate_storj
+    from replay.job import print_summary, replay
     from stream.client import all_features, connect
+    from verify.job import verify
 
     settings = Settings.from_env()
     t0 = time.monotonic()

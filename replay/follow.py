@@ -150,7 +150,7 @@ class FolderSource:
 
     def history(self):
         """Every complete record, sorted in event-time order as a plain replay sorts a folder."""
-        from fsp.config import Settings
+        from common.config import Settings
         from replay.external_sort import sort_externally
 
         settings = Settings.from_env()

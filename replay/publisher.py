@@ -19,9 +19,9 @@ import orjson
 from confluent_kafka import Producer
 from tqdm import tqdm
 
+from common.kafka_security import confluent_config
+from common.topics import ensure_topics, partitions_of
 from contract import tables, wire
-from fsp.kafka_security import confluent_config
-from fsp.topics import ensure_topics, partitions_of
 from replay.sources.base import BadRecord
 from stream.logic.idset import IdRanges
 

@@ -38,7 +38,7 @@ class Pipeline:
     state_dir: str  # the worker's RocksDB state: a restarted worker finds it again
 
     def replay(self, dataset: str, source: str, watch_worker: bool = True, **kwargs):
-        from fsp.cli import replay
+        from replay.job import replay
 
         kwargs.setdefault("wait", True)
         kwargs.setdefault("timeout", 120)
@@ -90,7 +90,7 @@ class Pipeline:
         return all_features(self.redis(), dataset, entity, self.prefix)
 
     def verify(self, dataset: str, source: str):
-        from fsp.cli import verify
+        from verify.job import verify
 
         mismatches, counts = verify(dataset, source, self.redis_url, self.prefix)
         return mismatches, counts

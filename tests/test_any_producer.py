@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 def _ordered(folder):
-    from fsp.cli import read_source
+    from replay.job import read_source
 
     ordered, bad = read_source("storj", str(folder))
     assert not bad

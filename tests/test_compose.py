@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from common.config import Settings
 from fsp.cli import build_parser
-from fsp.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -75,10 +75,10 @@ def test_settings_fields_are_all_in_the_compose_file():
 
 
 def test_kafka_security_settings_are_in_the_compose_file():
-    """Every KAFKA_* security variable the clients read (fsp/kafka_security.py) reaches the workers."""
+    """Every KAFKA_* security variable the clients read (common/kafka_security.py) reaches the workers."""
     import inspect
 
-    from fsp import kafka_security
+    from common import kafka_security
 
     read = set(re.findall(r'"(KAFKA_[A-Z_]+)"', inspect.getsource(kafka_security.KafkaSecurity.from_env)))
     assert read and read <= set(SERVICES["worker"]["environment"])

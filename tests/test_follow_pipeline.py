@@ -53,7 +53,7 @@ class Follow:
         raise AssertionError(f"no {text!r} within {timeout} s: {self.lines}")
 
     def checkpoint(self) -> dict:
-        from fsp.cli import checkpoint_path
+        from replay.job import checkpoint_path
 
         return json.loads(checkpoint_path(self.dataset, self.source, str(self.cwd / ".fsp"), "follow").read_text())
 

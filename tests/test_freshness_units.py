@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fsp.config import parse_duration
+from common.config import parse_duration
 from stream.runtime.metrics import BulkHistogram, ConsumerLag
 
 BOUNDS = (0.01, 0.1, 1, 10)

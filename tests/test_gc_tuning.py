@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gc
 
-from fsp.gc_tuning import THRESHOLDS, tune_gc
+from common.gc_tuning import THRESHOLDS, tune_gc
 
 
 def test_tune_gc_sets_the_thresholds_and_keeps_the_collector_enabled():

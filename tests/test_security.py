@@ -21,7 +21,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from fsp.kafka_security import KafkaSecurity, aiokafka_args, confluent_config, faust_credentials, kafka_python_args
+from common.kafka_security import KafkaSecurity, aiokafka_args, confluent_config, faust_credentials, kafka_python_args
 from fsp.stack import Process, free_port, start_broker, wait_for_port
 from replay.generate.storj import generate_storj
 from tests.kafka_front import KafkaFront
@@ -174,8 +174,8 @@ def test_every_client_library_connects_with_the_settings(monkeypatch, certs, pro
 
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    from fsp.kafka_access import check_kafka
-    from fsp.topics import ensure_topics, partitions_of
+    from common.kafka_access import check_kafka
+    from common.topics import ensure_topics, partitions_of
     from replay.publisher import make_producer
     from stream.runtime.consumer import true_end_offsets
 

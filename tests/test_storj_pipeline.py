@@ -82,7 +82,7 @@ def test_bad_rows_are_dead_lettered_with_file_and_line(pipeline, tmp_path):
 
 def test_live_single_row_messages_give_the_same_features(pipeline, tmp_path):
     """A live producer sends one row per message (some with upper-case ids, some garbage) and no end mark."""
-    from fsp.cli import read_source
+    from replay.job import read_source
     from stream.client import connect
 
     folder = tmp_path / "dump"
@@ -215,8 +215,8 @@ def test_a_state_dir_left_by_another_broker_is_dropped_not_mixed_in(pipeline_fac
 
 
 def test_interrupted_replay_resumes_and_ends_exact(pipeline, tmp_path, monkeypatch):
-    from fsp.cli import checkpoint_path, source_stream
     from replay import publisher
+    from replay.job import checkpoint_path, source_stream
 
     monkeypatch.setattr(publisher, "CHECKPOINT_ROWS", 1000)
     folder = tmp_path / "dump"

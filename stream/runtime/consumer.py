@@ -55,7 +55,7 @@ def true_end_offsets(bootstrap: str, reported: dict) -> dict:
     ends = dict(reported)
     if not tps:
         return ends
-    from fsp.kafka_security import kafka_python_args
+    from common.kafka_security import kafka_python_args
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
                              auto_offset_reset="earliest", max_poll_records=10_000, **kafka_python_args())

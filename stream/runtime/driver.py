@@ -4,7 +4,7 @@ fed on to the next stage, so a message goes all the way (decode -> normalise -> 
 without a broker.
 
 What Kafka Streams' TopologyTestDriver is to a topology: the poison and bounded-state tests use it, and so
-does the growth benchmark (fsp/bench_growth.py), which measures what one update costs as a key's history
+does the growth benchmark (bench/growth.py), which measures what one update costs as a key's history
 grows without the broker's and Faust's noise around it.
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ write whose digest equals the stored one writes `_meta` alone (and keeps its
 `updated_at` (contract.keys.freshness_key), and with a TTL (FEATURE_TTL)
 renews the hash's expiry at every write. A digest made by the writer costs
 ~1 us of its CPU; comparing the stored fields inside the script instead cost
-Redis ~4 us more per snapshot (python -m fsp.bench_sink), and Redis is the one
+Redis ~4 us more per snapshot (python -m bench.sink), and Redis is the one
 process all workers share.
 
 Writes are queued and sent in one round trip per flush. Commands are packed

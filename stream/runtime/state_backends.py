@@ -29,7 +29,7 @@ import faust.stores
 import rocksdict
 from faust.stores import memory, rocksdb
 
-MEMORY, ROCKSDB = "memory", "rocksdb"  # the settings' names (fsp.config: FSP_STORE)
+MEMORY, ROCKSDB = "memory", "rocksdb"  # the settings' names (common.config: FSP_STORE)
 
 # Faust's defaults (64 MiB write buffers, a 2 GiB block cache) are per database, and the worker opens
 # one per table and partition (20 for storj on 4 partitions): small buffers keep the worker's memory

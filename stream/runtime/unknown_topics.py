@@ -33,7 +33,7 @@ def count_messages(bootstrap: str, topics: list[str]) -> dict[str, int]:
     """Messages held in each topic (end offset minus start offset, over its partitions)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from fsp.kafka_security import kafka_python_args
+    from common.kafka_security import kafka_python_args
     from stream.runtime.consumer import true_end_offsets
 
     if not topics:
@@ -54,7 +54,7 @@ def count_messages(bootstrap: str, topics: list[str]) -> dict[str, int]:
 def list_topics(bootstrap: str) -> set[str]:
     from kafka import KafkaConsumer
 
-    from fsp.kafka_security import kafka_python_args
+    from common.kafka_security import kafka_python_args
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap.split(","), **kafka_python_args())
     try:

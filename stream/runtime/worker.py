@@ -16,10 +16,10 @@ import faust
 import orjson
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
+from common.config import DEFAULT_STATE_DIR
+from common.gc_tuning import tune_gc
+from common.topics import ensure_topics
 from contract import keys, tables, wire
-from fsp.config import DEFAULT_STATE_DIR
-from fsp.gc_tuning import tune_gc
-from fsp.topics import ensure_topics
 from stream.logic import owed
 from stream.runtime import consumer, state_backends, storj_stages, ucn_stages, unknown_topics
 from stream.runtime.expiry import SWEEP_EVERY_S, ExpirySweeper
@@ -271,7 +271,7 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
     """`store_kind`: where keyed state lives (state_backends.ROCKSDB under `state_dir`, or MEMORY);
     `feature_ttl`: per dataset, seconds a snapshot lives after its last write (FEATURE_TTL)."""
     ensure_topics(kafka_broker, all_topics(datasets), partitions)
-    from fsp.kafka_security import faust_credentials
+    from common.kafka_security import faust_credentials
 
     app = faust.App(
         app_id,
@@ -399,7 +399,7 @@ def changelog_end_offsets(kafka_broker: str, tps) -> dict:
     """{(topic, partition): end offset} of changelog partitions; 0 for a topic the broker does not have."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from fsp.kafka_security import kafka_python_args
+    from common.kafka_security import kafka_python_args
 
     client = KafkaConsumer(bootstrap_servers=kafka_broker.split(","), **kafka_python_args())
     try:

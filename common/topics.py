@@ -11,7 +11,7 @@ import logging
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from fsp.kafka_security import kafka_python_args
+from common.kafka_security import kafka_python_args
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Follow-mode latency: rows committed in PostgreSQL at a steady rate while `fsp replay --follow` runs, each
 timed from its commit until Redis shows the feature it moves.
 
-    python -m fsp.bench_follow [--rate 100] [--seconds 30] [--interval 1] [--pg-url postgresql://...]
+    python -m bench.follow [--rate 100] [--seconds 30] [--interval 1] [--pg-url postgresql://...]
 
 Everything runs here as it would in production, each part a process of its own: an embedded broker, a
 stream worker (ucn), `fsp replay ucn <PostgreSQL> --follow`, and this process inserting rows, one
@@ -179,10 +179,10 @@ def describe(result: dict) -> str:
 
 
 def main(argv=None) -> None:
-    from fsp.config import Settings
+    from common.config import Settings
     from fsp.stack import redis_reachable, start_redis
 
-    parser = argparse.ArgumentParser(prog="python -m fsp.bench_follow", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.follow", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=int, default=100, help="rows committed per second")
     parser.add_argument("--seconds", type=float, default=30, help="how long rows are committed")
     parser.add_argument("--interval", type=float, default=1.0, help="follow's poll interval (its default: 1 s)")

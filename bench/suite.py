@@ -20,11 +20,11 @@ import uuid
 
 import orjson
 
-from fsp.baselines import NAIVE_TOPIC
-from fsp.config import Settings
+from bench.baselines import NAIVE_TOPIC
+from common.config import Settings
+from common.topics import ensure_topics
 from fsp.demo import start_worker, stop_worker, wait_worker_ready
 from fsp.stack import bring_up
-from fsp.topics import ensure_topics
 from replay.publisher import make_producer
 
 
@@ -48,9 +48,9 @@ def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj"
          measure_state: bool = False) -> dict:
     """One replay through `workers` workers in one consumer group, timed from the first publish until
     Redis shows the run finished; with `measure_state`, the state left in the changelogs too."""
-    from fsp.bench_measure import cpu_seconds, redis_bytes_per_user, state_sizes, wait_group_settled
-    from fsp.cli import replay
+    from bench.measure import cpu_seconds, redis_bytes_per_user, state_sizes, wait_group_settled
     from fsp.stack import Stack, start_broker
+    from replay.job import replay
 
     broker = start_broker()  # a broker of its own: no state or offsets left by another run
     stack = Stack(broker.address, stack.redis_url, [broker])
@@ -101,7 +101,7 @@ def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj"
 
 
 def _single_event_topic(stack, folder, limit: int) -> int:
-    from fsp.cli import read_source
+    from replay.job import read_source
 
     ordered, _ = read_source("storj", folder)
     ensure_topics(stack.kafka_broker, [NAIVE_TOPIC], 4)
@@ -114,7 +114,7 @@ def _single_event_topic(stack, folder, limit: int) -> int:
 
 
 def _baseline(kind: str, broker: str, events: int) -> dict:
-    out = subprocess.run([sys.executable, "-m", "fsp.baselines", kind, broker, str(events)],
+    out = subprocess.run([sys.executable, "-m", "bench.baselines", kind, broker, str(events)],
                          capture_output=True, text=True, timeout=900)
     lines = [line[line.index('{"events"'):] for line in out.stdout.splitlines() if '{"events"' in line]
     if not lines:  # (Faust writes terminal control codes before our line)
@@ -133,10 +133,10 @@ def _pandas(folder) -> dict:
 
 
 def _live_latency(redis_url: str, partitions: int, rate: int, seconds: float) -> dict:
-    """Runs fsp.bench_live in a process of its own: in this one, after the other runs, the collector's
+    """Runs bench.live in a process of its own: in this one, after the other runs, the collector's
     pauses over the rows they left in memory stalled the producer and the watcher (p99 180-230 ms in the
     full bench against 45-65 ms alone)."""
-    out = subprocess.run([sys.executable, "-m", "fsp.bench_live", redis_url, str(partitions), str(rate), str(seconds)],
+    out = subprocess.run([sys.executable, "-m", "bench.live", redis_url, str(partitions), str(rate), str(seconds)],
                          capture_output=True, text=True, timeout=seconds + 300)
     lines = [line for line in out.stdout.splitlines() if line.startswith('{"events"')]
     if not lines:
@@ -145,9 +145,9 @@ def _live_latency(redis_url: str, partitions: int, rate: int, seconds: float) ->
 
 
 def _follow_latency(redis_url: str, seconds: float) -> dict:
-    """fsp.bench_follow in a process of its own (as the live run): rows committed in PostgreSQL at 100/s
+    """bench.follow in a process of its own (as the live run): rows committed in PostgreSQL at 100/s
     while `replay --follow` polls every second; {"skipped": why} without a PostgreSQL."""
-    out = subprocess.run([sys.executable, "-m", "fsp.bench_follow", "--json", "--seconds", str(seconds),
+    out = subprocess.run([sys.executable, "-m", "bench.follow", "--json", "--seconds", str(seconds),
                           "--redis-url", redis_url], capture_output=True, text=True, timeout=seconds + 300)
     lines = [line for line in out.stdout.splitlines() if line.startswith('{"rows"')]
     if lines:
@@ -160,9 +160,9 @@ def _follow_latency(redis_url: str, seconds: float) -> dict:
 
 def _replay_rates(ucn_folder: str, scale: float) -> dict:
     """The replay alone, per source kind (ucn in CSV, SQLite and PostgreSQL): rows/s read+published."""
-    from fsp.cli import replay
     from fsp.stack import start_broker
     from replay.generate.ucn import generate_ucn
+    from replay.job import replay
 
     sources = {"csv": ucn_folder}
     sqlite_path = os.path.abspath("bench-data/ucn.db")
@@ -306,7 +306,7 @@ def run_bench(args) -> None:
               f"p50 {live['p50_ms']:.1f} ms, p99 {live['p99_ms']:.1f} ms, max {live['max_ms']:.1f} ms "
               f"({live['seen']:,} seen)")
     if "follow" in results:
-        from fsp.bench_follow import describe
+        from bench.follow import describe
 
         follow = results["follow"]
         print(f"follow: skipped ({follow['skipped']})" if "skipped" in follow else describe(follow))

@@ -1,4 +1,4 @@
-"""What one snapshot write costs: `python -m fsp.bench_sink [--snapshots 50000]`.
+"""What one snapshot write costs: `python -m bench.sink [--snapshots 50000]`.
 
 Writes storj-user-like snapshots through the worker's own SnapshotSink (queued and flushed 500 at a
 time, as the worker does) into a Redis of its own (a throw-away server, unless `--redis-url` is given),
@@ -83,7 +83,7 @@ def measure(redis_url: str, snapshots: int, entities: int, unchanged: bool) -> d
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fsp.bench_sink", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.sink", description=__doc__.splitlines()[0])
     parser.add_argument("--snapshots", type=int, default=50_000)
     parser.add_argument("--entities", type=int, default=5_000, help="distinct entities the writes cycle over")
     parser.add_argument("--runs", type=int, default=3, help="runs per case; the median is printed")

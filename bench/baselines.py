@@ -96,7 +96,7 @@ def main() -> None:
     if kind == "naive":
         run_naive(broker, expected)  # Faust as it comes
     else:
-        from fsp.gc_tuning import tune_gc
+        from common.gc_tuning import tune_gc
 
         tune_gc()  # the ceiling gets the collector settings the project runs with
         asyncio.run(_raw(broker, expected))

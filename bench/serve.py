@@ -1,6 +1,6 @@
 """The feature server under load: single and 100-entity batch reads at a fixed request rate.
 
-    python -m fsp.bench_serve [--users 3020] [--rate 1000] [--seconds 10] [--batch-rate 100]
+    python -m bench.serve [--users 3020] [--rate 1000] [--seconds 10] [--batch-rate 100]
 
 Writes `--users` storj user snapshots (the shape and size of a scale-1 store's, through the worker's own
 sink) into REDIS_URL under a prefix of its own, starts `fsp serve` as a process of its own, and sends

@@ -1,5 +1,5 @@
 """Live-mode latency for `fsp bench`: single-row messages at a steady rate, timed from produce until
-Redis shows the snapshot that counts them. Runs as a process of its own (see fsp.bench)."""
+Redis shows the snapshot that counts them. Runs as a process of its own (see bench.suite)."""
 from __future__ import annotations
 
 import json

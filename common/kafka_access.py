@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from fsp.kafka_security import KafkaSecurity, confluent_config
+from common.kafka_security import KafkaSecurity, confluent_config
 
 
 def refusal_message(security: KafkaSecurity, code: int, detail: str) -> str:

@@ -1,6 +1,6 @@
 """Where state lives, measured: one storj replay through one worker with its state in memory or RocksDB.
 
-    python -m fsp.bench_state --store rocksdb --scale 1 [--data DIR] [--restart kill|stop]
+    python -m bench.state --store rocksdb --scale 1 [--data DIR] [--restart kill|stop]
 
 Prints one JSON line: events/s end to end (first publish -> last snapshot in Redis), the worker's CPU
 time during the replay (RocksDB's own threads included) and peak RSS, the state directory's size on disk
@@ -23,9 +23,9 @@ from urllib.request import urlopen
 
 import orjson
 
+from bench.measure import cpu_seconds
+from bench.suite import _peak_rss_mb
 from contract import keys
-from fsp.bench import _peak_rss_mb
-from fsp.bench_measure import cpu_seconds
 from fsp.demo import start_worker, stop_worker, wait_worker_ready
 from fsp.stack import free_port, start_broker
 
@@ -69,7 +69,7 @@ def seconds_until_served(redis_url: str, prefix: str, user: str, since: float, a
 
 
 def measure(store: str, data: str, redis_url: str, restart: str) -> dict:
-    from fsp.cli import replay
+    from replay.job import replay
 
     broker = start_broker()
     prefix = f"bench-state-{uuid.uuid4().hex[:6]}:"
