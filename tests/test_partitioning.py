@@ -23,3 +23,15 @@ def test_the_cache_stays_bounded():
     for n in range(1_000):
         partition_of(f"user-{n}".encode())
     assert len(partition_of._cache) <= 100
+
+
+def test_the_end_of_run_marks_a_stage_waits_for_follow_from_the_declared_graph():
+    """One per source topic, and one from every partition of every stage sending to an internal topic read."""
+    from stream.runtime import storj_stages, ucn_stages
+    from stream.runtime.stages import expected_marks
+
+    stages = [*storj_stages.STAGES, *ucn_stages.STAGES]  # both datasets in one worker: names repeat
+    marks = {(stage.dataset, stage.name): n for stage, n in expected_marks(stages, 4).items()}
+    assert marks == {("storj", "project"): 3, ("storj", "node"): 3, ("storj", "account"): 1,
+                     ("storj", "operator"): 2 * 4, ("storj", "user"): 3 * 4,
+                     ("ucn", "device"): 8, ("ucn", "user"): 1 + 4}

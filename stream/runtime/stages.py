@@ -102,7 +102,8 @@ class Outbox:
 
 
 class Stage:
-    """Subclasses set `name`, `topics`, `expected_marks`, `downstream` and implement the hooks."""
+    """Subclasses set `name`, `topics`, `downstream` and implement the hooks; the end-of-run marks a stage
+    partition waits for follow from the stages' topics and downstreams (`expected_marks`)."""
 
     name: str
     dataset: str
@@ -124,9 +125,6 @@ class Stage:
 
     def __init__(self, runtime):
         self.runtime = runtime
-
-    def expected_marks(self) -> int:
-        raise NotImplementedError
 
     async def apply(self, partition: int, topic: str, groups: dict[str, list], outbox: Outbox) -> None:
         raise NotImplementedError
@@ -159,12 +157,22 @@ class Stage:
         """
 
 
+def expected_marks(stages: list[Stage], partitions: int) -> dict[Stage, int]:
+    """The end-of-run marks each stage's partition waits for, from the declared graph: one from the replay
+    per source topic it reads (into its own partition), and one from every partition of every stage that
+    sends to an internal topic it reads (each passes its mark on to every partition downstream)."""
+    senders = {topic: sum(topic in stage.downstream for stage in stages) for stage in stages for topic in stage.topics}
+    return {stage: sum(1 if stage.is_source(topic) else partitions * senders[topic] for topic in stage.topics)
+            for stage in stages}
+
+
 class StageRunner:
     """Feeds record batches of one topic-partition into the stage that owns the topic."""
 
     def __init__(self, runtime, stages: list[Stage]):
         self.runtime = runtime
         self.by_topic = {topic: stage for stage in stages for topic in stage.topics}
+        self.marks_expected = expected_marks(stages, runtime.partitions)
 
     async def handle(self, tp, records: list) -> None:
         stage = self.by_topic.get(tp.topic)
@@ -316,7 +324,7 @@ class StageRunner:
         store = self.runtime.store(stage.marks_table)
         key = f"{MARKS_KEY}{stage.name}:{partition}"
         seen = store.get(partition, key) or {}
-        expected = stage.expected_marks()
+        expected = self.marks_expected[stage]
         completes = record_mark(seen, run, str(mark.get("origin")), expected)
         if not completes and not run_complete(seen, run, expected):
             store.put(partition, key, seen)

@@ -50,9 +50,6 @@ class ProjectStage(Stage):
         super().__init__(runtime)
         dedup_horizon_us()  # a bad setting stops the worker as it starts, not in the middle of a batch
 
-    def expected_marks(self) -> int:
-        return len(self.topics)
-
     async def apply(self, partition, topic, groups, outbox: Outbox) -> None:
         table = topic.split(".", 1)[1]
         store = self.runtime.store("storj_project")
@@ -82,9 +79,6 @@ class NodeStage(Stage):
     topics = ["storj.nodes", "storj.payments", "storj.receipts"]
     downstream = [OPERATOR_TOPIC]
 
-    def expected_marks(self) -> int:
-        return len(self.topics)
-
     async def apply(self, partition, topic, groups, outbox) -> None:
         table = topic.split(".", 1)[1]
         store = self.runtime.store("storj_node")
@@ -101,9 +95,6 @@ class AccountStage(Stage):
     marks_table = "storj_account"
     topics = ["storj.users"]
     downstream = [USER_TOPIC, OPERATOR_TOPIC]
-
-    def expected_marks(self) -> int:
-        return 1
 
     async def apply(self, partition, topic, groups, outbox) -> None:
         store = self.runtime.store("storj_account")
@@ -122,9 +113,6 @@ class OperatorStage(Stage):
     marks_table = "storj_operator"
     topics = [OPERATOR_TOPIC]
     downstream = [USER_TOPIC]
-
-    def expected_marks(self) -> int:
-        return 2 * self.runtime.partitions  # from every node and account partition
 
     async def apply(self, partition, topic, groups, outbox) -> None:
         store = self.runtime.store("storj_operator")
@@ -159,9 +147,6 @@ class UserStage(Stage):
     name, dataset = "user", "storj"
     marks_table = "storj_user"
     topics = [USER_TOPIC]
-
-    def expected_marks(self) -> int:
-        return 3 * self.runtime.partitions  # from every project, account and operator partition
 
     async def apply(self, partition, topic, groups, outbox) -> None:
         store = self.runtime.store("storj_user")

@@ -34,9 +34,6 @@ class DeviceStage(Stage):
     downstream = [USER_TOPIC]
     aligned_topics = [f"ucn.{table}" for table in ucn.SESSION_SOURCES]  # the users' session clock
 
-    def expected_marks(self) -> int:
-        return len(self.topics)
-
     def __init__(self, runtime):
         super().__init__(runtime)
         self._progress = PartitionProgress()
@@ -147,9 +144,6 @@ class UserStage(Stage):
         generation = self.runtime.app.consumer_generation_id
         if generation != self._generation:
             self._generation, self._consuming_since = generation, {}
-
-    def expected_marks(self) -> int:
-        return 1 + self.runtime.partitions  # its users partition and every device partition
 
     def consuming_since(self, partition: int) -> float:
         """When this worker began consuming the partition (its first batch since the last rebalance):
