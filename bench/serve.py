@@ -59,14 +59,14 @@ async def _load(base: str, users: list[str], rate: float, seconds: float, batch:
         started = time.perf_counter()
         try:
             if batch == 1:
-                async with session.get(f"{base}/v1/storj/user/{rng.choice(users)}") as response:
-                    await response.read()
-                    ok = response.status == 200
+                request = session.get(f"{base}/v1/storj/user/{rng.choice(users)}")
             else:
-                async with session.post(f"{base}/v1/storj/user",
-                                        json={"ids": rng.sample(users, batch)}) as response:
-                    await response.read()
-                    ok = response.status == 200
+                request = session.post(f"{base}/v1/storj/user", json={"ids": rng.sample(users, batch)})
+            async with request as response:
+                await response.read()
+                ok = response.status == 200
+                if not ok:
+                    kinds[f"HTTP {response.status}"] = kinds.get(f"HTTP {response.status}", 0) + 1
         except aiohttp.ClientError as exc:
             ok = False
             kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1

@@ -144,6 +144,18 @@ def _live_latency(redis_url: str, partitions: int, rate: int, seconds: float) ->
     return json.loads(lines[-1])
 
 
+def _server_latency(redis_url: str, seconds: float) -> list[dict]:
+    """bench.serve in a process of its own: `fsp serve` over 3,020 storj user snapshots, single reads at
+    1,000/s and 100-entity batch reads at 100/s, open loop from another process."""
+    out = subprocess.run([sys.executable, "-m", "bench.serve", "--seconds", str(seconds)],
+                         env={**os.environ, "REDIS_URL": redis_url}, capture_output=True, text=True,
+                         timeout=2 * seconds + 300)
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{"users"')]
+    if len(lines) != 2:
+        raise RuntimeError(f"server latency run failed: {out.stdout[-1000:]} {out.stderr[-2000:]}")
+    return lines
+
+
 def _follow_latency(redis_url: str, seconds: float) -> dict:
     """bench.follow in a process of its own (as the live run): rows committed in PostgreSQL at 100/s
     while `replay --follow` polls every second; {"skipped": why} without a PostgreSQL."""
@@ -272,6 +284,8 @@ def run_bench(args) -> None:
                                             args.live_seconds)
         if args.follow_seconds:
             results["follow"] = _follow_latency(stack.redis_url, args.follow_seconds)
+        if args.serve_seconds:
+            results["serve"] = _server_latency(stack.redis_url, args.serve_seconds)
     finally:
         stack.stop()
     if "project_packed_2_workers" in results:
@@ -310,6 +324,10 @@ def run_bench(args) -> None:
 
         follow = results["follow"]
         print(f"follow: skipped ({follow['skipped']})" if "skipped" in follow else describe(follow))
+    for read in results.get("serve", ()):
+        print(f"fsp serve, {read['entities_per_request']} entit{'y' if read['entities_per_request'] == 1 else 'ies'} "
+              f"per request at {read['target_rate']:,.0f}/s ({read['achieved_rate']:,.0f}/s achieved): "
+              f"p50 {read['p50_ms']} ms, p99 {read['p99_ms']} ms, {read['errors']} errors")
     with open(args.out, "w") as handle:
         json.dump(results, handle, indent=2)
     print(f"\nwritten to {args.out}")

@@ -467,6 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-scaling", action="store_true", help="skip the storj run with two workers in one group")
     p.add_argument("--follow-seconds", type=float, default=10,
                    help="replay --follow latency: seconds of rows committed in PostgreSQL (PG_URL) at 100/s (0: skip)")
+    p.add_argument("--serve-seconds", type=float, default=10,
+                   help="fsp serve: seconds of single reads at 1,000/s, then of 100-entity reads at 100/s (0: skip)")
     p.add_argument("--growth", action="store_true",
                    help="only the growth bench: CPU per row and largest state record as 4 keys' histories grow")
     p.add_argument("--quick", action="store_true", help="with --growth: a tenth of each history")
