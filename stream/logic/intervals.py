@@ -6,15 +6,18 @@ when it lies within `gap_us` of both. So when only the number and durations of
 sessions count (storj usage sessions), each pending session is a `[start,
 end]` pair and the state stays two integers per session, however long a busy
 session lasts — unlike `SessionWindow`, which keeps every event for session
-records. Same rules as `SessionWindow`: sessions close once the watermark has
-passed their end by gap + lateness; an event touching a closed session is
-late and changes nothing.
+records. Same rules as `SessionWindow`, by the same code (`place_in`,
+`count_due` in sessions.py): sessions close once the watermark has passed
+their end by gap + lateness; an event touching a closed session is late and
+changes nothing.
 """
 from __future__ import annotations
 
-from bisect import bisect_right
+from operator import itemgetter
 
-from .sessions import DEFAULT_LATENESS_US, DEFAULT_MIN_DURATION_US
+from .sessions import DEFAULT_LATENESS_US, DEFAULT_MIN_DURATION_US, count_due, place_in
+
+_start, _end = itemgetter(0), itemgetter(1)  # a pending session is [start, end]
 
 
 class GapIntervals:
@@ -32,10 +35,8 @@ class GapIntervals:
         if self.last_final is not None and ts - self.last_final <= self.gap_us:
             self.late_events += 1
             return False
-        pending, gap = self.pending, self.gap_us
-        i = bisect_right(pending, ts, key=lambda s: s[0])  # pending[:i] start at or before ts
-        joins_previous = i > 0 and ts - pending[i - 1][1] <= gap
-        joins_next = i < len(pending) and pending[i][0] - ts <= gap
+        pending = self.pending
+        i, joins_previous, joins_next = place_in(pending, ts, self.gap_us, _start, _end)
         if joins_previous and joins_next:
             pending[i - 1][1] = pending.pop(i)[1]
             pending[i - 1][1] = max(pending[i - 1][1], ts)
@@ -51,12 +52,7 @@ class GapIntervals:
 
     def close_due(self) -> list[tuple[int, int, bool]]:
         """(start, end, kept) of the sessions the watermark has passed by gap + lateness, oldest first."""
-        due = 0
-        if self.watermark is not None:
-            limit = self.watermark - self.gap_us - self.lateness_us
-            while due < len(self.pending) and self.pending[due][1] < limit:
-                due += 1
-        return self._hand_over(due)
+        return self._hand_over(count_due(self.pending, self.watermark, self.gap_us, self.lateness_us, _end))
 
     def close_all(self) -> list[tuple[int, int, bool]]:
         return self._hand_over(len(self.pending))

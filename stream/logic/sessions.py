@@ -69,6 +69,25 @@ def _end(session: list[Event]) -> int:
     return session[-1].ts_us
 
 
+def place_in(sessions: list, ts: int, gap_us: int, start, end) -> tuple[int, bool, bool]:
+    """Where an event at `ts` goes among sorted, disjoint pending sessions (`start(s)`, `end(s)` their
+    bounds): (how many start at or before it, whether it joins the one before, whether it joins the one
+    after). Joining both bridges them. The one rule of every windower here (SessionWindow keeps the
+    events, intervals.GapIntervals only the bounds)."""
+    i = bisect_right(sessions, ts, key=start)
+    joins_previous = i > 0 and ts - end(sessions[i - 1]) <= gap_us
+    joins_next = i < len(sessions) and start(sessions[i]) - ts <= gap_us
+    return i, joins_previous, joins_next
+
+
+def count_due(sessions: list, watermark: int | None, gap_us: int, lateness_us: int, end) -> int:
+    """How many pending sessions (always a prefix) are final: the watermark passed their end by more than
+    gap + lateness (final <=> watermark > end + gap + lateness <=> end < watermark - gap - lateness)."""
+    if watermark is None:
+        return 0
+    return bisect_left(sessions, watermark - gap_us - lateness_us, key=end)
+
+
 def _require_int(name: str, value: Any, minimum: int | None = None) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int (microseconds or a count), got {value!r}")
@@ -141,9 +160,7 @@ class SessionWindow:
 
     def _place(self, event: Event) -> None:
         sessions = self._sessions
-        i = bisect_right(sessions, event.ts_us, key=_start)  # sessions[:i] start at or before it
-        touches_previous = i > 0 and event.ts_us - _end(sessions[i - 1]) <= self.gap_us
-        touches_next = i < len(sessions) and _start(sessions[i]) - event.ts_us <= self.gap_us
+        i, touches_previous, touches_next = place_in(sessions, event.ts_us, self.gap_us, _start, _end)
         if touches_previous:
             insort(sessions[i - 1], event, key=_sort_key)
             if touches_next:  # the event bridges the gap between two sessions
@@ -183,11 +200,7 @@ class SessionWindow:
 
     def _count_due(self) -> int:
         """How many pending sessions (always a prefix) are final."""
-        if self.watermark is None:
-            return 0
-        # final <=> watermark > end + gap + lateness <=> end < threshold
-        threshold = self.watermark - self.gap_us - self.lateness_us
-        return bisect_left(self._sessions, threshold, key=_end)
+        return count_due(self._sessions, self.watermark, self.gap_us, self.lateness_us, _end)
 
     def _latest_final_ts(self) -> int | None:
         due = self._count_due()
