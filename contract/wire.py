@@ -27,15 +27,20 @@ def event_time_header(ts_us: int) -> list[tuple[str, bytes]]:
     return [(EVENT_TIME_HEADER, str(ts_us).encode())]
 
 
-def header_event_time(headers) -> int | None:
-    """The event time a message's headers give, or None (no header, or not a whole number)."""
+def header_int(headers, wanted: str) -> int | None:
+    """The whole number a message's header `wanted` holds, or None (no such header, or not a number)."""
     for name, value in headers or ():
-        if name == EVENT_TIME_HEADER:
+        if name == wanted:
             try:
                 return int(value)
             except (TypeError, ValueError):
                 return None
     return None
+
+
+def header_event_time(headers) -> int | None:
+    """The event time a message's headers give (EVENT_TIME_HEADER), or None."""
+    return header_int(headers, EVENT_TIME_HEADER)
 
 
 class BadMessage(ValueError):

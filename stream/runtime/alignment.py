@@ -39,6 +39,7 @@ class EventTimeAligner:
         self.allowance_us = allowance_us
         self.max_wait_s = max_wait_s
         self.held: dict[Hashable, list] = {}  # partition -> records fetched, not handed on yet (in offset order)
+        self._times: dict[Hashable, list] = {}  # partition -> the event time of each held record (read once)
         self.reached: dict[Hashable, int] = {}  # partition -> event time of the newest record handed on
         self._last_offered: dict[Hashable, int] = {}
         self._blocked_since: float | None = None
@@ -53,15 +54,23 @@ class EventTimeAligner:
         if records:
             self._idle.discard(tp)
             self.held.setdefault(tp, []).extend(records)
+            self._times.setdefault(tp, []).extend(map(self.event_time, records))
             self._last_offered[tp] = records[-1].offset
 
     def _head(self, tp) -> int | None:
         """Event time of `tp`'s next held record: the first one that has one (records without come along)."""
-        for record in self.held[tp]:
-            ts = self.event_time(record)
-            if ts is not None:
-                return ts
-        return None
+        return next((ts for ts in self._times[tp] if ts is not None), None)
+
+    def _take(self, tp, cut: int | None = None) -> list:
+        """The first `cut` held records of `tp` (all of them by default), no longer held."""
+        records, times = self.held.pop(tp), self._times.pop(tp)
+        if cut is not None and cut < len(records):
+            self.held[tp], self._times[tp] = records[cut:], times[cut:]
+            records, times = records[:cut], times[:cut]
+        newest = max((ts for ts in times if ts is not None), default=None)
+        if newest is not None and (tp not in self.reached or newest > self.reached[tp]):
+            self.reached[tp] = newest
+        return records
 
     def release(self, partitions, caught_up: Callable[[Hashable], bool], now_s: float) -> list[tuple]:
         """[(tp, records)] to apply now, in this order. `partitions`: every aligned partition assigned;
@@ -71,7 +80,7 @@ class EventTimeAligner:
             timed = {tp: self._head(tp) for tp in self.held}
             untimed = next((tp for tp, ts in timed.items() if ts is None), None)
             if untimed is not None:  # records without an event time are never held
-                out.append((untimed, self.held.pop(untimed)))
+                out.append((untimed, self._take(untimed)))
                 continue
             heads: dict[Hashable, int] = {tp: ts for tp, ts in timed.items() if ts is not None}
             first = min(heads, key=lambda tp: heads[tp])
@@ -97,24 +106,17 @@ class EventTimeAligner:
                 self._blocked_since = None
                 continue
             self._blocked_since = None
-            limit = min(frontiers) + self.allowance_us if frontiers else None
-            records = self.held.pop(first)
-            cut = len(records)
-            if limit is not None:  # the head itself is within the limit: every other frontier is past it
-                cut = next((i for i, record in enumerate(records)
-                            if (ts := self.event_time(record)) is not None and ts > limit), cut)
-            taken = records[:cut]
-            if cut < len(records):
-                self.held[first] = records[cut:]
-            newest = max((ts for ts in map(self.event_time, taken) if ts is not None), default=None)
-            if newest is not None and newest > self.reached.get(first, newest - 1):
-                self.reached[first] = newest
-            out.append((first, taken))
+            cut = None
+            if frontiers:  # the head itself is within the limit: every other frontier is past it
+                limit = min(frontiers) + self.allowance_us
+                cut = next((i for i, ts in enumerate(self._times[first]) if ts is not None and ts > limit), None)
+            out.append((first, self._take(first, cut)))
         return out
 
     def clear(self) -> None:
         """A rebalance: the consumer seeks every partition to its committed offset again."""
         self.held.clear()
+        self._times.clear()
         self._last_offered.clear()
         self._blocked_since = None
         self._idle.clear()

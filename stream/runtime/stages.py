@@ -43,10 +43,7 @@ def arrival_ms(records: list) -> int | None:
     timestamp (the producer's create time, or the broker's append time)."""
     oldest = None
     for record in records:
-        at = record.timestamp
-        for name, value in record.headers or ():
-            if name == ARRIVED_HEADER:
-                at = int(value)
+        at = wire.header_int(record.headers, ARRIVED_HEADER) or record.timestamp
         if at is not None and at > 0 and (oldest is None or at < oldest):
             oldest = at
     return oldest
