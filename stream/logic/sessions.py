@@ -18,6 +18,14 @@ can touch it (see ``SessionWindow.add``). Final sessions are handed over by
 ``close_due`` (once per batch) or ``close_all`` (end of a replay) and are not
 kept, so the state written to the changelog after every batch stays small.
 
+Two kinds of pending session, one set of rules: a window built with
+``keep_events=False`` keeps each pending session as its bounds ``[start,
+end]`` only (an aggregate-only window: storj usage sessions, where only the
+number and durations of sessions count), so its state stays two integers per
+session however long a busy session lasts. Whether events form one session
+depends only on the sessions' end points, so both kinds close the same
+sessions at the same time.
+
 Times are integer microseconds throughout, never float seconds, so that a gap
 of exactly ``gap_us`` stays inside its session.
 """
@@ -26,7 +34,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from operator import itemgetter
+from typing import Any, Callable, NamedTuple
 
 from . import event_codec
 
@@ -49,7 +58,7 @@ class ClosedSession:
 
     start_us: int
     end_us: int
-    events: list[Event]  # sorted by (ts_us, order)
+    events: list[Event]  # sorted by (ts_us, order); empty in an aggregate-only window
     kept: bool
 
     @property
@@ -69,11 +78,13 @@ def _end(session: list[Event]) -> int:
     return session[-1].ts_us
 
 
+_bound_start, _bound_end = itemgetter(0), itemgetter(1)  # a pending session of an aggregate-only window
+
+
 def place_in(sessions: list, ts: int, gap_us: int, start, end) -> tuple[int, bool, bool]:
     """Where an event at `ts` goes among sorted, disjoint pending sessions (`start(s)`, `end(s)` their
     bounds): (how many start at or before it, whether it joins the one before, whether it joins the one
-    after). Joining both bridges them. The one rule of every windower here (SessionWindow keeps the
-    events, intervals.GapIntervals only the bounds)."""
+    after). Joining both bridges them."""
     i = bisect_right(sessions, ts, key=start)
     joins_previous = i > 0 and ts - end(sessions[i - 1]) <= gap_us
     joins_next = i < len(sessions) and start(sessions[i]) - ts <= gap_us
@@ -101,6 +112,10 @@ class SessionWindow:
     Invariants: pending sessions are sorted, disjoint and separated by gaps
     greater than ``gap_us``; every pending event lies more than ``gap_us``
     after the latest final event.
+
+    With ``keep_events=False`` a pending session is its bounds ``[start, end]``
+    (see the module doc): ``add`` takes the time alone and closed sessions
+    come without their events.
     """
 
     def __init__(
@@ -111,6 +126,7 @@ class SessionWindow:
         min_duration_us: int = DEFAULT_MIN_DURATION_US,
         min_events: int = 1,
         auto_watermark: bool = True,
+        keep_events: bool = True,
     ) -> None:
         """`auto_watermark=False`: `add` does not move the watermark; the caller
         moves it with `advance_to` (e.g. to the minimum over its input sources,
@@ -119,19 +135,24 @@ class SessionWindow:
         _require_int("lateness_us", lateness_us, minimum=0)
         _require_int("min_duration_us", min_duration_us, minimum=0)
         _require_int("min_events", min_events, minimum=1)
+        if not keep_events and min_events != 1:
+            raise ValueError("an aggregate-only window (keep_events=False) does not count events: min_events is 1")
         self.gap_us = gap_us
         self.lateness_us = lateness_us
         self.min_duration_us = min_duration_us
         self.min_events = min_events
         self.auto_watermark = auto_watermark
+        self.keep_events = keep_events
         self.watermark: int | None = None
         self.late_events = 0
         self._last_final_ts: int | None = None
-        self._sessions: list[list[Event]] = []
+        self._sessions: list = []  # list[list[Event]], or [start, end] pairs without keep_events
+        self._start: Callable[[list], int] = _start if keep_events else _bound_start
+        self._end: Callable[[list], int] = _end if keep_events else _bound_end
 
     # ----------------------------------------------------------------- input
 
-    def add(self, ts_us: int, order: tuple, payload: Any = None) -> bool:
+    def add(self, ts_us: int, order: tuple = (), payload: Any = None) -> bool:
         """Place an event in its session. Returns False for a late event.
 
         An event is late when it would touch a final session: ts_us minus the
@@ -142,19 +163,24 @@ class SessionWindow:
         never late: a session is final only once watermark > its end +
         gap_us + lateness_us, so such an event lies more than gap_us after it.
         """
-        _require_int("ts_us", ts_us)
+        if type(ts_us) is not int:
+            _require_int("ts_us", ts_us)
         latest_final = self._latest_final_ts()
         if latest_final is not None and ts_us - latest_final <= self.gap_us:
             self.late_events += 1
             return False
-        self._place(Event(ts_us, tuple(order), payload))
+        if self.keep_events:
+            self._place(Event(ts_us, tuple(order), payload))
+        else:
+            self._place_bound(ts_us)
         if self.auto_watermark:
             self.advance_to(ts_us)
         return True
 
     def advance_to(self, ts_us: int) -> None:
         """Move the watermark forward to ts_us (never backwards)."""
-        _require_int("ts_us", ts_us)
+        if type(ts_us) is not int:
+            _require_int("ts_us", ts_us)
         if self.watermark is None or ts_us > self.watermark:
             self.watermark = ts_us
 
@@ -169,6 +195,20 @@ class SessionWindow:
             insort(sessions[i], event, key=_sort_key)
         else:
             sessions.insert(i, [event])
+
+    def _place_bound(self, ts: int) -> None:
+        sessions = self._sessions
+        i, touches_previous, touches_next = place_in(sessions, ts, self.gap_us, _bound_start, _bound_end)
+        if touches_previous:
+            previous = sessions[i - 1]
+            if touches_next:  # the event bridges the gap between two sessions
+                previous[1] = sessions.pop(i)[1]
+            elif ts > previous[1]:
+                previous[1] = ts
+        elif touches_next:
+            sessions[i][0] = ts
+        else:
+            sessions.insert(i, [ts, ts])
 
     # ---------------------------------------------------------------- output
 
@@ -192,38 +232,58 @@ class SessionWindow:
         if self._count_due() == len(self._sessions):
             return None
         newest = self._sessions[-1]
+        if not self.keep_events:
+            return {"start": newest[0], "last_event_at": newest[1]}
         return {"start": _start(newest), "last_event_at": _end(newest), "events": len(newest)}
 
     @property
     def pending_events(self) -> int:
+        if not self.keep_events:
+            raise TypeError("an aggregate-only window does not keep its events")
         return sum(len(session) for session in self._sessions)
+
+    def pending_kept(self) -> tuple[int, int]:
+        """(count, total duration) of the pending sessions that would be kept if they closed now (an
+        aggregate-only window: features that count open sessions already)."""
+        start, end = self._start, self._end
+        kept = [end(s) - start(s) for s in self._sessions if self._keeps(s, end(s) - start(s))]
+        return len(kept), sum(kept)
 
     def _count_due(self) -> int:
         """How many pending sessions (always a prefix) are final."""
-        return count_due(self._sessions, self.watermark, self.gap_us, self.lateness_us, _end)
+        return count_due(self._sessions, self.watermark, self.gap_us, self.lateness_us, self._end)
 
     def _latest_final_ts(self) -> int | None:
+        sessions, watermark = self._sessions, self.watermark
+        if not sessions or watermark is None or self._end(sessions[0]) >= watermark - self.gap_us - self.lateness_us:
+            return self._last_final_ts  # none due (the common case, without a search)
         due = self._count_due()
-        return _end(self._sessions[due - 1]) if due else self._last_final_ts
+        return self._end(self._sessions[due - 1]) if due else self._last_final_ts
 
     def _hand_over(self, count: int) -> list[ClosedSession]:
         finals = self._sessions[:count]
         del self._sessions[:count]
         if finals:
-            self._last_final_ts = _end(finals[-1])
-        return [self._closed(events) for events in finals]
+            self._last_final_ts = self._end(finals[-1])
+        return [self._closed(session) for session in finals]
 
-    def _closed(self, events: list[Event]) -> ClosedSession:
-        start, end = _start(events), _end(events)
-        kept = end - start >= self.min_duration_us and len(events) >= self.min_events
-        return ClosedSession(start, end, events, kept)
+    def _keeps(self, session: list, duration_us: int) -> bool:
+        return duration_us >= self.min_duration_us and (not self.keep_events or len(session) >= self.min_events)
+
+    def _closed(self, session: list) -> ClosedSession:
+        start, end = self._start(session), self._end(session)
+        if not self.keep_events:
+            return ClosedSession(start, end, [], self._keeps(session, end - start))
+        return ClosedSession(start, end, session, self._keeps(session, end - start))
 
     # ----------------------------------------------------------------- state
 
     def to_state(self) -> dict:
-        """JSON-able state: the pending events and three numbers. The events are flat integer lists
+        """JSON-able state: the pending events (or bounds) and three numbers. The events are flat integer lists
         (stream.logic.event_codec) when they all share one shape of scalar fields, else nested lists
         (orders become lists; payloads are stored as given)."""
+        if not self.keep_events:  # short keys: a storj project writes this at every batch
+            return {"p": self._sessions, "w": self.watermark, "f": self._last_final_ts, "l": self.late_events}
         state: dict[str, Any] = {"watermark": self.watermark, "last_final_ts": self._last_final_ts,
                  "late_events": self.late_events}
         flat = event_codec.encode(self._sessions)
@@ -240,6 +300,11 @@ class SessionWindow:
         ``params`` are the constructor's and must be those the state was
         built with."""
         window = cls(**params)
+        if not window.keep_events:
+            window._sessions = state.get("p", [])
+            window.watermark, window._last_final_ts = state.get("w"), state.get("f")
+            window.late_events = state.get("l", 0)
+            return window
         window.watermark = state["watermark"]
         window._last_final_ts = state["last_final_ts"]
         window.late_events = state["late_events"]

@@ -20,8 +20,8 @@ from __future__ import annotations
 from contract.timeutil import US_PER_S, date_of, format_ts, parse_ts_or_none, year_of
 
 from .dedup import DayBucketedIds
-from .intervals import GapIntervals
 from .sequence import next_seq
+from .sessions import SessionWindow
 
 FREE_BANDWIDTH_LIMIT = 50_000_000_000
 USAGE_SESSION_GAP_US = 7_200 * US_PER_S
@@ -101,15 +101,18 @@ def _apply_storage(state: dict, row) -> None:
         state["st_sum"] += remote or 0
 
 
-def _usage_window(state: dict) -> GapIntervals:
-    return GapIntervals(USAGE_SESSION_GAP_US, state=state["sess"])
+def _usage_window(state: dict) -> SessionWindow:
+    """The project's usage sessions: only their number and durations count, so the window keeps bounds."""
+    if state["sess"] is None:
+        return SessionWindow(USAGE_SESSION_GAP_US, keep_events=False)
+    return SessionWindow.from_state(state["sess"], gap_us=USAGE_SESSION_GAP_US, keep_events=False)
 
 
 def _count_closed(state: dict, closed) -> None:
-    for start, end, kept in closed:
-        if kept:
+    for session in closed:
+        if session.kept:
             state["sess_n"] += 1
-            state["sess_us"] += end - start
+            state["sess_us"] += session.duration_us
 
 
 def _pending_sessions(state: dict) -> tuple[int, int]:
