@@ -62,11 +62,11 @@ def cmd_worker(args) -> None:
 
 def cmd_generate(args) -> None:
     if args.dataset == "storj":
-        from replay.generate.storj import generate_storj
+        from datasets.storj.generate import generate_storj
 
         result = generate_storj(args.out, seed=args.seed, scale=args.scale, bad_rows=args.bad_rows)
     else:
-        from replay.generate.ucn import generate_ucn
+        from datasets.ucn.generate import generate_ucn
 
         result = generate_ucn(args.out, seed=args.seed, scale=args.scale, bad_rows=args.bad_rows)
     print(json.dumps({k: v for k, v in result.items() if k != "files"}, indent=2, default=str))

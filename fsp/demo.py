@@ -98,7 +98,7 @@ def print_export_and_report(r, stack, prefix: str, out: str) -> None:
 
 
 def run_demo(scale: float = 1.0, seed: int = 1, out: str = "demo-data") -> int:
-    from replay.generate.storj import generate_storj
+    from datasets.storj.generate import generate_storj
     from replay.job import print_summary, replay
     from stream.client import all_features, connect
     from verify.job import verify

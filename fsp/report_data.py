@@ -12,7 +12,7 @@ from datetime import date, datetime, timezone
 
 import numpy as np
 
-from stream.logic.ucn import HIST_EDGES_US, time_zone
+from datasets.ucn.logic import HIST_EDGES_US, time_zone
 
 GB = 1e9
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -24,7 +24,7 @@ import orjson
 
 from contract.keys import SNAPSHOT_ENTITIES
 from contract.timeutil import US_PER_S
-from stream.logic.ucn import HIST_EDGES_US
+from datasets.ucn.logic import HIST_EDGES_US
 
 SESSIONS = "sessions"  # the table of ucn session records (SPEC §4, Sessions): a row per closed session
 SEPARATOR = "-"  # between a feature and a key of it in an exploded column's name

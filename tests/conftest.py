@@ -185,9 +185,9 @@ class ReplayedStore:
 def replayed_store(redis_url, tmp_path_factory) -> ReplayedStore:
     """One replay of each dataset for every test that only reads what it left in Redis; the broker and
     worker stop once it is done (nothing runs in the background of later tests), the keys at the end."""
+    from datasets.storj.generate import generate_storj
+    from datasets.ucn.generate import generate_ucn
     from fsp.demo import start_worker, stop_worker
-    from replay.generate.storj import generate_storj
-    from replay.generate.ucn import generate_ucn
 
     folder = tmp_path_factory.mktemp("replayed")
     storj, ucn = str(folder / "storj"), str(folder / "ucn")

@@ -114,7 +114,7 @@ def test_a_source_that_fits_one_run_never_touches_the_disk(tmp_path):
 def test_csv_folder_stream_sorted_in_small_runs_equals_the_in_memory_read(tmp_path, monkeypatch):
     """The replay's source stream of a generated dump with bad rows, run size and spill folder from the
     environment, against the folder read and sorted in memory."""
-    from replay.generate.storj import generate_storj
+    from datasets.storj.generate import generate_storj
     from replay.job import read_source, source_stream
 
     folder, spill = tmp_path / "dump", tmp_path / "spill"

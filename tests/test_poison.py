@@ -237,7 +237,7 @@ def test_many_records_for_one_key_in_a_batch_go_out_as_messages_within_the_limit
 
 def test_a_key_that_fails_at_the_end_of_a_run_is_a_dead_letter_and_the_run_ends_for_the_others(monkeypatch):
     from contract import wire
-    from stream.logic import ucn
+    from datasets.ucn import logic as ucn
 
     path = RecordPath()
     for user, device in ((1, 7), (2, 8)):

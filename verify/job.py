@@ -10,11 +10,11 @@ def verify(dataset: str, source: str, redis_url: str, prefix: str = ""):
     from verify.compare import compare
 
     if dataset == "storj":
-        from verify.batch_storj import compute_storj
+        from datasets.storj.batch import compute_storj
 
         expected = compute_storj(source)
     else:
-        from verify.batch_ucn import compute_ucn
+        from datasets.ucn.batch import compute_ucn
 
         expected = compute_ucn(source)
     entities = SNAPSHOT_ENTITIES[dataset]

@@ -18,7 +18,9 @@ import faust
 import orjson
 
 from contract import tables, wire
-from stream.runtime import state_backends, storj_stages, ucn_stages
+from datasets.storj import stages as storj_stages
+from datasets.ucn import stages as ucn_stages
+from stream.runtime import state_backends
 from stream.runtime.sink import SnapshotSink
 from stream.runtime.stages import StageRunner
 from stream.runtime.worker import Runtime, dlq_topic

@@ -20,8 +20,10 @@ from common.config import DEFAULT_STATE_DIR
 from common.gc_tuning import tune_gc
 from common.topics import ensure_topics
 from contract import keys, tables, wire
+from datasets.storj import stages as storj_stages
+from datasets.ucn import stages as ucn_stages
 from stream.logic import owed
-from stream.runtime import consumer, state_backends, storj_stages, ucn_stages, unknown_topics
+from stream.runtime import consumer, state_backends, unknown_topics
 from stream.runtime.expiry import SWEEP_EVERY_S, ExpirySweeper
 from stream.runtime.metrics import AGE_BUCKETS_S, Metrics
 from stream.runtime.partitioning import KeyPartitioner

@@ -1,15 +1,17 @@
-"""The ucn stages: devices (key devid) -> users (key user id), see stream.logic.ucn."""
+"""The ucn stages: devices (key devid) -> users (key user id), see datasets.ucn.logic."""
 from __future__ import annotations
 
 import time
 
 from contract.timeutil import format_ts
-from stream.logic import owed, ucn
+from stream.logic import owed
 from stream.logic.dedup import BlockedIntIds
 from stream.logic.progress import PartitionProgress
 from stream.logic.source_clock import SourceClock
 from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
+
+from . import logic as ucn
 
 USER_TOPIC = "ucn.internal.user"
 SESSIONS_TOPIC = "ucn.sessions"

@@ -1,14 +1,15 @@
-"""The storj stages: projects, nodes, accounts -> operators -> users (see stream.logic.storj)."""
+"""The storj stages: projects, nodes, accounts -> operators -> users (see datasets.storj.logic)."""
 from __future__ import annotations
 
 import os
 from functools import lru_cache
 
 from contract.timeutil import format_ts
-from stream.logic import storj
 from stream.logic.dedup import DAY_US, DayBucketedIds
 from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
+
+from . import logic as storj
 
 USER_TOPIC = "storj.internal.user"
 OPERATOR_TOPIC = "storj.internal.operator"
