@@ -22,7 +22,7 @@ from datetime import date, datetime
 
 import orjson
 
-from contract.keys import SNAPSHOT_ENTITIES
+import datasets
 from contract.timeutil import US_PER_S
 from datasets.ucn.logic import HIST_EDGES_US
 
@@ -104,7 +104,7 @@ ID_KIND = {"storj": STR, "ucn": INT}  # ucn ids are the study's integers; storj'
 
 def tables() -> list[tuple[str, str]]:
     """Every (dataset, table) that can be exported: the snapshot entities, and ucn's sessions."""
-    return [(dataset, entity) for dataset, entities in SNAPSHOT_ENTITIES.items() for entity in entities] + [
+    return [(dataset, entity) for dataset in datasets.names() for entity in datasets.get(dataset).snapshot_entities] + [
         ("ucn", SESSIONS)]
 
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import datasets
 from contract import tables
 from stream.logic.sessions import pending_in_state
 from stream.runtime import store as store_module
@@ -148,7 +149,7 @@ _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), m
 _JSON = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                        st.dictionaries(st.text(max_size=6), inner, max_size=3)),
                      max_leaves=8)
-SOURCE_TOPICS = [topic for dataset in tables.DATASETS for topic in tables.topics(dataset)]
+SOURCE_TOPICS = [topic for dataset in datasets.names() for topic in tables.topics(dataset)]
 INTERNAL_TOPICS = storj_internal = ["storj.internal.user", "storj.internal.operator", "ucn.internal.user"]
 
 

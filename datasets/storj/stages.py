@@ -166,6 +166,6 @@ class UserStage(Stage):
                                    storj.user_events(state), format_ts(max(times)) if times else None)
 
 
-STAGES = [ProjectStage, NodeStage, AccountStage, OperatorStage, UserStage]
-TABLES = ["storj_project", "storj_node", "storj_account", "storj_operator", "storj_user"]
-INTERNAL_TOPICS = [USER_TOPIC, OPERATOR_TOPIC]
+STAGES = (ProjectStage, NodeStage, AccountStage, OperatorStage, UserStage)
+STATE_TABLES = ("storj_project", "storj_node", "storj_account", "storj_operator", "storj_user")
+INTERNAL_TOPICS = (USER_TOPIC, OPERATOR_TOPIC)

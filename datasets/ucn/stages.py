@@ -222,7 +222,7 @@ class UserStage(Stage):
                                    late_events=ucn.user_late_events(state))
 
 
-STAGES = [DeviceStage, UserStage]
-TABLES = ["ucn_device", "ucn_user"]
+STAGES = (DeviceStage, UserStage)
+STATE_TABLES = ("ucn_device", "ucn_user")
 
-INTERNAL_TOPICS = [USER_TOPIC, SESSIONS_TOPIC]
+INTERNAL_TOPICS = (USER_TOPIC, SESSIONS_TOPIC)
