@@ -3,18 +3,19 @@
 Everything that makes a dataset lives in its folder under `datasets/` and is
 handed to the engine here: its source tables, how a row's event id is made
 and how rows of one instant are ordered, which CSV files hold which table,
-its stages and their state, what it writes to Redis, its generator and its
-independent batch computation. The engine (contract, replay, stream, verify,
+its stages and their state, what it writes to Redis, its generator, its
+independent batch computation, its export columns and its report. The engine (contract, replay, stream, verify,
 serving, fsp) asks for these by dataset name and never tests a name itself.
 
 Pure, like the rest of `contract`: a description holds functions and
-classes; those that pull in pandas (generator, batch computation) are
-given as `lazy("module:function")`, imported at their first call.
+classes; those that pull in pandas or matplotlib (generator, batch
+computation, report) are given as `lazy("module:function")`, imported at
+their first call.
 """
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:  # contract.tables looks datasets up through the registry, which imports this module
@@ -45,8 +46,8 @@ def no_id_columns(column: str) -> bool:
 
 
 def lazy(path: str) -> Callable:
-    """The function `module:name`, imported at its first call (a generator or a batch computation pulls
-    in pandas, which a worker never needs)."""
+    """The function `module:name`, imported at its first call (a generator, a batch computation or a report
+    pulls in pandas or matplotlib, which a worker never needs)."""
     module, _, name = path.partition(":")
 
     def call(*args, **kwargs):
@@ -70,6 +71,10 @@ class Dataset:
     # the independent batch computation (verify): source (CSV folder or database URL) -> {entity: {id:
     # features}}, plus "sessions" {user id: records, newest first} for a dataset with session lists
     compute: Callable[[str], dict]
+    # export (stream.feature_table): entity kind, or "sessions" for the session lists -> its features in
+    # column order, ((feature, Kind), ...); and the Kind of the entity ids
+    columns: Mapping[str, tuple] = field(default_factory=dict)
+    id_kind: Any = None
     session_lists: tuple[str, ...] = ()  # entity kinds that also keep their closed sessions in Redis
     is_id_column: Callable[[str], bool] = no_id_columns  # text columns of ids, compared in lower case
     # (spec, Row) -> what orders rows of one event time after the time (replay.merge); the same shape for
@@ -78,6 +83,8 @@ class Dataset:
     # (tables, a CSV file's name without .csv) -> the table the file holds, or None (not one of ours)
     table_of_file: Callable[[Mapping[str, TableSpec], str], TableSpec | None] = one_file_per_table
     generate: Callable | None = None  # (out: folder or database URL, *, seed, scale, bad_rows) -> summary
+    report: Callable | None = None  # (redis client, key prefix, user id or None) -> fsp.report.Report
+    report_per_user: bool = False  # whether its report draws one user too (`fsp report --user`)
 
     def __post_init__(self):
         strays = [spec.name for spec in self.tables.values() if spec.dataset != self.name]
@@ -85,6 +92,8 @@ class Dataset:
             raise ValueError(f"tables of another dataset in {self.name}: {', '.join(strays)}")
         if self.final_stage not in {stage.name for stage in self.stages}:
             raise ValueError(f"{self.name}: no stage {self.final_stage!r} to be the final stage")
+        if self.columns and self.id_kind is None:
+            raise ValueError(f"{self.name}: export columns without the kind of the ids (id_kind)")
 
     def file_table(self, stem: str) -> TableSpec | None:
         """The table a CSV file named `{stem}.csv` holds, or None."""

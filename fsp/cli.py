@@ -288,13 +288,14 @@ def cmd_export(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from fsp.report import DATASETS, NoData, build_report
+    from fsp.report import NoData, build_report, per_user_datasets, report_datasets
     from stream.client import connect
 
-    if args.dataset not in DATASETS:
-        usage_error(f"no report of dataset {args.dataset!r}: known are {', '.join(DATASETS)}")
-    if args.user is not None and args.dataset != "ucn":
-        usage_error("--user is for ucn reports: storj has no per-user pictures")
+    known = report_datasets()
+    if args.dataset not in known:
+        usage_error(f"no report of dataset {args.dataset!r}: known are {', '.join(known)}")
+    if args.user is not None and args.dataset not in per_user_datasets():
+        usage_error(f"--user is for {', '.join(per_user_datasets())} reports: {args.dataset} has no per-user pictures")
     settings = _settings()
     require_redis(_need(settings.redis_url, "Redis", "REDIS_URL"))
     try:

@@ -136,10 +136,11 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None,
     reports = ReportCache(redis_url, prefix, report_seconds)
 
     def report_of(dataset: str, user: str | None):
-        from fsp.report import DATASETS, NoData
+        from fsp.report import NoData, report_datasets
 
-        if dataset not in DATASETS:
-            raise HTTPException(404, f"no report of dataset {dataset!r}; known: {', '.join(DATASETS)}")
+        known = report_datasets()
+        if dataset not in known:
+            raise HTTPException(404, f"no report of dataset {dataset!r}; known: {', '.join(known)}")
         try:
             return reports.get(dataset, user)
         except NoData as exc:

@@ -1,12 +1,14 @@
 """storj: a cloud storage service's usage per user, and what its node operators earn (SPEC: the storj seed).
 
 Projects, nodes and accounts -> operators -> users (stages.py, logic.py); snapshots of users and
-operators. Its source is the per-region CSV dump (tables.py) or a database with the same tables.
+operators (features.py). Its source is the per-region CSV dump (tables.py) or a database with the same
+tables; generate.py writes a synthetic one, batch.py computes every feature from it independently, and
+report.py draws the users.
 """
 from contract.dataset import Dataset, lazy
 from contract.rows import content_id
 
-from . import stages
+from . import features, stages
 from .tables import TABLES, is_id_column, table_of_file
 
 DATASET = Dataset(
@@ -19,4 +21,6 @@ DATASET = Dataset(
     snapshot_entities=("user", "operator"), final_stage="user",
     # a synthetic dump, and the independent batch computation verify compares with
     generate=lazy("datasets.storj.generate:generate_storj"), compute=lazy("datasets.storj.batch:compute_storj"),
+    # what `fsp export` writes and `fsp report` draws
+    columns=features.COLUMNS, id_kind=features.ID_KIND, report=lazy("datasets.storj.report:build"),
 )
