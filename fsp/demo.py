@@ -15,17 +15,18 @@ DATASET = "storj"  # the dataset the demo shows (its output speaks of storj's us
 
 def start_worker(kafka_broker: str, redis_url: str, prefix: str, partitions: int, datasets: str,
                  log_path: str | None = None, metrics_port: int | None = None,
-                 state_dir: str | None = None) -> subprocess.Popen:
+                 state_dir: str | None = None, launcher: list[str] | None = None) -> subprocess.Popen:
     """`state_dir`: the worker's own (FSP_STATE_DIR): two workers must not share one, and a worker of a
-    fresh broker must not find the state of another broker's changelogs."""
+    fresh broker must not find the state of another broker's changelogs. `launcher`: the command that runs
+    the command line (default `python -m fsp`; a test's registers a dataset of its own first)."""
     env = {**os.environ, "KAFKA_BROKER": kafka_broker, "REDIS_URL": redis_url, "FEATURE_PREFIX": prefix,
            "PARTITIONS": str(partitions)}
     if state_dir is not None:
         env["FSP_STATE_DIR"] = state_dir
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     extra = ["--metrics-port", str(metrics_port)] if metrics_port else []
-    return subprocess.Popen([sys.executable, "-m", "fsp", "worker", "--datasets", datasets, *extra], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    command = [*(launcher or [sys.executable, "-m", "fsp"]), "worker", "--datasets", datasets, *extra]
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_worker_ready(kafka_broker: str, redis_url: str, prefix: str, partitions: int, dataset: str,
