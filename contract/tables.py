@@ -17,7 +17,7 @@ class TableSpec:
     time: str | None = None
     int_cols: frozenset = field(default_factory=frozenset)  # integers within 64 bits
     bool_cols: frozenset = field(default_factory=frozenset)
-    file_stem: str | None = None
+    file_stem: str | None = None  # the name a dump gives the table's files, for a dataset's table_of_file (storj)
     aliases: tuple = ()
     text_cols: frozenset = field(default_factory=frozenset)  # text (JSON strings) only
     scalar_cols: frozenset = field(default_factory=frozenset)  # any JSON scalar (read leniently)
