@@ -2,6 +2,7 @@ FROM python:3.11.10-slim
 WORKDIR /app
 COPY pyproject.toml requirements.lock README.md ./
 COPY contract contract
+COPY datasets datasets
 COPY replay replay
 COPY stream stream
 COPY verify verify

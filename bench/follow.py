@@ -47,9 +47,9 @@ def follow_latency(redis_url: str, partitions: int = 4, rate: int = 100, seconds
     import sqlalchemy as sa
 
     from contract import keys
+    from datasets.ucn.generate import generate_ucn
     from fsp.demo import start_worker, stop_worker, wait_worker_ready
     from fsp.stack import start_broker
-    from replay.generate.ucn import generate_ucn
 
     schema = f"fsp_bench_follow_{uuid.uuid4().hex[:6]}"
     source = f"{pg_url}?options=-csearch_path%3D{schema}"

@@ -84,18 +84,18 @@ def _count_written(written: dict, table: str, records) -> None:
 
 def changelog_writes(bootstrap: str, dataset: str, app_id: str = APP_ID) -> dict:
     """Per table of the dataset: records written to its changelog, their bytes and the largest one."""
-    from stream.runtime.worker import DATASET_STAGES
+    import datasets
 
     written: dict = {}
-    read_changelogs(bootstrap, DATASET_STAGES[dataset].TABLES, app_id, written=written)
+    read_changelogs(bootstrap, datasets.get(dataset).state_tables, app_id, written=written)
     return written
 
 
 def state_sizes(bootstrap: str, dataset: str, app_id: str = APP_ID) -> dict:
     """Per table: entity keys, bytes of their latest values, mean bytes per key; and state bytes per user."""
-    from stream.runtime.worker import DATASET_STAGES
+    import datasets
 
-    tables = DATASET_STAGES[dataset].TABLES
+    tables = datasets.get(dataset).state_tables
     latest = read_changelogs(bootstrap, tables, app_id)
     per_table = {}
     for table, values in latest.items():

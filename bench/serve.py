@@ -28,7 +28,7 @@ MONTHS = [f"2020-{m:02d}" for m in range(1, 13)]
 
 
 def _user_features(rng: random.Random) -> dict:
-    """What a storj user's snapshot holds (stream.logic.storj.user_features), with made-up values."""
+    """What a storj user's snapshot holds (datasets.storj.logic.user_features), with made-up values."""
     by_month = {m: rng.randrange(10**9) for m in rng.sample(MONTHS, 6)}
     return {"created_at": "2020-01-21", "tier": "pro", "projects": rng.randrange(1, 5),
             "upload_bytes_by_month": by_month, "download_bytes_by_month": dict(by_month),

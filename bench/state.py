@@ -127,7 +127,7 @@ def main() -> None:
     redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     data = args.data
     if data is None or not os.path.isdir(data):
-        from replay.generate.storj import generate_storj
+        from datasets.storj.generate import generate_storj
 
         data = data or tempfile.mkdtemp(prefix="fsp-bench-state-data-")
         generate_storj(data, seed=1, scale=args.scale)

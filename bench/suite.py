@@ -123,7 +123,7 @@ def _baseline(kind: str, broker: str, events: int) -> dict:
 
 
 def _pandas(folder) -> dict:
-    from verify.batch_storj import compute_storj
+    from datasets.storj.batch import compute_storj
 
     t0 = time.perf_counter()
     result = compute_storj(folder)
@@ -172,8 +172,8 @@ def _follow_latency(redis_url: str, seconds: float) -> dict:
 
 def _replay_rates(ucn_folder: str, scale: float) -> dict:
     """The replay alone, per source kind (ucn in CSV, SQLite and PostgreSQL): rows/s read+published."""
+    from datasets.ucn.generate import generate_ucn
     from fsp.stack import start_broker
-    from replay.generate.ucn import generate_ucn
     from replay.job import replay
 
     sources = {"csv": ucn_folder}
@@ -254,7 +254,7 @@ def _print_scaling(results: dict) -> None:
 
 
 def run_bench(args) -> None:
-    from replay.generate.storj import generate_storj
+    from datasets.storj.generate import generate_storj
 
     settings = Settings.from_env()
     folder = os.path.abspath("bench-data/storj")
@@ -272,7 +272,7 @@ def run_bench(args) -> None:
         results["naive_faust"] = _baseline("naive", stack.kafka_broker, events)
         results["raw_aiokafka"] = _baseline("raw", stack.kafka_broker, events)
         results["pandas_batch"] = _pandas(folder)
-        from replay.generate.ucn import generate_ucn
+        from datasets.ucn.generate import generate_ucn
 
         ucn_folder = os.path.abspath("bench-data/ucn")
         generate_ucn(ucn_folder, seed=1, scale=args.scale)

@@ -57,15 +57,16 @@ def parse_duration(text: str, zero: bool = False) -> float:
 
 def feature_ttl_from_env() -> dict[str, float]:
     """FEATURE_TTL=storj=30d,ucn=7d: per dataset, how long a snapshot lives after its last write."""
-    from contract.keys import SNAPSHOT_ENTITIES
+    import datasets
 
+    known = datasets.names()
     text = os.environ.get("FEATURE_TTL", "").strip()
     ttl: dict[str, float] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         dataset, equals, duration = (part.strip() for part in item.partition("="))
-        if not equals or dataset not in SNAPSHOT_ENTITIES or dataset in ttl:
+        if not equals or dataset not in known or dataset in ttl:
             usage_error(f"FEATURE_TTL={text!r}: expected DATASET=DURATION pairs, each dataset once, e.g. "
-                        f"storj=30d,ucn=7d (datasets: {', '.join(SNAPSHOT_ENTITIES)})")
+                        f"storj=30d,ucn=7d (datasets: {', '.join(known)})")
         try:
             ttl[dataset] = parse_duration(duration)
         except ValueError as exc:

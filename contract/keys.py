@@ -1,10 +1,6 @@
-"""Redis key names (SPEC §3); every key takes the deployment's prefix."""
+"""Redis key names (SPEC §3); every key takes the deployment's prefix. Which entity kinds of a dataset
+have snapshots, and which a session list, the dataset says (Dataset.snapshot_entities, .session_lists)."""
 from __future__ import annotations
-
-# The entity kinds that have feature snapshots, per dataset.
-SNAPSHOT_ENTITIES = {"storj": ("user", "operator"), "ucn": ("user",)}
-# The (dataset, entity) kinds that also have a list of closed sessions (sessions_key).
-SESSION_LISTS = {("ucn", "user")}
 
 
 def feature_key(prefix: str, dataset: str, entity: str, entity_id) -> str:

@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import orjson
 
+import datasets
+
 from .tables import TableSpec
 from .timeutil import BadTime, parse_ts_canonical
 
@@ -26,7 +28,6 @@ MAX_VALUE_CHARS = 64 * 1024
 _INT = re.compile(r"^[+-]?\d+$")
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
-_UCN_ID_COLS = ("id", "devid", "user_id", "device_id")
 
 
 class BadRow(ValueError):
@@ -118,20 +119,12 @@ def to_bool(value, column: str):
     raise BadRow(f"wrong type in {column}: {_shown(value)}")
 
 
-def _is_storj_id_column(name: str) -> bool:
-    return name == "id" or name.endswith("_id") or name.endswith("_hash") or name in ("wallet", "receipt")
-
-
-def _lowered_columns(spec: TableSpec, columns) -> frozenset:
-    if spec.dataset != "storj":
-        return frozenset()
-    return frozenset(c for c in columns if _is_storj_id_column(c))
-
-
 # What normalise does to each column, decided once per (table, column names in order): the rows of
 # one table nearly always come with the same columns, and deciding per cell cost a third of the time.
 # Declared columns (contract.tables) must have their type; other columns are carried along only when
-# they are JSON scalars (an object or array there is dropped: nothing reads it).
+# they are JSON scalars (an object or array there is dropped: nothing reads it). Text columns the
+# dataset says hold ids (Dataset.is_id_column) are lower-cased. The plan comes with the dataset's
+# event-id rule (Dataset.event_id).
 _DROP, _INT_CELL, _BOOL_CELL, _ID_CELL, _TEXT_CELL, _SCALAR_CELL, _EXTRA_CELL, _EXTRA_ID_CELL = range(8)
 _PLANS: dict = {}
 _SCALARS = (str, int, float, bool)
@@ -142,7 +135,8 @@ _TIMES_MAX = 100_000
 
 
 def _plan(spec: TableSpec, columns: tuple) -> tuple:
-    lowered = _lowered_columns(spec, columns)
+    dataset = datasets.get(spec.dataset)
+    lowered = frozenset(column for column in columns if dataset.is_id_column(column))
     plan = []
     for column in columns:
         if not isinstance(column, str) or not column or column.startswith("Unnamed"):
@@ -157,7 +151,7 @@ def _plan(spec: TableSpec, columns: tuple) -> tuple:
             plan.append(_SCALAR_CELL)
         else:
             plan.append(_EXTRA_ID_CELL if column in lowered else _EXTRA_CELL)
-    return tuple(plan)
+    return tuple(plan), dataset.event_id
 
 
 def _wrong_type(column: str, value, expected: str) -> BadRow:
@@ -181,9 +175,10 @@ def normalise(spec: TableSpec, raw: dict) -> Row:
     if not isinstance(raw, dict):
         raise BadRow(f"row is not an object: {type(raw).__name__}")
     shape = (spec.name, spec.dataset, tuple(raw))
-    plan = _PLANS.get(shape)
-    if plan is None:
-        plan = _PLANS[shape] = _plan(spec, shape[2])
+    planned = _PLANS.get(shape)
+    if planned is None:
+        planned = _PLANS[shape] = _plan(spec, shape[2])
+    plan, event_id = planned
     values: dict = {}
     for (column, value), action in zip(raw.items(), plan):
         if value is None:
@@ -224,19 +219,11 @@ def normalise(spec: TableSpec, raw: dict) -> Row:
         except BadTime as exc:
             raise BadRow(f"{exc} in {spec.time}") from None
         values[spec.time] = canonical
-    return Row(str(key), ts, _eid(spec, values), values)
+    return Row(str(key), ts, event_id(spec, values), values)
 
 
-def _eid(spec: TableSpec, values: dict) -> str:
-    if spec.dataset == "ucn":
-        if spec.name == "user_devices":
-            user_id, device_id = values.get("user_id"), values.get("device_id")
-            if user_id is None or device_id is None:
-                raise BadRow("missing user_id or device_id")
-            return f"user_devices:{user_id}:{device_id}"
-        row_id = values.get("id")
-        if row_id is None:
-            raise BadRow("missing id")
-        return f"{spec.name}:{row_id}"
+def content_id(spec: TableSpec, values: dict) -> str:
+    """An event id that is the row's content (its table and normalised values): for sources whose rows
+    have no id of their own. Two rows alike in every column are one event."""
     payload = orjson.dumps([spec.name, values], option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.blake2b(payload, digest_size=8).hexdigest()

@@ -8,9 +8,9 @@ import signal
 import sys
 import time
 
+import datasets
 from common.config import Settings, require_redis, usage_error
 from common.kafka_access import check_kafka
-from contract.keys import SNAPSHOT_ENTITIES
 from replay.job import check_source, print_summary, replay
 from verify.job import verify
 
@@ -61,14 +61,10 @@ def cmd_worker(args) -> None:
 
 
 def cmd_generate(args) -> None:
-    if args.dataset == "storj":
-        from replay.generate.storj import generate_storj
-
-        result = generate_storj(args.out, seed=args.seed, scale=args.scale, bad_rows=args.bad_rows)
-    else:
-        from replay.generate.ucn import generate_ucn
-
-        result = generate_ucn(args.out, seed=args.seed, scale=args.scale, bad_rows=args.bad_rows)
+    generate = datasets.get(args.dataset).generate
+    if generate is None:
+        usage_error(f"{args.dataset} has no generator")
+    result = generate(args.out, seed=args.seed, scale=args.scale, bad_rows=args.bad_rows)
     print(json.dumps({k: v for k, v in result.items() if k != "files"}, indent=2, default=str))
 
 
@@ -189,8 +185,9 @@ def cmd_stale(args) -> None:
     from contract import keys
     from stream.client import stalest
 
-    if args.entity not in SNAPSHOT_ENTITIES.get(args.dataset, ()):
-        usage_error(f"no entity {args.entity!r} in {args.dataset}; known: {', '.join(SNAPSHOT_ENTITIES[args.dataset])}")
+    entities = datasets.get(args.dataset).snapshot_entities
+    if args.entity not in entities:
+        usage_error(f"no entity {args.entity!r} in {args.dataset}; known: {', '.join(entities)}")
     try:
         older_than = parse_duration(args.older_than, zero=True)
     except ValueError as exc:
@@ -291,13 +288,14 @@ def cmd_export(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from fsp.report import DATASETS, NoData, build_report
+    from fsp.report import NoData, build_report, per_user_datasets, report_datasets
     from stream.client import connect
 
-    if args.dataset not in DATASETS:
-        usage_error(f"no report of dataset {args.dataset!r}: known are {', '.join(DATASETS)}")
-    if args.user is not None and args.dataset != "ucn":
-        usage_error("--user is for ucn reports: storj has no per-user pictures")
+    known = report_datasets()
+    if args.dataset not in known:
+        usage_error(f"no report of dataset {args.dataset!r}: known are {', '.join(known)}")
+    if args.user is not None and args.dataset not in per_user_datasets():
+        usage_error(f"--user is for {', '.join(per_user_datasets())} reports: {args.dataset} has no per-user pictures")
     settings = _settings()
     require_redis(_need(settings.redis_url, "Redis", "REDIS_URL"))
     try:
@@ -342,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stack)
 
     p = sub.add_parser("worker", help="run a stream worker (KAFKA_BROKER, REDIS_URL)")
-    p.add_argument("--datasets", default="storj,ucn", help="comma-separated datasets to process")
+    p.add_argument("--datasets", default=",".join(datasets.names()), help="comma-separated datasets to process")
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     p.add_argument("--store", choices=["rocksdb", "memory"], default=None,
                    help="where keyed state lives (default: FSP_STORE, else rocksdb)")
@@ -351,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("generate", help="write a synthetic dataset")
-    p.add_argument("dataset", choices=["storj", "ucn"])
+    p.add_argument("dataset", choices=datasets.names())
     p.add_argument("--out", required=True, help="folder (or for ucn also a database URL)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--scale", type=float, default=1.0)
@@ -359,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("replay", help="publish a CSV folder or database URL to Kafka in event-time order")
-    p.add_argument("dataset", choices=["storj", "ucn"])
+    p.add_argument("dataset", choices=datasets.names())
     p.add_argument("source", help="CSV folder or database URL (postgresql://..., sqlite:///...)")
     p.add_argument("--pack", type=int, default=20_000, help="rows per chunk of the merged order")
     p.add_argument("--resume", action="store_true",
@@ -381,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("publish", help="publish JSON rows (one object or array per line) to a table, as a live "
                                        "producer would")
-    p.add_argument("dataset", choices=["storj", "ucn"])
+    p.add_argument("dataset", choices=datasets.names())
     p.add_argument("table", help="a table of the dataset, e.g. bbr or dnsreqs")
     p.add_argument("file", nargs="?", default=None, help="the rows (default: stdin)")
     p.add_argument("--key", default=None, help="the message key of every row (default: each row's routing key)")
@@ -396,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_get)
 
     p = sub.add_parser("stale", help="list the entities whose features last changed longest ago")
-    p.add_argument("dataset", choices=sorted(SNAPSHOT_ENTITIES))
+    p.add_argument("dataset", choices=sorted(datasets.names()))
     p.add_argument("--entity", default="user", help="the entity kind (storj: user, operator; ucn: user)")
     p.add_argument("--older-than", default="0", help="only those older than this: 90s, 15m, 1h, 30d (default: any)")
     p.add_argument("--limit", type=int, default=20, help="at most this many, stalest first")
@@ -409,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("verify", help="recompute features in batch (pandas) and compare with Redis")
-    p.add_argument("dataset", choices=["storj", "ucn"])
+    p.add_argument("dataset", choices=datasets.names())
     p.add_argument("source")
     p.add_argument("--show", type=int, default=20, help="mismatches to print")
     p.set_defaults(func=cmd_verify)

@@ -6,26 +6,30 @@ import subprocess
 import sys
 import time
 
+import datasets
 from common.config import Settings
 from fsp.stack import bring_up
+
+DATASET = "storj"  # the dataset the demo shows (its output speaks of storj's users and operators)
 
 
 def start_worker(kafka_broker: str, redis_url: str, prefix: str, partitions: int, datasets: str,
                  log_path: str | None = None, metrics_port: int | None = None,
-                 state_dir: str | None = None) -> subprocess.Popen:
+                 state_dir: str | None = None, launcher: list[str] | None = None) -> subprocess.Popen:
     """`state_dir`: the worker's own (FSP_STATE_DIR): two workers must not share one, and a worker of a
-    fresh broker must not find the state of another broker's changelogs."""
+    fresh broker must not find the state of another broker's changelogs. `launcher`: the command that runs
+    the command line (default `python -m fsp`; a test's registers a dataset of its own first)."""
     env = {**os.environ, "KAFKA_BROKER": kafka_broker, "REDIS_URL": redis_url, "FEATURE_PREFIX": prefix,
            "PARTITIONS": str(partitions)}
     if state_dir is not None:
         env["FSP_STATE_DIR"] = state_dir
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     extra = ["--metrics-port", str(metrics_port)] if metrics_port else []
-    return subprocess.Popen([sys.executable, "-m", "fsp", "worker", "--datasets", datasets, *extra], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    command = [*(launcher or [sys.executable, "-m", "fsp"]), "worker", "--datasets", datasets, *extra]
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def wait_worker_ready(kafka_broker: str, redis_url: str, prefix: str, partitions: int, dataset: str = "storj",
+def wait_worker_ready(kafka_broker: str, redis_url: str, prefix: str, partitions: int, dataset: str,
                       timeout: float = 120, alive=None) -> None:
     """Block until a worker has joined its group and runs: an empty run (end marks only) completes."""
     import uuid
@@ -40,7 +44,8 @@ def wait_worker_ready(kafka_broker: str, redis_url: str, prefix: str, partitions
     run = f"ready-{uuid.uuid4().hex[:6]}"
     send_end_marks(producer, dataset, run, partitions)
     producer.close()
-    wait_finished(connect(redis_url), dataset, run, "user", partitions, prefix, timeout, alive=alive)
+    wait_finished(connect(redis_url), dataset, run, datasets.get(dataset).final_stage, partitions, prefix, timeout,
+                  alive=alive)
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
@@ -78,9 +83,9 @@ def print_export_and_report(r, stack, prefix: str, out: str) -> None:
     from fsp.export import export_table
     from fsp.report import build_report
 
-    table = os.path.join(out, "storj-users.parquet")
-    exported = export_table(r, "storj", "user", table, prefix=prefix, progress=False)
-    report = build_report(r, "storj", prefix).write(os.path.join(out, "report"))[0]
+    table = os.path.join(out, f"{DATASET}-users.parquet")
+    exported = export_table(r, DATASET, "user", table, prefix=prefix, progress=False)
+    report = build_report(r, DATASET, prefix).write(os.path.join(out, "report"))[0]
     print(f"\nExported {exported.rows:,} users to {table}; the report is {report}")
     env = ""
     if any(process.name == "redis" for process in stack.started):
@@ -98,32 +103,31 @@ def print_export_and_report(r, stack, prefix: str, out: str) -> None:
 
 
 def run_demo(scale: float = 1.0, seed: int = 1, out: str = "demo-data") -> int:
-    from replay.generate.storj import generate_storj
     from replay.job import print_summary, replay
     from stream.client import all_features, connect
     from verify.job import verify
 
     settings = Settings.from_env()
     t0 = time.monotonic()
-    print(f"generating a storj sample dump (scale {scale}, seed {seed}) in {out}/ ...", flush=True)
-    generate_storj(out, seed=seed, scale=scale)
+    print(f"generating a {DATASET} sample dump (scale {scale}, seed {seed}) in {out}/ ...", flush=True)
+    datasets.get(DATASET).generate(out, seed=seed, scale=scale)
     stack = bring_up(settings.kafka_broker, settings.redis_url)
     print(f"broker {stack.kafka_broker}, Redis {stack.redis_url}", flush=True)
-    worker = start_worker(stack.kafka_broker, stack.redis_url, settings.prefix, settings.partitions, "storj",
+    worker = start_worker(stack.kafka_broker, stack.redis_url, settings.prefix, settings.partitions, DATASET,
                           log_path=os.path.join(out, "worker.log"), state_dir=os.path.join(out, "worker-state"))
     try:
-        summary = replay("storj", out, stack.kafka_broker, stack.redis_url, partitions=settings.partitions,
+        summary = replay(DATASET, out, stack.kafka_broker, stack.redis_url, partitions=settings.partitions,
                          prefix=settings.prefix, wait=True, timeout=150,
                          alive=lambda: worker.poll() is None)
         print_summary(summary)
         r = connect(stack.redis_url)
-        print_top_users(all_features(r, "storj", "user", settings.prefix))
-        mismatches, counts = verify("storj", out, stack.redis_url, settings.prefix)
+        print_top_users(all_features(r, DATASET, "user", settings.prefix))
+        mismatches, counts = verify(DATASET, out, stack.redis_url, settings.prefix)
         for m in mismatches[:10]:
             print("  ", m)
         print(f"\nverify: {sum(counts.values())} snapshots recomputed in batch with pandas, "
               f"{len(mismatches)} mismatches")
-        some_user = next(iter(sorted(all_features(r, "storj", "user", settings.prefix))), "<id>")
+        some_user = next(iter(sorted(all_features(r, DATASET, "user", settings.prefix))), "<id>")
         print("\nRead any snapshot with")
         print(f"  redis-cli -u {stack.redis_url} HGETALL {settings.prefix}feat:storj:user:{some_user}")
         print(f"  REDIS_URL={stack.redis_url} fsp get storj user {some_user}")

@@ -25,7 +25,7 @@ import tempfile
 import weakref
 from typing import Iterable, Iterator
 
-from contract import tables
+import datasets
 from contract.rows import Row
 from replay.merge import event_key
 from replay.sources.base import SourceRow
@@ -48,7 +48,7 @@ def _restored(flat):
     if type(flat) is not tuple:
         return flat
     dataset, table, key, ts, eid, values, origin = flat
-    return SourceRow(tables.DATASETS[dataset][table], Row(key, ts, eid, values), origin)
+    return SourceRow(datasets.get(dataset).tables[table], Row(key, ts, eid, values), origin)
 
 
 def _write_run(records: Iterable, path: str) -> str:

@@ -7,11 +7,10 @@ import os
 import time
 from pathlib import Path
 
+import datasets
 from common.config import Settings, require_redis, usage_error
 from common.kafka_access import check_kafka
 from replay.sources.base import BadRecord
-
-FINAL_STAGE = {"storj": "user", "ucn": "user"}  # the stage whose end-of-run marks say a run is reflected
 
 
 def _settings() -> Settings:
@@ -139,7 +138,8 @@ def replay(dataset: str, source: str, kafka_broker: str, redis_url: str | None, 
             alive = workers_alive(r, dataset, prefix)
         started = time.monotonic()
         try:
-            wait_finished(r, dataset, summary.run, FINAL_STAGE[dataset], partitions, prefix, timeout, alive=alive)
+            wait_finished(r, dataset, summary.run, datasets.get(dataset).final_stage, partitions, prefix, timeout,
+                          alive=alive)
         except (RuntimeError, TimeoutError) as exc:
             exc.summary = summary  # what was published, for the caller to say before the error
             raise

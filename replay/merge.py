@@ -1,12 +1,16 @@
 """Event-time order of a replay: reference tables first, then events by time.
 
-Ties: storj keeps file then row order (so "the one published later wins"
-means the later file, then the later row); ucn breaks them by (table, id).
+Ties: as the dataset says (Dataset.tie_break), e.g. storj keeps file then row
+order (so "the one published later wins" means the later file, then the
+later row); ucn breaks them by (table, id). A stable sort keeps read order
+among what the tie-break leaves equal.
 """
 from __future__ import annotations
 
 import heapq
 from typing import Iterator
+
+import datasets
 
 
 def event_key(item):
@@ -16,9 +20,8 @@ def event_key(item):
         return (-1, 0, "", 0)
     if row.ts is None:
         return (0, 0, "", 0)
-    if item.spec.dataset == "ucn":
-        return (1, row.ts, item.spec.name, row.values.get("id") or 0)
-    return (1, row.ts, "", 0)
+    spec = item.spec
+    return (1, row.ts, *datasets.get(spec.dataset).tie_break(spec, row))
 
 
 def in_event_order(items: list) -> list:

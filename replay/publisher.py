@@ -145,7 +145,7 @@ class Publisher:
 
     def __init__(self, dataset: str, bootstrap: str, partitions: int, run: str, progress_marks: bool = True):
         ensure_topics(bootstrap, tables.topics(dataset) + [f"{dataset}.dlq"], partitions)
-        first_topic = tables.DATASETS[dataset][next(iter(tables.DATASETS[dataset]))].topic
+        first_topic = tables.topics(dataset)[0]
         existing = partitions_of(bootstrap, first_topic)
         if existing != partitions:
             raise SystemExit(f"error: PARTITIONS={partitions} but {first_topic} has {existing} partitions; set "

@@ -27,6 +27,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
+import datasets
 from contract import keys
 from stream.client import SILENT_WORKER_S, decode_snapshot, stalest, worker_beats
 
@@ -117,8 +118,8 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None,
             raise HTTPException(401, "a valid bearer token is required", headers={"WWW-Authenticate": "Bearer"})
 
     def known(dataset: str, entity: str) -> None:
-        if entity not in keys.SNAPSHOT_ENTITIES.get(dataset, ()):
-            known_kinds = ", ".join(f"{d}/{e}" for d, kinds in keys.SNAPSHOT_ENTITIES.items() for e in kinds)
+        if dataset not in datasets.names() or entity not in datasets.get(dataset).snapshot_entities:
+            known_kinds = ", ".join(f"{d}/{e}" for d in datasets.names() for e in datasets.get(d).snapshot_entities)
             raise HTTPException(404, f"no entity {entity!r} in dataset {dataset!r}; known: {known_kinds}")
 
     async def call(awaitable):
@@ -135,10 +136,11 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None,
     reports = ReportCache(redis_url, prefix, report_seconds)
 
     def report_of(dataset: str, user: str | None):
-        from fsp.report import DATASETS, NoData
+        from fsp.report import NoData, report_datasets
 
-        if dataset not in DATASETS:
-            raise HTTPException(404, f"no report of dataset {dataset!r}; known: {', '.join(DATASETS)}")
+        known = report_datasets()
+        if dataset not in known:
+            raise HTTPException(404, f"no report of dataset {dataset!r}; known: {', '.join(known)}")
         try:
             return reports.get(dataset, user)
         except NoData as exc:
@@ -224,14 +226,15 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None,
              summary="a ucn user's latest sessions, newest first")
     async def sessions(dataset: str, entity_id: EntityId,
                        count: Annotated[int, Query(ge=1, le=MAX_BATCH)] = 100) -> dict:
-        if dataset != "ucn":
-            raise HTTPException(404, f"no sessions in dataset {dataset!r}; only ucn users have them")
+        having = [name for name in datasets.names() if "user" in datasets.get(name).session_lists]
+        if dataset not in having:
+            raise HTTPException(404, f"no sessions in dataset {dataset!r}; only {', '.join(having)} users have them")
         pipe = client.pipeline(transaction=False)
         pipe.exists(keys.feature_key(prefix, dataset, "user", entity_id))
         pipe.lrange(keys.sessions_key(prefix, dataset, entity_id), 0, count - 1)
         exists, items = await call(pipe.execute())
         if not exists and not items:
-            raise HTTPException(404, f"no ucn user {entity_id!r}")
+            raise HTTPException(404, f"no {dataset} user {entity_id!r}")
         return {"id": entity_id, "sessions": [orjson.loads(item) for item in items]}
 
     return app

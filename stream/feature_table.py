@@ -2,9 +2,10 @@
 
 Pure (no Redis, no pyarrow): `fsp export`, `stream.client.features_frame` and the tests share it. A table
 has a fixed list of columns, decided before the first row is written, because a Parquet file has one
-schema for all its row groups and a CSV one header. So the type of every feature is declared here (SPEC
-§4), not guessed from whichever snapshot comes first (a null `created_at` in the first snapshot would
-make a column of nulls). A feature the declaration does not know is left out and reported
+schema for all its row groups and a CSV one header. So the type of every feature is declared (SPEC §4):
+each dataset declares its own (Dataset.columns, e.g. datasets/storj/features.py), rather than have them
+guessed from whichever snapshot comes first (a null `created_at` in the first snapshot would make a
+column of nulls). A feature the declaration does not know is left out and reported
 (`Table.unknown_fields`), never guessed; so is a map key that appears after an exploded table's columns
 were decided (a worker writing while the export reads).
 
@@ -22,11 +23,9 @@ from datetime import date, datetime
 
 import orjson
 
-from contract.keys import SNAPSHOT_ENTITIES
-from contract.timeutil import US_PER_S
-from stream.logic.ucn import HIST_EDGES_US
+import datasets
 
-SESSIONS = "sessions"  # the table of ucn session records (SPEC §4, Sessions): a row per closed session
+SESSIONS = "sessions"  # the table of session records (ucn: SPEC §4, Sessions): a row per closed session
 SEPARATOR = "-"  # between a feature and a key of it in an exploded column's name
 
 
@@ -58,59 +57,24 @@ def record(*fields: tuple[str, Kind]) -> Kind:
     return Kind("record", fields=fields)
 
 
-HOURS = tuple(f"{hour:02d}" for hour in range(24))  # local hour h: h:00 to h+1:00
-WEEK_SLOTS = tuple(f"{day}-{hour:02d}" for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-                   for hour in range(0, 24, 2))  # 2-hour slots of the local week, Monday 00:00 first
-# The SPEC's log bins of gaps and durations by their lower edge (the last bin is open): 0s, 0.001s, ...
-HIST_BINS = tuple(f"{edge / US_PER_S:g}s" for edge in HIST_EDGES_US)
-
-UCN_SESSION = record(
-    ("user", INT), ("start", TIMESTAMP), ("end", TIMESTAMP), ("duration_s", FLOAT), ("events", INT),
-    ("dns_events", INT), ("http_events", INT), ("devices", list_of(INT)), ("platforms", list_of(STR)),
-    ("top_domains", list_of(record(("domain", STR), ("count", INT)))), ("locations", list_of(STR)))
-STORJ_META = record(("version", INT), ("updated_at", TIMESTAMP), ("events", INT), ("watermark", TIMESTAMP))
-UCN_META = record(*STORJ_META.fields, ("late_events", INT))
-
-# (dataset, entity) -> the features of a snapshot in their column order, and the kind of the id column.
-FEATURES: dict[tuple[str, str], tuple[tuple[str, Kind], ...]] = {
-    ("storj", "user"): (
-        ("email_hash", STR), ("created_at", DATE), ("projects", INT), ("project_created_dates", list_of(DATE)),
-        ("tier", STR), ("bandwidth_limit_bytes", INT), ("usage_limit_bytes", INT), ("uploads", INT),
-        ("downloads", INT), ("upload_bytes_by_month", map_of(INT)), ("download_bytes_by_month", map_of(INT)),
-        ("first_activity_at", TIMESTAMP), ("last_activity_at", TIMESTAMP), ("storage_bytes", INT),
-        ("storage_updated_at", TIMESTAMP), ("over_bandwidth_months", list_of(STR)), ("over_storage_limit", BOOL),
-        ("usage_sessions_count", INT), ("usage_sessions_seconds", FLOAT), ("operator_nodes", INT),
-        ("operator_paid_by_month", map_of(FLOAT)), ("operator_paid_total", FLOAT), ("_meta", STORJ_META)),
-    ("storj", "operator"): (
-        ("nodes", INT), ("wallets", list_of(STR)), ("never_contacted_nodes", INT), ("disqualified_nodes", INT),
-        ("suspended_nodes", INT), ("free_disk_bytes", INT), ("piece_count", INT), ("paid_by_month", map_of(FLOAT)),
-        ("paid_total", FLOAT), ("users", list_of(STR)), ("_meta", STORJ_META)),
-    ("ucn", "user"): (
-        ("username", STR), ("country", STR), ("devices_personal", INT), ("devices_shared", INT),
-        ("traffic_seconds", INT), ("first_traffic_at", TIMESTAMP), ("last_traffic_at", TIMESTAMP),
-        ("bytes_in", INT), ("bytes_out", INT), ("packets_in", INT), ("packets_out", INT), ("dns_requests", INT),
-        ("http_requests", INT), ("bytes_by_hour_weekday", list_of(INT, HOURS)),
-        ("bytes_by_hour_weekend", list_of(INT, HOURS)), ("bytes_by_week_slot", list_of(INT, WEEK_SLOTS)),
-        ("user_events_by_hour_weekday", list_of(INT, HOURS)), ("user_events_by_hour_weekend", list_of(INT, HOURS)),
-        ("bytes_by_service", map_of(INT)), ("inter_event_hist", list_of(INT, HIST_BINS)), ("sessions_count", INT),
-        ("sessions_seconds", FLOAT), ("session_duration_hist", list_of(INT, HIST_BINS)),
-        ("last_session", UCN_SESSION),
-        ("open_session", record(("start", TIMESTAMP), ("last_event_at", TIMESTAMP), ("events", INT))),
-        ("_meta", UCN_META)),
-    ("ucn", SESSIONS): UCN_SESSION.fields,
-}
-ID_KIND = {"storj": STR, "ucn": INT}  # ucn ids are the study's integers; storj's are hex text
+# What every snapshot's `_meta` holds (a dataset may add fields: ucn's late_events).
+META = record(("version", INT), ("updated_at", TIMESTAMP), ("events", INT), ("watermark", TIMESTAMP))
 
 
 def tables() -> list[tuple[str, str]]:
-    """Every (dataset, table) that can be exported: the snapshot entities, and ucn's sessions."""
-    return [(dataset, entity) for dataset, entities in SNAPSHOT_ENTITIES.items() for entity in entities] + [
-        ("ucn", SESSIONS)]
+    """Every (dataset, table) that can be exported: the snapshot entities, and the session lists (ucn's
+    sessions), as each dataset declares their columns."""
+    return [(dataset, entity) for dataset in datasets.names() for entity in datasets.get(dataset).columns]
+
+
+def features(dataset: str, entity: str) -> tuple[tuple[str, Kind], ...]:
+    """The features of a table of `dataset` (an entity kind or SESSIONS) in column order, with their kinds."""
+    return datasets.get(dataset).columns[entity]
 
 
 def map_fields(dataset: str, entity: str) -> list[str]:
     """The features whose columns, exploded, depend on the keys the entities hold."""
-    return [name for name, kind in FEATURES[(dataset, entity)] if kind.base == "map"]
+    return [name for name, kind in features(dataset, entity) if kind.base == "map"]
 
 
 @dataclass(frozen=True)
@@ -152,15 +116,15 @@ class Table:
         return out
 
     def __post_init__(self):
-        self._declared = {name for name, _ in FEATURES[(self.dataset, self.entity)]}
+        self._declared = {name for name, _ in features(self.dataset, self.entity)}
 
 
 def table(dataset: str, entity: str, explode: bool = False, map_keys: dict[str, set] | None = None) -> Table:
     """The table of `dataset`/`entity`; with `explode`, `map_keys` (map feature -> every key some entity
     holds, see `map_fields`) gives the columns of the maps."""
-    columns = [] if entity == SESSIONS else [Column("id", ID_KIND[dataset])]
+    columns = [] if entity == SESSIONS else [Column("id", datasets.get(dataset).id_kind)]
     map_keys = {name: set((map_keys or {}).get(name, ())) for name in map_fields(dataset, entity)} if explode else None
-    for name, kind in FEATURES[(dataset, entity)]:
+    for name, kind in features(dataset, entity):
         columns += _exploded(name, kind, (name,), map_keys.get(name, ())) if explode else [Column(name, kind, (name,))]
     return Table(dataset, entity, columns, map_keys)
 

@@ -118,16 +118,17 @@ def pipeline_factory(redis_url, tmp_path):
 
     def make(datasets: str = "storj", partitions: int = 4, redis: str | None = None,
              prefix: str | None = None, broker=None, state_dir: str | None = None,
-             metrics_port: int | None = None) -> Pipeline:
+             metrics_port: int | None = None, launcher: list[str] | None = None) -> Pipeline:
         """`broker`: one the caller started (anything with .address and .stop()), else a fresh embedded one;
-        `state_dir`: the worker's, else a new one; `metrics_port`: where the worker serves its metrics."""
+        `state_dir`: the worker's, else a new one; `metrics_port`: where the worker serves its metrics;
+        `launcher`: how the worker's command line is run (fsp.demo.start_worker)."""
         broker = broker or start_broker()
         redis_url_here = redis or redis_url
         prefix = prefix or f"test-{uuid.uuid4().hex[:8]}:"
         log_path = str(tmp_path / f"worker-{len(started)}.log")
         state_dir = state_dir or str(tmp_path / f"worker-{len(started)}-state")
         worker = start_worker(broker.address, redis_url_here, prefix, partitions, datasets, log_path,
-                              state_dir=state_dir, metrics_port=metrics_port)
+                              state_dir=state_dir, metrics_port=metrics_port, launcher=launcher)
         pipeline = Pipeline(broker.address, redis_url_here, prefix, partitions, worker, log_path, state_dir)
         started.append((broker, pipeline))
         return pipeline
@@ -185,9 +186,9 @@ class ReplayedStore:
 def replayed_store(redis_url, tmp_path_factory) -> ReplayedStore:
     """One replay of each dataset for every test that only reads what it left in Redis; the broker and
     worker stop once it is done (nothing runs in the background of later tests), the keys at the end."""
+    from datasets.storj.generate import generate_storj
+    from datasets.ucn.generate import generate_ucn
     from fsp.demo import start_worker, stop_worker
-    from replay.generate.storj import generate_storj
-    from replay.generate.ucn import generate_ucn
 
     folder = tmp_path_factory.mktemp("replayed")
     storj, ucn = str(folder / "storj"), str(folder / "ucn")

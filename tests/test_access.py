@@ -7,8 +7,8 @@ import sys
 import pytest
 import redis
 
+from datasets.storj.generate import generate_storj
 from fsp.stack import start_redis
-from replay.generate.storj import generate_storj
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from replay.generate.storj import generate_storj
+from datasets.storj.generate import generate_storj
 from stream.runtime.partitioning import KeyPartitioner
 
 pytestmark = pytest.mark.integration

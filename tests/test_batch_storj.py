@@ -1,4 +1,4 @@
-"""Hand-computed checks of the batch storj reference (verify/batch_storj.py).
+"""Hand-computed checks of the batch storj reference (datasets/storj/batch.py).
 
 Every test writes a small CSV folder the way the dumps look (a leading unnamed
 index column) and compares each field with a value worked out by hand from
@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
+from datasets.storj.batch import compute_storj, parse_integers, parse_times
 from tests.expected import EMPTY_STORJ_USER, typed
-from verify.batch_storj import compute_storj, parse_integers, parse_times
 
 USERS = ["id", "email_hash", "password_hash", "created_at"]
 PROJECTS = ["created_at", "project_id", "user_id", "usage_limit", "bandwidth_limit"]

@@ -1,4 +1,4 @@
-"""Hand-computed checks of the batch ucn reference (verify/batch_ucn.py).
+"""Hand-computed checks of the batch ucn reference (datasets/ucn/batch.py).
 
 One small study (``STUDY``) holds a case per user, each worked out by hand
 from SPEC.md (sections 1, 4 "ucn / user", "Sessions", 5) and docs/readings.md:
@@ -35,8 +35,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from datasets.ucn.batch import compute_ucn, parse_booleans, parse_integers, parse_times
 from tests.expected import typed
-from verify.batch_ucn import compute_ucn, parse_booleans, parse_integers, parse_times
 
 POSTGRES_URL = os.environ.get("UCN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

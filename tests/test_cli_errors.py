@@ -119,7 +119,7 @@ def test_a_database_without_the_datasets_tables_is_one_line(tmp_path, follow):
 
 
 def test_a_kafka_address_where_nothing_listens_fails_within_seconds(tmp_path):
-    from replay.generate.storj import generate_storj
+    from datasets.storj.generate import generate_storj
 
     generate_storj(tmp_path, seed=2, scale=0.002)
     returncode, stderr, took = fsp("replay", "storj", str(tmp_path), env={"KAFKA_BROKER": "127.0.0.1:1"})
@@ -169,7 +169,7 @@ def test_stack_stops_its_children_on_sigterm():
 
 @pytest.mark.integration
 def test_replay_wait_without_a_worker_says_so_within_seconds_after_its_summary(pipeline_factory, tmp_path):
-    from replay.generate.storj import generate_storj
+    from datasets.storj.generate import generate_storj
 
     pipeline = pipeline_factory()
     from stream.client import live_workers
@@ -194,7 +194,7 @@ def test_replay_wait_without_a_worker_says_so_within_seconds_after_its_summary(p
 @pytest.mark.integration
 def test_partitions_that_do_not_match_the_topics_are_one_line(pipeline, tmp_path):
     """The pipeline's topics have 4 partitions; a replay told 8 would place keys where no state is."""
-    from replay.generate.storj import generate_storj
+    from datasets.storj.generate import generate_storj
 
     generate_storj(tmp_path / "dump", seed=2, scale=0.002)
     pipeline.wait_ready()  # the worker made the topics, with 4 partitions

@@ -88,7 +88,7 @@ def test_kafka_security_settings_are_in_the_compose_file():
 
 def test_dockerfile_installs_the_project_and_runs_the_worker():
     text = (ROOT / "Dockerfile").read_text()
-    for package in ("contract", "replay", "stream", "verify", "fsp", "serving"):
+    for package in ("contract", "datasets", "replay", "stream", "verify", "fsp", "serving"):
         assert f"COPY {package} {package}" in text
     assert "pip install" in text and shlex.split(text.splitlines()[-1])[0] == "CMD"
 

@@ -16,8 +16,8 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from replay.generate.storj import generate_storj
-from verify.batch_storj import read_tables
+from datasets.storj.batch import read_tables
+from datasets.storj.generate import generate_storj
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import orjson
 import pyarrow.parquet as pq
 import pytest
 
+from datasets.storj.batch import compute_storj
+from datasets.ucn.batch import compute_ucn
 from stream.client import features_frame
-from verify.batch_storj import compute_storj
-from verify.batch_ucn import compute_ucn
 from verify.compare import compare
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import datasets
 from contract import tables
 from contract.rows import Row
 from replay.external_sort import sort_externally
@@ -22,7 +23,7 @@ TIMES = st.one_of(st.none(), st.integers(min_value=0, max_value=4))  # few disti
 def source_items(draw):
     """Rows of one dataset's tables and bad records, in read order, each with an origin of its own."""
     dataset = draw(st.sampled_from(["storj", "ucn"]))
-    specs = list(tables.DATASETS[dataset].values())
+    specs = list(datasets.get(dataset).tables.values())
     items = []
     for number in range(draw(st.integers(min_value=0, max_value=60))):
         origin = f"file.csv:{number}"
@@ -60,7 +61,7 @@ def test_order_on_disk_equals_the_in_memory_order(items, run_rows, fan_in):
 
 
 def _rows(n: int) -> list:
-    spec = tables.STORJ["bbr"]
+    spec = tables.table("storj", "bbr")
     return [SourceRow(spec, Row(f"p{i % 3}", (n - i) // 2, f"e{i}", {"i": i}), f"bbr.csv:{i}") for i in range(n)]
 
 
@@ -114,7 +115,7 @@ def test_a_source_that_fits_one_run_never_touches_the_disk(tmp_path):
 def test_csv_folder_stream_sorted_in_small_runs_equals_the_in_memory_read(tmp_path, monkeypatch):
     """The replay's source stream of a generated dump with bad rows, run size and spill folder from the
     environment, against the folder read and sorted in memory."""
-    from replay.generate.storj import generate_storj
+    from datasets.storj.generate import generate_storj
     from replay.job import read_source, source_stream
 
     folder, spill = tmp_path / "dump", tmp_path / "spill"

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from replay.generate.storj import generate_storj
-from replay.generate.ucn import generate_ucn
+from datasets.storj.generate import generate_storj
+from datasets.ucn.generate import generate_ucn
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

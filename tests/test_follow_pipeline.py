@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from replay.generate.storj import generate_storj
-from replay.generate.ucn import generate_ucn
+from datasets.storj.generate import generate_storj
+from datasets.ucn.generate import generate_ucn
 from tests.conftest import PG_URL
 
 pytestmark = pytest.mark.integration

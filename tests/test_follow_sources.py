@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
+from datasets.ucn.generate import generate_ucn
 from replay.follow import DatabaseSource, FolderSource, only_follower
-from replay.generate.ucn import generate_ucn
 from replay.sources.base import SourceRow
 from replay.sources.csv_folder import read_folder
 from replay.sources.database import read_database

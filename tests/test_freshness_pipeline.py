@@ -12,8 +12,8 @@ from urllib.request import urlopen
 import pytest
 
 from contract import keys
+from datasets.storj.generate import generate_storj
 from fsp.stack import free_port
-from replay.generate.storj import generate_storj
 from replay.publisher import make_producer
 from stream.runtime.stages import ARRIVED_HEADER
 

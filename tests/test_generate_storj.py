@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from replay.generate.storj import generate_storj
+from datasets.storj.generate import generate_storj
 
 REGIONS = ("ap", "eu", "us")
 HOUR = pd.Timedelta(hours=1)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from replay.generate.ucn import generate_ucn
+from datasets.ucn.generate import generate_ucn
 
 S = 1_000_000  # one second in microseconds
 GAP = 600 * S

@@ -27,7 +27,8 @@ def test_the_cache_stays_bounded():
 
 def test_the_end_of_run_marks_a_stage_waits_for_follow_from_the_declared_graph():
     """One per source topic, and one from every partition of every stage sending to an internal topic read."""
-    from stream.runtime import storj_stages, ucn_stages
+    from datasets.storj import stages as storj_stages
+    from datasets.ucn import stages as ucn_stages
     from stream.runtime.stages import expected_marks
 
     stages = [*storj_stages.STAGES, *ucn_stages.STAGES]  # both datasets in one worker: names repeat

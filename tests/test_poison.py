@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import datasets
 from contract import tables
 from stream.logic.sessions import pending_in_state
 from stream.runtime import store as store_module
@@ -148,7 +149,7 @@ _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), m
 _JSON = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                        st.dictionaries(st.text(max_size=6), inner, max_size=3)),
                      max_leaves=8)
-SOURCE_TOPICS = [topic for dataset in tables.DATASETS for topic in tables.topics(dataset)]
+SOURCE_TOPICS = [topic for dataset in datasets.names() for topic in tables.topics(dataset)]
 INTERNAL_TOPICS = storj_internal = ["storj.internal.user", "storj.internal.operator", "ucn.internal.user"]
 
 
@@ -237,7 +238,7 @@ def test_many_records_for_one_key_in_a_batch_go_out_as_messages_within_the_limit
 
 def test_a_key_that_fails_at_the_end_of_a_run_is_a_dead_letter_and_the_run_ends_for_the_others(monkeypatch):
     from contract import wire
-    from stream.logic import ucn
+    from datasets.ucn import logic as ucn
 
     path = RecordPath()
     for user, device in ((1, 7), (2, 8)):

@@ -7,7 +7,7 @@ import threading
 import pytest
 from kafka import KafkaProducer
 
-from replay.generate.storj import generate_storj
+from datasets.storj.generate import generate_storj
 
 pytestmark = pytest.mark.integration
 

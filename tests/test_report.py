@@ -13,9 +13,9 @@ import urllib.request
 
 import pytest
 
+from datasets.storj.batch import compute_storj
+from datasets.ucn.batch import compute_ucn
 from tests.test_serve import _serve
-from verify.batch_storj import compute_storj
-from verify.batch_ucn import compute_ucn
 
 pytestmark = pytest.mark.integration
 

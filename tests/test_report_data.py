@@ -1,4 +1,5 @@
-"""What the report plots, from snapshots (fsp.report_data): pure, no Redis, no matplotlib."""
+"""What the report plots, from snapshots (datasets/*/report_data.py, fsp.report_data): pure, no Redis, no
+matplotlib."""
 from __future__ import annotations
 
 from datetime import date
@@ -7,7 +8,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fsp.report_data import StorjData, UcnData, bin_labels, ecdf, hist_cdf, local_date, per_day_of_kind, week_grid
+from datasets.storj.report_data import StorjData
+from datasets.ucn.report_data import UcnData, bin_labels, hist_cdf, local_date, per_day_of_kind, week_grid
+from fsp.report_data import ecdf
 
 
 def test_the_week_grid_puts_monday_midnight_first_and_sunday_night_last():

@@ -22,8 +22,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from common.kafka_security import KafkaSecurity, aiokafka_args, confluent_config, faust_credentials, kafka_python_args
+from datasets.storj.generate import generate_storj
 from fsp.stack import Process, free_port, start_broker, wait_for_port
-from replay.generate.storj import generate_storj
 from tests.kafka_front import KafkaFront
 
 USERS = {"features": "features-secret"}
@@ -262,7 +262,7 @@ def _assert_one_clear_refusal(result, seconds: float) -> None:
 
 def _dump(folder) -> str:
     """A small storj dump to replay: the source is read before the broker is asked."""
-    from replay.generate.storj import generate_storj
+    from datasets.storj.generate import generate_storj
 
     generate_storj(folder / "dump", seed=2, scale=0.002)
     return str(folder / "dump")

@@ -1,9 +1,9 @@
-"""Tests of stream.logic.storj: hand-computed cases, and random storj row sets
-against the batch reference (verify.batch_storj.compute_storj).
+"""Tests of datasets.storj.logic: hand-computed cases, and random storj row sets
+against the batch reference (datasets.storj.batch.compute_storj).
 
 No broker, no Redis. Rows are built with ``contract.rows.normalise`` (the
 stream's own front door). A small in-process harness plays the runtime
-(stream/runtime/storj_stages.py): source rows are routed by table to per-key
+(datasets/storj/stages.py): source rows are routed by table to per-key
 states (projects/bbr/bst by project_id, nodes/payments/receipts by node id,
 users by id); the records those states send are collected per destination
 key and delivered to operator and user states (operators send their summary
@@ -27,9 +27,10 @@ from hypothesis import strategies as st
 
 from contract import tables
 from contract.rows import normalise
-from stream.logic import dedup, keyvalue, storj
+from datasets.storj import logic as storj
+from datasets.storj.batch import compute_storj
+from stream.logic import dedup, keyvalue
 from tests.expected import EMPTY_STORJ_USER, typed
-from verify.batch_storj import compute_storj
 
 PROJECT_TABLES = ("projects", "bbr", "bst")
 NODE_TABLES = ("nodes", "payments", "receipts")

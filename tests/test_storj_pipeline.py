@@ -8,7 +8,7 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from replay.generate.storj import generate_storj
+from datasets.storj.generate import generate_storj
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Tests of stream.logic.ucn: hand-computed cases, and random batches/arrival
+"""Tests of datasets.ucn.logic: hand-computed cases, and random batches/arrival
 orders against an in-order pass and a brute force written here on its own.
 
 Rows are built with ``contract.rows.normalise`` (the stream's own front door);
@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from contract import tables
 from contract.rows import normalise
 from contract.timeutil import format_ts, parse_ts
-from stream.logic import dedup, keyvalue, ucn
+from datasets.ucn import logic as ucn
+from stream.logic import dedup, keyvalue
 
 S = 1_000_000
 HOUR = 3_600 * S
@@ -792,12 +793,12 @@ def test_random_batches_and_arrival_orders_match_in_order_pass_and_brute_force(e
 def test_generated_dataset_matches_the_batch_reference(tmp_path):
     """The planted hard cases of the generator (DST, gaps of 600 s and 600.000001 s,
     co-owned, shared and unknown devices, duplicate ids, locations touching a
-    session) replayed in event order, compared with verify.batch_ucn."""
-    from replay.generate.ucn import generate_ucn
+    session) replayed in event order, compared with datasets.ucn.batch."""
+    from datasets.ucn.batch import compute_ucn
+    from datasets.ucn.generate import generate_ucn
     from replay.merge import in_event_order
     from replay.sources.base import SourceRow
     from replay.sources.csv_folder import read_folder
-    from verify.batch_ucn import compute_ucn
 
     generate_ucn(str(tmp_path), seed=11, scale=0.05)
     items = in_event_order([item for item in read_folder(tmp_path, "ucn") if isinstance(item, SourceRow)])

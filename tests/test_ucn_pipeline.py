@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 from kafka.partitioner.default import murmur2
 
-from replay.generate.ucn import generate_ucn
+from datasets.ucn.generate import generate_ucn
 from tests.conftest import PG_URL
 
 pytestmark = pytest.mark.integration

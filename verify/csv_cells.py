@@ -1,7 +1,7 @@
 """CSV files as text cells for the batch computations, with their unreadable lines counted.
 
-Shared by `batch_storj` and `batch_ucn` (and by nothing in the stream: the
-batch side reads the sources on its own).
+Shared by the datasets' batch computations (`datasets/*/batch.py`), and by nothing in the stream: the
+batch side reads the sources on its own.
 """
 from __future__ import annotations
 

@@ -2,22 +2,18 @@
 what Redis holds."""
 from __future__ import annotations
 
-from contract.keys import SNAPSHOT_ENTITIES
+import datasets
 
 
 def verify(dataset: str, source: str, redis_url: str, prefix: str = ""):
+    """The dataset's independent batch computation (Dataset.compute) of `source`, compared with Redis:
+    (mismatches, entities counted per kind)."""
     from stream.client import all_features, connect, get_sessions
     from verify.compare import compare
 
-    if dataset == "storj":
-        from verify.batch_storj import compute_storj
-
-        expected = compute_storj(source)
-    else:
-        from verify.batch_ucn import compute_ucn
-
-        expected = compute_ucn(source)
-    entities = SNAPSHOT_ENTITIES[dataset]
+    described = datasets.get(dataset)
+    expected = described.compute(source)
+    entities = described.snapshot_entities
     r = connect(redis_url)
     actual = {entity: all_features(r, dataset, entity, prefix) for entity in entities}
     counts = {e: len(expected[e]) for e in entities}

@@ -1,4 +1,5 @@
-"""CSV folders: the storj per-region dumps and one-file-per-table folders (ucn).
+"""CSV folders: which file holds which table is the dataset's (Dataset.table_of_file), e.g. the storj
+per-region dumps or one file per table (ucn).
 
 Files are read in sorted order of their path relative to the folder; a first
 column with an empty header (a pandas index) is dropped; a line with the
@@ -18,6 +19,7 @@ import re
 from collections import deque
 from pathlib import Path
 
+import datasets
 from contract import tables
 from contract.rows import BadRow, normalise
 
@@ -36,8 +38,8 @@ _OPENS_QUOTED_CELL = re.compile(rf'(?:{_CELL},)*"[^"]*(?:""[^"]*)*')
 
 
 def discover(folder: Path, dataset: str) -> list[tuple[Path, tables.TableSpec]]:
-    """(file, table) pairs in file order. storj: `{region}_{file}.csv` (also under bucket_data/);
-    ucn: `{table}.csv`."""
+    """(file, table) pairs in file order (files in subfolders too); the dataset names the table of each
+    file (Dataset.table_of_file)."""
     folder = Path(folder)
     found = []
     for path in sorted(folder.rglob("*.csv"), key=lambda p: p.relative_to(folder).as_posix()):
@@ -55,16 +57,7 @@ def unknown_files(folder, dataset: str) -> list[str]:
 
 
 def _table_for(stem: str, dataset: str):
-    specs = tables.DATASETS[dataset]
-    if dataset == "storj":
-        _, sep, rest = stem.partition("_")
-        if not sep:
-            return None
-        return next((s for s in specs.values() if s.file_stem == rest), None)
-    try:
-        return tables.table(dataset, stem)
-    except KeyError:
-        return None
+    return datasets.get(dataset).file_table(stem)
 
 
 def _has_surrogates(text: str) -> bool:

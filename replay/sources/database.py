@@ -12,6 +12,7 @@ import decimal
 
 import sqlalchemy as sa
 
+import datasets
 from contract import tables
 from contract.rows import BadRow, normalise
 
@@ -42,7 +43,7 @@ def _plain(value):
 def table_names(engine, dataset: str) -> list[tuple[str, tables.TableSpec]]:
     existing = set(sa.inspect(engine).get_table_names())
     found = []
-    for spec in tables.DATASETS[dataset].values():
+    for spec in datasets.get(dataset).tables.values():
         for name in (spec.name, *spec.aliases):
             if name in existing:
                 found.append((name, spec))

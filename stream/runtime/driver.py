@@ -17,8 +17,9 @@ from typing import NamedTuple
 import faust
 import orjson
 
+import datasets as registry
 from contract import tables, wire
-from stream.runtime import state_backends, storj_stages, ucn_stages
+from stream.runtime import state_backends
 from stream.runtime.sink import SnapshotSink
 from stream.runtime.stages import StageRunner
 from stream.runtime.worker import Runtime, dlq_topic
@@ -105,14 +106,15 @@ class RecordPath:
     """`await path.feed(topic, [(key, value), ...])` runs messages through every stage they reach."""
 
     def __init__(self, partitions: int = 2, store_kind: str = state_backends.MEMORY, state_dir: str | None = None,
-                 keep_sent: bool = True):
+                 keep_sent: bool = True, datasets=None):
+        """`datasets`: the names of those whose stages run (default: every one)."""
         self.app = _App(store_kind, state_dir or tempfile.mkdtemp(prefix="record-path-"), keep_sent)
         self.runtime = Runtime(self.app, SnapshotSink("redis://127.0.0.1:1/0", "fuzz:"), partitions, store_kind)
         stages = []
-        for module in (storj_stages, ucn_stages):
-            for name in module.TABLES:
+        for dataset in map(registry.get, datasets or registry.names()):
+            for name in dataset.state_tables:
                 self.runtime.add_table(name)
-            stages += [stage(self.runtime) for stage in module.STAGES]
+            stages += [stage(self.runtime) for stage in dataset.stages]
         self.runner = StageRunner(self.runtime, stages)
         relay = self.runtime.relay
         relay.delivered = relay.drain = self._relay_owed  # no relay task here: owed records go out at once

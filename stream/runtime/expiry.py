@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 
+import datasets as registry
 from contract import keys
 
 SWEEP_EVERY_S = 5.0
@@ -46,7 +47,7 @@ class ExpirySweeper:
         self.ttl_s = ttl_s
         self.batch = batch
         self.kinds = [(dataset, entity) for dataset in datasets if dataset in ttl_s
-                      for entity in keys.SNAPSHOT_ENTITIES[dataset]]
+                      for entity in registry.get(dataset).snapshot_entities]
         self._offsets = {kind: 0 for kind in self.kinds}  # candidates stepped past (still there) this pass
         self._forget = redis.register_script(_FORGET)
 

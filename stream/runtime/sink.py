@@ -36,6 +36,7 @@ import redis.asyncio as aioredis
 from hiredis import pack_command
 from redis.exceptions import ResponseError
 
+import datasets
 from contract import keys
 from stream.logic.sequence import next_seq
 
@@ -201,7 +202,7 @@ class SnapshotSink:
         """What every snapshot of an entity kind shares: its entity set, its freshness set, whether it has a
         session list, its TTL in ms."""
         kind = (keys.entities_key(self.prefix, dataset, entity), keys.freshness_key(self.prefix, dataset, entity),
-                (dataset, entity) in keys.SESSION_LISTS, self.ttl_ms.get(dataset, 0))
+                entity in datasets.get(dataset).session_lists, self.ttl_ms.get(dataset, 0))
         self._kinds[(dataset, entity)] = kind
         return kind
 

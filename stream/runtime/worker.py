@@ -16,12 +16,13 @@ import faust
 import orjson
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
+import datasets as registry
 from common.config import DEFAULT_STATE_DIR
 from common.gc_tuning import tune_gc
 from common.topics import ensure_topics
 from contract import keys, tables, wire
 from stream.logic import owed
-from stream.runtime import consumer, state_backends, storj_stages, ucn_stages, unknown_topics
+from stream.runtime import consumer, state_backends, unknown_topics
 from stream.runtime.expiry import SWEEP_EVERY_S, ExpirySweeper
 from stream.runtime.metrics import AGE_BUCKETS_S, Metrics
 from stream.runtime.partitioning import KeyPartitioner
@@ -40,8 +41,6 @@ SINK_FLUSH_EVERY = 500  # queued Redis writes that trigger a flush before the fe
 # 3 runs of 15 s each way) went from 55-68 ms to 49-60 ms; throughput did not change.
 GIL_SWITCH_INTERVAL_S = 0.0005
 
-DATASET_STAGES = {"storj": storj_stages, "ucn": ucn_stages}
-
 # No standby replicas (Faust's default is 1; Kafka Streams' is 0). Faust feeds a standby's changelog
 # records through a queue that it clears when it resumes the flow at the end of a recovery; records
 # fetched in between are dropped for good while later ones move the standby's offset on, so a standby
@@ -53,19 +52,15 @@ DATASET_STAGES = {"storj": storj_stages, "ucn": ucn_stages}
 STANDBY_REPLICAS = 0
 
 
-def _dataset_module(name):
-    return DATASET_STAGES[name]
-
-
 def dlq_topic(dataset: str) -> str:
     return f"{dataset}.dlq"
 
 
 def all_topics(datasets) -> list[str]:
+    """Every topic of the `datasets` (names): sources, internal, dead letters."""
     names = []
     for dataset in datasets:
-        module = _dataset_module(dataset)
-        names += tables.topics(dataset) + module.INTERNAL_TOPICS + [dlq_topic(dataset)]
+        names += [*tables.topics(dataset), *registry.get(dataset).internal_topics, dlq_topic(dataset)]
     return names
 
 
@@ -266,10 +261,12 @@ def quiet_logs(level: str = "WARNING") -> None:
 
 
 def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
-              datasets=("storj", "ucn"), app_id: str = "usage-features", sessions_cap: int = 100,
+              datasets=None, app_id: str = "usage-features", sessions_cap: int = 100,
               store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR, feature_ttl=None):
-    """`store_kind`: where keyed state lives (state_backends.ROCKSDB under `state_dir`, or MEMORY);
-    `feature_ttl`: per dataset, seconds a snapshot lives after its last write (FEATURE_TTL)."""
+    """`datasets`: the names of those to process (default: every one); `store_kind`: where keyed state lives
+    (state_backends.ROCKSDB under `state_dir`, or MEMORY); `feature_ttl`: per dataset, seconds a snapshot
+    lives after its last write (FEATURE_TTL)."""
+    datasets = tuple(datasets or registry.names())
     ensure_topics(kafka_broker, all_topics(datasets), partitions)
     from common.kafka_security import faust_credentials
 
@@ -298,11 +295,10 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
     sink.on_written = runtime.metrics.snapshots_written
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(runtime.metrics.registry, "faust"))
     stages = []
-    for dataset in datasets:
-        module = _dataset_module(dataset)
-        for name in module.TABLES:
+    for dataset in map(registry.get, datasets):
+        for name in dataset.state_tables:
             runtime.add_table(name)
-        stages += [stage_cls(runtime) for stage_cls in module.STAGES]
+        stages += [stage_cls(runtime) for stage_cls in dataset.stages]
     runtime.stages = stages
     runner = StageRunner(runtime, stages)
     for stage in stages:
@@ -382,7 +378,7 @@ SNAPSHOT_AGES_EVERY_S = 5.0  # a few ZCOUNTs per entity kind: cheap whatever the
 async def count_ages(runtime: Runtime, prefix: str, datasets, now: float | None = None) -> None:
     """Per entity kind, how many entities' features last changed at most each AGE_BUCKETS_S ago, and all."""
     now = time.time() if now is None else now
-    kinds = [(dataset, entity) for dataset in datasets for entity in keys.SNAPSHOT_ENTITIES[dataset]]
+    kinds = [(dataset, entity) for dataset in datasets for entity in registry.get(dataset).snapshot_entities]
     pipe = runtime.sink.redis.pipeline(transaction=False)
     for dataset, entity in kinds:
         fresh = keys.freshness_key(prefix, dataset, entity)
@@ -476,9 +472,10 @@ def dump_tasks_on_sigusr1() -> None:
 
 
 def run_worker(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
-               datasets=("storj", "ucn"), loglevel: str = "warning", metrics_port: int | None = None,
+               datasets=None, loglevel: str = "warning", metrics_port: int | None = None,
                store_kind: str = state_backends.ROCKSDB, state_dir=DEFAULT_STATE_DIR, sessions_cap: int = 100,
                feature_ttl=None) -> None:
+    datasets = tuple(datasets or registry.names())
     quiet_logs(os.environ.get("FSP_LOGLEVEL", "warning").upper())
     tune_gc()
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)

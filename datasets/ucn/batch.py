@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .csv_cells import read_csv_cells
+from verify.csv_cells import read_csv_cells
 
 US_PER_SECOND = 1_000_000
 SESSION_GAP_US = 600 * US_PER_SECOND

@@ -18,10 +18,9 @@ a redelivered or reordered summary is harmless. Nothing here knows Kafka.
 from __future__ import annotations
 
 from contract.timeutil import US_PER_S, date_of, format_ts, parse_ts_or_none, year_of
-
-from .dedup import DayBucketedIds
-from .sequence import next_seq
-from .sessions import SessionWindow
+from stream.logic.dedup import DayBucketedIds
+from stream.logic.sequence import next_seq
+from stream.logic.sessions import SessionWindow
 
 FREE_BANDWIDTH_LIMIT = 50_000_000_000
 USAGE_SESSION_GAP_US = 7_200 * US_PER_S

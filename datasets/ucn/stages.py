@@ -1,15 +1,17 @@
-"""The ucn stages: devices (key devid) -> users (key user id), see stream.logic.ucn."""
+"""The ucn stages: devices (key devid) -> users (key user id), see datasets.ucn.logic."""
 from __future__ import annotations
 
 import time
 
 from contract.timeutil import format_ts
-from stream.logic import owed, ucn
+from stream.logic import owed
 from stream.logic.dedup import BlockedIntIds
 from stream.logic.progress import PartitionProgress
 from stream.logic.source_clock import SourceClock
 from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
+
+from . import logic as ucn
 
 USER_TOPIC = "ucn.internal.user"
 SESSIONS_TOPIC = "ucn.sessions"
@@ -220,7 +222,7 @@ class UserStage(Stage):
                                    late_events=ucn.user_late_events(state))
 
 
-STAGES = [DeviceStage, UserStage]
-TABLES = ["ucn_device", "ucn_user"]
+STAGES = (DeviceStage, UserStage)
+STATE_TABLES = ("ucn_device", "ucn_user")
 
-INTERNAL_TOPICS = [USER_TOPIC, SESSIONS_TOPIC]
+INTERNAL_TOPICS = (USER_TOPIC, SESSIONS_TOPIC)

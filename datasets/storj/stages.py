@@ -1,14 +1,15 @@
-"""The storj stages: projects, nodes, accounts -> operators -> users (see stream.logic.storj)."""
+"""The storj stages: projects, nodes, accounts -> operators -> users (see datasets.storj.logic)."""
 from __future__ import annotations
 
 import os
 from functools import lru_cache
 
 from contract.timeutil import format_ts
-from stream.logic import storj
 from stream.logic.dedup import DAY_US, DayBucketedIds
 from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
+
+from . import logic as storj
 
 USER_TOPIC = "storj.internal.user"
 OPERATOR_TOPIC = "storj.internal.operator"
@@ -165,6 +166,6 @@ class UserStage(Stage):
                                    storj.user_events(state), format_ts(max(times)) if times else None)
 
 
-STAGES = [ProjectStage, NodeStage, AccountStage, OperatorStage, UserStage]
-TABLES = ["storj_project", "storj_node", "storj_account", "storj_operator", "storj_user"]
-INTERNAL_TOPICS = [USER_TOPIC, OPERATOR_TOPIC]
+STAGES = (ProjectStage, NodeStage, AccountStage, OperatorStage, UserStage)
+STATE_TABLES = ("storj_project", "storj_node", "storj_account", "storj_operator", "storj_user")
+INTERNAL_TOPICS = (USER_TOPIC, OPERATOR_TOPIC)

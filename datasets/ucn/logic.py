@@ -103,12 +103,11 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from contract.timeutil import ONE_US, US_PER_S, format_ts, parse_ts_or_none, to_datetime
-
-from . import event_codec
-from .dedup import BlockedIntIds
-from .keyvalue import KeyValue
-from .sequence import next_seq
-from .sessions import DEFAULT_LATENESS_US, SessionWindow, pending_in_state
+from stream.logic import event_codec
+from stream.logic.dedup import BlockedIntIds
+from stream.logic.keyvalue import KeyValue
+from stream.logic.sequence import next_seq
+from stream.logic.sessions import DEFAULT_LATENESS_US, SessionWindow, pending_in_state
 
 SESSION_GAP_US = 600 * US_PER_S
 SESSION_MIN_EVENTS = 3
