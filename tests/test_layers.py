@@ -104,3 +104,24 @@ def test_a_dataset_s_batch_computation_is_independent_of_the_stream():
         if bad:
             dependent[str(path.relative_to(ROOT))] = bad
     assert len(list((ROOT / "datasets").glob("*/batch.py"))) >= 2 and dependent == {}
+
+
+def test_stages_reach_the_runtime_only_through_their_context():
+    """A dataset's stages import no worker module (Runtime, producer, relay, consumer) and use no attribute
+    of a stage's context that StageContext does not declare."""
+    from stream.runtime.context import StageContext
+
+    allowed = set(StageContext.__slots__) | {name for name in dir(StageContext) if not name.startswith("_")}
+    wrong = {}
+    for path in ROOT.glob("datasets/*/stages.py"):
+        tree = ast.parse(path.read_text())
+        imported = _imports(path)
+        used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Attribute) and node.value.attr == "context"}
+        used |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                 and isinstance(node.value, ast.Name) and node.value.id == "context"}
+        bad = sorted(used - allowed) + sorted(m for m in imported if m.startswith(
+            ("stream.runtime.worker", "stream.runtime.relay", "stream.runtime.consumer", "faust", "aiokafka")))
+        if bad or not used:
+            wrong[path.relative_to(ROOT).as_posix()] = bad or ["no use of the context at all"]
+    assert not wrong, wrong

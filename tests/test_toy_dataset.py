@@ -73,7 +73,7 @@ class CountStage(Stage):
     marks_table = snapshot_store = "toy_counter"
 
     async def apply(self, partition, topic, groups, outbox: Outbox) -> None:
-        store = self.runtime.store("toy_counter")
+        store = self.context.store("toy_counter")
         for user, rows in groups.items():
             state = store.get(partition, user) or new_counter()
             count(state, rows)
@@ -82,8 +82,8 @@ class CountStage(Stage):
             store.put(partition, user, state)
 
     def write_snapshot(self, user: str, state: dict) -> None:
-        self.runtime.sink.snapshot("toy", "user", user, state["ver"], features(state), len(state["seen"]),
-                                   state["last"])
+        self.context.snapshot("user", user, state["ver"], features(state), len(state["seen"]),
+                              state["last"])
 
 
 # ------------------------------------------------------------------ its batch computation (no engine code)

@@ -6,6 +6,7 @@ from functools import lru_cache
 
 from contract.timeutil import format_ts
 from stream.logic.dedup import DAY_US, DayBucketedIds
+from stream.runtime.context import StageContext
 from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
 
@@ -36,9 +37,9 @@ def dedup_horizon_us() -> int | None:
 STORE = {"project": "storj_project", "node": "storj_node", "account": "storj_account"}  # stage -> its table
 
 
-def seen_ids(runtime, stage: str, partition: int, key: str, state: dict) -> DayBucketedIds:
+def seen_ids(context: StageContext, stage: str, partition: int, key: str, state: dict) -> DayBucketedIds:
     """The ids the key applied (stream.logic.dedup), beside its state."""
-    return DayBucketedIds(runtime.beside(STORE[stage], partition, state), f"{stage}:{key}", dedup_horizon_us())
+    return DayBucketedIds(context.beside(STORE[stage], partition, state), f"{stage}:{key}", dedup_horizon_us())
 
 
 class ProjectStage(Stage):
@@ -47,16 +48,16 @@ class ProjectStage(Stage):
     topics = ["storj.projects", "storj.bbr", "storj.bst"]
     downstream = [USER_TOPIC]
 
-    def __init__(self, runtime):
-        super().__init__(runtime)
+    def __init__(self, context: StageContext):
+        super().__init__(context)
         dedup_horizon_us()  # a bad setting stops the worker as it starts, not in the middle of a batch
 
     async def apply(self, partition, topic, groups, outbox: Outbox) -> None:
         table = topic.split(".", 1)[1]
-        store = self.runtime.store("storj_project")
+        store = self.context.store("storj_project")
         for key, rows in groups.items():
             state = store.get(partition, key) or storj.new_project()
-            storj.apply_project_rows(state, table, rows, seen_ids(self.runtime, self.name, partition, key, state))
+            storj.apply_project_rows(state, table, rows, seen_ids(self.context, self.name, partition, key, state))
             # summaries are whole: send one even when every row was a duplicate, since a redelivered
             # batch may be one whose state was written but whose records were lost in a crash
             outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
@@ -67,11 +68,11 @@ class ProjectStage(Stage):
     def end_run_for(self, partition, key, state, outbox, again=False) -> None:
         if again and state.get("sess"):  # summaries sent at the first completion may be lost: whole ones again
             outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
-            self.runtime.store("storj_project").put(partition, key, state)
+            self.context.store("storj_project").put(partition, key, state)
         elif state.get("sess") and state["sess"].get("p"):
             storj.close_project_windows(state)
             outbox.extend(USER_TOPIC, storj.project_outbox(state, key))
-            self.runtime.store("storj_project").put(partition, key, state)
+            self.context.store("storj_project").put(partition, key, state)
 
 
 class NodeStage(Stage):
@@ -82,10 +83,10 @@ class NodeStage(Stage):
 
     async def apply(self, partition, topic, groups, outbox) -> None:
         table = topic.split(".", 1)[1]
-        store = self.runtime.store("storj_node")
+        store = self.context.store("storj_node")
         for key, rows in groups.items():
             state = store.get(partition, key) or storj.new_node()
-            storj.apply_node_rows(state, table, rows, seen_ids(self.runtime, self.name, partition, key, state))
+            storj.apply_node_rows(state, table, rows, seen_ids(self.context, self.name, partition, key, state))
             if table != "receipts":  # whole summaries, duplicates or not (see ProjectStage)
                 outbox.extend(OPERATOR_TOPIC, storj.node_outbox(state, key))
             store.put(partition, key, state)
@@ -98,10 +99,10 @@ class AccountStage(Stage):
     downstream = [USER_TOPIC, OPERATOR_TOPIC]
 
     async def apply(self, partition, topic, groups, outbox) -> None:
-        store = self.runtime.store("storj_account")
+        store = self.context.store("storj_account")
         for key, rows in groups.items():
             state = store.get(partition, key) or storj.new_account()
-            storj.apply_account_rows(state, rows, seen_ids(self.runtime, self.name, partition, key, state))
+            storj.apply_account_rows(state, rows, seen_ids(self.context, self.name, partition, key, state))
             if state["row"] is not None:  # whole records, duplicates or not (see ProjectStage)
                 to_users, to_operators = storj.account_outbox(state, key)
                 outbox.extend(USER_TOPIC, to_users)
@@ -116,10 +117,10 @@ class OperatorStage(Stage):
     downstream = [USER_TOPIC]
 
     async def apply(self, partition, topic, groups, outbox) -> None:
-        store = self.runtime.store("storj_operator")
+        store = self.context.store("storj_operator")
         for email, records in groups.items():
             state = store.get(partition, email) or storj.new_operator()
-            nodes = storj.OperatorNodes(self.runtime.beside("storj_operator", partition, state), email)
+            nodes = storj.OperatorNodes(self.context.beside("storj_operator", partition, state), email)
             storj.apply_operator_records(state, email, records, nodes)
             had_snapshot = state.get("snap", False)
             features = storj.operator_features(state)
@@ -140,8 +141,8 @@ class OperatorStage(Stage):
 
     def _snapshot(self, email: str, state: dict, features: dict | None) -> None:
         watermark = storj.operator_watermark(state)
-        self.runtime.sink.snapshot("storj", "operator", email, state["ver"], features, storj.operator_events(state),
-                                   format_ts(watermark) if watermark else None)
+        self.context.snapshot("operator", email, state["ver"], features, storj.operator_events(state),
+                              format_ts(watermark) if watermark else None)
 
 
 class UserStage(Stage):
@@ -150,7 +151,7 @@ class UserStage(Stage):
     topics = [USER_TOPIC]
 
     async def apply(self, partition, topic, groups, outbox) -> None:
-        store = self.runtime.store("storj_user")
+        store = self.context.store("storj_user")
         for user, records in groups.items():
             state = store.get(partition, user) or storj.new_user()
             storj.apply_user_records(state, records)
@@ -162,8 +163,8 @@ class UserStage(Stage):
 
     def write_snapshot(self, user: str, state: dict) -> None:
         times = [t for p in state["projects"].values() for t in (p["last"], p["st_ts"]) if t is not None]
-        self.runtime.sink.snapshot("storj", "user", user, state["ver"], storj.user_features(state),
-                                   storj.user_events(state), format_ts(max(times)) if times else None)
+        self.context.snapshot("user", user, state["ver"], storj.user_features(state),
+                              storj.user_events(state), format_ts(max(times)) if times else None)
 
 
 STAGES = (ProjectStage, NodeStage, AccountStage, OperatorStage, UserStage)

@@ -8,6 +8,7 @@ from stream.logic import owed
 from stream.logic.dedup import BlockedIntIds
 from stream.logic.progress import PartitionProgress
 from stream.logic.source_clock import SourceClock
+from stream.runtime.context import StageContext
 from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
 
@@ -20,9 +21,9 @@ SESSIONS_TOPIC = "ucn.sessions"
 STORE = {"device": "ucn_device", "user": "ucn_user"}  # stage -> its table
 
 
-def owed_spill(runtime, partition: int, stage: str, key: str, state: dict) -> owed.Spill:
+def owed_spill(context: StageContext, partition: int, stage: str, key: str, state: dict) -> owed.Spill:
     """Large owed records (stream.logic.owed), beside the key's state."""
-    return owed.Spill(runtime.beside(STORE[stage], partition, state), f"{stage}:{key}")
+    return owed.Spill(context.beside(STORE[stage], partition, state), f"{stage}:{key}")
 
 
 DEVICE_TOPICS = ["ucn.devices", "ucn.user_devices", "ucn.devicetraffic", "ucn.deviceapptraffic", "ucn.httpreqs",
@@ -36,8 +37,8 @@ class DeviceStage(Stage):
     downstream = [USER_TOPIC]
     aligned_topics = [f"ucn.{table}" for table in ucn.SESSION_SOURCES]  # the users' session clock
 
-    def __init__(self, runtime):
-        super().__init__(runtime)
+    def __init__(self, context: StageContext):
+        super().__init__(context)
         self._progress = PartitionProgress()
         self._generation = None
 
@@ -46,20 +47,20 @@ class DeviceStage(Stage):
         user partition hears how far this table's partition has come (a progress mark), so that users
         close sessions no row of any device can still reach (stream.logic.source_clock)."""
         table = topic.split(".", 1)[1]
-        store = self.runtime.store("ucn_device")
+        store = self.context.store("ucn_device")
         now_s = time.time()
         self._start_partition(partition, outbox, now_s)
         for key, rows in groups.items():
             state = store.get(partition, key) or ucn.new_device()
             messages, spill = self._settle(partition, key, state)
             before = state["events"]
-            beside = self.runtime.beside("ucn_device", partition, state)
+            beside = self.context.beside("ucn_device", partition, state)
             ucn.apply_device_rows(state, table, rows, BlockedIntIds(beside, key))
             held = ucn.HeldParts(beside, f"{self.name}:{key}")
             if state["events"] != before:
                 for user, record in ucn.device_outbox(state, key, held):
                     messages.append([USER_TOPIC, user, record])
-            self.runtime.owe(state, messages, outbox, spill)
+            self.context.owe(state, messages, outbox, spill)
             held.spill(state)
             store.put(partition, key, state)  # after what it wrote beside it (store.Beside)
             self._progress.holding(partition, key, ucn.oldest_held(state), now_s)
@@ -67,9 +68,9 @@ class DeviceStage(Stage):
 
     def _settle(self, partition: int, key: str, state: dict):
         """What the device still owes from an earlier worker (maybe lost), to send again, and its spill."""
-        relay = self.runtime.relay
-        spill = owed_spill(self.runtime, partition, self.name, key, state)
-        return owed.settle(state, relay.incarnation, relay.delivered_upto, spill), spill
+        context = self.context
+        spill = owed_spill(context, partition, self.name, key, state)
+        return owed.settle(state, context.incarnation, context.delivered_upto, spill), spill
 
     def _retell(self, outbox: Outbox, now_s: float) -> None:
         for table, partition, ts_us in self._progress.retell(now_s):
@@ -99,16 +100,16 @@ class DeviceStage(Stage):
         from an earlier worker is sent again ahead of any progress mark (else a user could close the
         sessions it belongs to first), and its devices that hold rows are told to the progress (once per
         partition and rebalance)."""
-        if self.runtime.app.consumer_generation_id != self._generation:
-            self._generation = self.runtime.app.consumer_generation_id
+        if self.context.generation != self._generation:
+            self._generation = self.context.generation
             self._progress.restart()
         if self._progress.knows(partition):
             return
-        store = self.runtime.store("ucn_device")
+        store = self.context.store("ucn_device")
         for key, state in store.items_in_partition(partition):
             if owed.owes(state):
                 messages, spill = self._settle(partition, key, state)
-                self.runtime.owe(state, messages, outbox, spill)
+                self.context.owe(state, messages, outbox, spill)
                 store.put(partition, key, state)
             self._progress.holding(partition, key, ucn.oldest_held(state), now_s)
         self._progress.known(partition)
@@ -117,15 +118,15 @@ class DeviceStage(Stage):
 
     async def before_run_end(self, partition) -> None:
         self._progress.run_ended(partition)  # from now on a live feed: its marks say so
-        await self.runtime.relay.delivered()
+        await self.context.delivered()
 
     def end_run_for(self, partition, key, state, outbox, again=False) -> None:
         """Drop delivered contributions from the state: a device may not be touched again for a long time."""
         if not owed.owes(state):
             return
         messages, spill = self._settle(partition, key, state)
-        self.runtime.owe(state, messages, outbox, spill)
-        self.runtime.store("ucn_device").put(partition, key, state)
+        self.context.owe(state, messages, outbox, spill)
+        self.context.store("ucn_device").put(partition, key, state)
 
 
 class UserStage(Stage):
@@ -133,8 +134,8 @@ class UserStage(Stage):
     marks_table = "ucn_user"
     topics = ["ucn.users", USER_TOPIC]
 
-    def __init__(self, runtime):
-        super().__init__(runtime)
+    def __init__(self, context: StageContext):
+        super().__init__(context)
         self._generation = None
         self._consuming_since: dict[int, float] = {}
         self._clocks: dict[int, SourceClock] = {}  # user partition -> how far the device partitions came
@@ -143,7 +144,7 @@ class UserStage(Stage):
         """After a rebalance, silence counts again from when this worker consumes each partition. What it
         heard of the device partitions' progress stays: a user partition's marks only ever grow, and one
         it reads again from an earlier offset repeats records whose sequence numbers its users have."""
-        generation = self.runtime.app.consumer_generation_id
+        generation = self.context.generation
         if generation != self._generation:
             self._generation, self._consuming_since = generation, {}
 
@@ -156,7 +157,7 @@ class UserStage(Stage):
     def clock(self, partition: int) -> SourceClock:
         clock = self._clocks.get(partition)
         if clock is None:
-            sources = [(table, p) for table in ucn.SESSION_SOURCES for p in range(self.runtime.partitions)]
+            sources = [(table, p) for table in ucn.SESSION_SOURCES for p in range(self.context.partitions)]
             clock = self._clocks[partition] = SourceClock(sources)
         return clock
 
@@ -170,8 +171,8 @@ class UserStage(Stage):
             self.clock(partition).hear(table, source, ts_us, time.time(), run if isinstance(run, str) else None)
 
     async def apply(self, partition, topic, groups, outbox) -> None:
-        store = self.runtime.store("ucn_user")
-        delivered_upto = self.runtime.relay.delivered_upto
+        store = self.context.store("ucn_user")
+        delivered_upto = self.context.delivered_upto
         event_time = self.clock(partition).event_time(time.time(), self.consuming_since(partition))
         for user, items in groups.items():
             state = store.get(partition, user) or ucn.new_user(user)
@@ -191,23 +192,23 @@ class UserStage(Stage):
     def end_run_for(self, partition, user, state, outbox, again=False) -> None:
         closed = ucn.close_at_run_end(state, again)
         if closed is not None or owed.owes(state):  # owed: sessions sent before and maybe lost
-            self._publish(partition, user, state, closed or [], outbox, self.runtime.relay.delivered_upto)
-            self.runtime.store("ucn_user").put(partition, user, state)
+            self._publish(partition, user, state, closed or [], outbox, self.context.delivered_upto)
+            self.context.store("ucn_user").put(partition, user, state)
 
     def _publish(self, partition: int, user: str, state: dict, closed: list[dict], outbox: Outbox,
                  delivered_upto: int) -> None:
         """The snapshot is whole; closed sessions are deltas, owed until delivered (stream.logic.owed)."""
-        sink, relay = self.runtime.sink, self.runtime.relay
+        context = self.context
         if state.get("user") is None:
             return  # a snapshot exists for every users row; data of others waits in the state
-        spill = owed_spill(self.runtime, partition, self.name, user, state)
-        again = owed.settle(state, relay.incarnation, delivered_upto, spill)
+        spill = owed_spill(context, partition, self.name, user, state)
+        again = owed.settle(state, context.incarnation, delivered_upto, spill)
         if again:  # an earlier worker's sessions, maybe lost; the Redis list skips those it has
-            sink.sessions("ucn", user, [record for _, _, record in again])
+            context.sessions(user, [record for _, _, record in again])
         if closed:
-            sink.sessions("ucn", user, closed)
+            context.sessions(user, closed)
         messages = again + [[SESSIONS_TOPIC, user, record] for record in closed]
-        self.runtime.owe(state, messages, outbox, spill)
+        self.context.owe(state, messages, outbox, spill)
         state["ver"] = next_version(state.get("ver", 0))
         self.write_snapshot(user, state)
 
@@ -217,9 +218,9 @@ class UserStage(Stage):
         if state.get("user") is None:
             return  # a snapshot exists for every users row
         watermark = ucn.user_watermark(state)
-        self.runtime.sink.snapshot("ucn", "user", user, state["ver"], ucn.user_features(state),
-                                   ucn.user_events(state), format_ts(watermark) if watermark is not None else None,
-                                   late_events=ucn.user_late_events(state))
+        self.context.snapshot("user", user, state["ver"], ucn.user_features(state),
+                              ucn.user_events(state), format_ts(watermark) if watermark is not None else None,
+                              late_events=ucn.user_late_events(state))
 
 
 STAGES = (DeviceStage, UserStage)

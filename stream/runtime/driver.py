@@ -112,9 +112,7 @@ class RecordPath:
         self.runtime = Runtime(self.app, SnapshotSink("redis://127.0.0.1:1/0", "fuzz:"), partitions, store_kind)
         stages = []
         for dataset in map(registry.get, datasets or registry.names()):
-            for name in dataset.state_tables:
-                self.runtime.add_table(name)
-            stages += [stage(self.runtime) for stage in dataset.stages]
+            stages += self.runtime.add_dataset(dataset)
         self.runner = StageRunner(self.runtime, stages)
         relay = self.runtime.relay
         relay.delivered = relay.drain = self._relay_owed  # no relay task here: owed records go out at once

@@ -27,6 +27,7 @@ import orjson
 from contract import tables, wire
 from contract.rows import BadRow, normalise
 from stream.logic.marks import record_mark, run_complete
+from stream.runtime.context import StageContext
 from stream.runtime.sink import ARRIVED_MS, now_iso
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,8 @@ class Stage:
     def write_snapshot(self, key: str, state: dict) -> None:
         """Queue the key's snapshot as its state has it (after apply, and again when Redis lost its data)."""
 
-    def __init__(self, runtime):
-        self.runtime = runtime
+    def __init__(self, context: StageContext):
+        self.context = context  # the narrow side of the runtime a stage may use (stream.runtime.context)
 
     async def apply(self, partition: int, topic: str, groups: dict[str, list], outbox: Outbox) -> None:
         raise NotImplementedError

@@ -23,6 +23,7 @@ from common.topics import ensure_topics
 from contract import keys, tables, wire
 from stream.logic import owed
 from stream.runtime import consumer, state_backends, unknown_topics
+from stream.runtime.context import StageContext
 from stream.runtime.expiry import SWEEP_EVERY_S, ExpirySweeper
 from stream.runtime.metrics import AGE_BUCKETS_S, Metrics
 from stream.runtime.partitioning import KeyPartitioner
@@ -92,6 +93,13 @@ class Runtime:
                                            options=state_backends.table_options(self.store_kind))
         self._stores[name] = StateStore(self.tables[name], self._send, self.journal,
                                         record_size=self.metrics.state_record_size(name), writer=self.writer)
+
+    def add_dataset(self, dataset) -> list:
+        """The dataset's state tables, and its stages, each given the dataset's StageContext."""
+        for name in dataset.state_tables:
+            self.add_table(name)
+        context = StageContext(self, dataset.name)
+        return [stage_cls(context) for stage_cls in dataset.stages]
 
     def writer(self) -> str:
         """Who writes state now: this process in this consumer generation (see store.Beside)."""
@@ -296,9 +304,7 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(runtime.metrics.registry, "faust"))
     stages = []
     for dataset in map(registry.get, datasets):
-        for name in dataset.state_tables:
-            runtime.add_table(name)
-        stages += [stage_cls(runtime) for stage_cls in dataset.stages]
+        stages += runtime.add_dataset(dataset)
     runtime.stages = stages
     runner = StageRunner(runtime, stages)
     for stage in stages:
