@@ -36,6 +36,20 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
+def number_in_range(name: str, default: float, low: float, high: float, parse=int, unit: str = ""):
+    """A numeric setting from the environment, `default` when unset; one line naming it when it is no number
+    `parse` reads or lies outside [low, high]."""
+    text = os.environ.get(name, "").strip() or str(default)
+    try:
+        value = parse(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        kind = "a whole number" if parse is int else "a number"
+        raise SystemExit(f"error: {name}={text!r}: expected {kind} of {unit} from {low} to {high}".replace("  ", " "))
+    return value
+
+
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

@@ -94,14 +94,9 @@ def fetch_max_wait_ms() -> int:
     the price of polling (idle, ~23 % of a core for the broker and ~11 % for
     the worker, measured over 10 s).
     """
-    raw = os.environ.get(FETCH_MAX_WAIT_ENV) or str(FETCH_MAX_WAIT_MS)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"error: {FETCH_MAX_WAIT_ENV} must be a whole number of milliseconds, not {raw!r}") from None
-    if not 0 <= value <= 60_000:
-        raise SystemExit(f"error: {FETCH_MAX_WAIT_ENV} must be between 0 and 60000, not {value}")
-    return value
+    from common.config import number_in_range
+
+    return number_in_range(FETCH_MAX_WAIT_ENV, FETCH_MAX_WAIT_MS, 0, 60_000, unit="milliseconds")
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

@@ -17,7 +17,7 @@ import orjson
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
 import datasets as registry
-from common.config import DEFAULT_STATE_DIR
+from common.config import DEFAULT_STATE_DIR, number_in_range
 from common.gc_tuning import tune_gc
 from common.topics import ensure_topics
 from contract import keys, tables, wire
@@ -277,14 +277,7 @@ def group_session_timeout_s() -> float:
     broker, a worker was ready 8.0 s after its start and 22.8 s after a kill -9 of the one before with
     10 s, 4.8 s and 5.3 s with 4 s. Apache Kafka refuses values under its group.min.session.timeout.ms
     (6 s by default); short values also move partitions away from a worker that merely stalls."""
-    raw = os.environ.get(SESSION_TIMEOUT_ENV) or "10"
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SystemExit(f"error: {SESSION_TIMEOUT_ENV} must be a number of seconds, not {raw!r}") from None
-    if not 3 <= value <= 300:
-        raise SystemExit(f"error: {SESSION_TIMEOUT_ENV} must be between 3 and 300 seconds, not {raw}")
-    return value
+    return number_in_range(SESSION_TIMEOUT_ENV, 10, 3, 300, parse=float, unit="seconds")
 
 
 def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: int = 4,
