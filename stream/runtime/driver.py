@@ -21,6 +21,7 @@ from contract import tables, wire
 from stream.runtime import state_backends, storj_stages, ucn_stages
 from stream.runtime.sink import SnapshotSink
 from stream.runtime.stages import StageRunner
+from stream.runtime.store import DICTS
 from stream.runtime.worker import Runtime, dlq_topic
 
 APP_ID = "record-path"
@@ -110,8 +111,9 @@ class RecordPath:
         self.runtime = Runtime(self.app, SnapshotSink("redis://127.0.0.1:1/0", "fuzz:"), partitions, store_kind)
         stages = []
         for module in (storj_stages, ucn_stages):
+            codecs = getattr(module, "CODECS", {})
             for name in module.TABLES:
-                self.runtime.add_table(name)
+                self.runtime.add_table(name, codecs.get(name, DICTS))
             stages += [stage(self.runtime) for stage in module.STAGES]
         self.runner = StageRunner(self.runtime, stages)
         relay = self.runtime.relay
@@ -153,8 +155,8 @@ class RecordPath:
     def partition_of(self, key: bytes | None) -> int:
         return self.runtime.partition_of(key) if key is not None else 0
 
-    def state(self, table: str, key: str) -> dict | None:
-        """The key's state, read from its partition."""
+    def state(self, table: str, key: str):
+        """The key's state, read from its partition (a dict, or a store.Entry in a typed table)."""
         return self.runtime.store(table).get(self.partition_of(key.encode()), key)
 
     async def _handle(self, topic, partition, messages) -> None:
