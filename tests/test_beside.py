@@ -1,22 +1,36 @@
 """Entries beside a key's state (stream.runtime.store.Beside): a crash keeps a prefix of one changelog
 partition's writes; the state is written before the entries a batch changed and logs them, so no entry a
-durable state counts on is lost, and none is ahead of its state."""
+durable state counts on is lost, and none is ahead of its state. On a table of typed states (the log is a
+field of the store's Entry) and on one of dict states (the log is a key of the dict)."""
 from __future__ import annotations
 
 import pytest
 
+from datasets.storj import logic as storj
 from stream.runtime import state_backends
 from stream.runtime.driver import RecordPath
+from stream.runtime.store import Entry
 
 
-@pytest.fixture(params=[state_backends.MEMORY, state_backends.ROCKSDB])
+@pytest.fixture(params=[(kind, table) for kind in (state_backends.MEMORY, state_backends.ROCKSDB)
+                        for table in ("storj_operator", "ucn_user")], ids=lambda p: "-".join(p))
 def store(request, tmp_path):
-    path = RecordPath(store_kind=request.param, state_dir=str(tmp_path / "state"))
-    store = path.runtime.store("storj_operator")
+    kind, table = request.param
+    path = RecordPath(store_kind=kind, state_dir=str(tmp_path / "state"))
+    store = path.runtime.store(table)
     writer = {"now": "w1"}
     store.writer = lambda: writer["now"]
     store.writer_is = lambda name: writer.update(now=name)
     return store
+
+
+def _typed(store) -> bool:
+    return store.table.name == "storj_operator"
+
+
+def _log(store, state):
+    """The state's log of what its last write changed beside it (None: none)."""
+    return state.log if _typed(store) else state.get("_x")
 
 
 def _crash(store, partition: int, keep: dict[bytes, bytes | None]) -> None:
@@ -27,15 +41,18 @@ def _crash(store, partition: int, keep: dict[bytes, bytes | None]) -> None:
     store.writer_is("after-crash")
 
 
-def _batch(store, partition: int, key: str, changes: dict) -> dict:
-    state = store.get(partition, key) or {"n": 0}
+def _batch(store, partition: int, key: str, changes: dict):
+    state = store.get(partition, key) or (Entry(storj.new_operator()) if _typed(store) else {"n": 0})
     beside = store.beside(partition, state)
     for name, value in changes.items():
         if value is None:
             beside.delete(name)
         else:
             beside.put(name, value)
-    state["n"] += 1
+    if _typed(store):
+        state.state.node_count += 1
+    else:
+        state["n"] += 1
     store.put(partition, key, state)
     return state
 
@@ -52,7 +69,7 @@ def test_entries_a_durable_state_counts_on_survive_the_loss_of_their_own_writes(
     _batch(store, 0, "k", {"c": {"v": 3}})
     assert store.data.get_in(0, b"__b") == b'{"v":9}' and store.data.get_in(0, b"__gone") is None
     _batch(store, 0, "k", {})
-    assert "_x" not in store.get(0, "k")
+    assert _log(store, store.get(0, "k")) is None and b'"_x"' not in store.data.get_in(0, b"k")
 
 
 def test_a_lost_state_write_takes_its_entries_with_it(store):
@@ -71,5 +88,5 @@ def test_entries_are_no_entities_of_the_table(store):
 def test_a_state_keeps_only_its_last_batch_of_changes(store):
     for n in range(50):
         state = _batch(store, 0, "k", {f"e{n}": {"v": n}})
-    assert list(state["_x"]["e"]) == ["e49"]
+    assert list(_log(store, state)["e"]) == ["e49"]
     assert store.beside(0, state).get("e3") == {"v": 3}

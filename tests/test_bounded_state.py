@@ -50,9 +50,9 @@ def test_a_project_with_60000_bandwidth_rows_stays_small_and_exact(new_path):
     for rows in rounds:
         feed(path, "storj.bbr", "p1", rows)
     feed(path, "storj.bbr", "p1", rounds[3])  # a redelivered round changes nothing
-    state = path.state("storj_project", "p1")
-    assert (state["up"], state["down"], state["events"]) == (30_000, 30_000, 60_001)  # + the projects row
-    assert sum(state["up_m"].values()) == 300_000
+    state = path.state("storj_project", "p1").state
+    assert (state.uploads, state.downloads, state.events) == (30_000, 30_000, 60_001)  # + the projects row
+    assert sum(state.monthly_upload_bytes.values()) == 300_000
     assert path.dead_letters("storj") == []
     assert largest_state_record(path) < LIMIT
 
@@ -64,10 +64,10 @@ def test_an_operator_with_2000_nodes_stays_small(new_path):
         feed(path, "storj.nodes", f"n{n}", [{"id": f"n{n}", "email_hash": "e1", "wallet": f"0x{n % 3}",
                                              "created_at": iso(T0), "free_disk": 5, "piece_count": 1}])
     feed(path, "storj.nodes", "n7", [{"id": "n7", "email_hash": "e2", "created_at": iso(T0 + timedelta(days=1))}])
-    operator = path.state("storj_operator", "e1")
-    assert (operator["nodes"], operator["free_disk"], operator["piece_count"]) == (1_999, 9_995, 1_999)
-    assert operator["wallets"] == {"0x0": 667, "0x1": 666, "0x2": 666}
-    assert path.state("storj_operator", "e2")["nodes"] == 1
+    operator = path.state("storj_operator", "e1").state
+    assert (operator.node_count, operator.free_disk_bytes, operator.piece_count) == (1_999, 9_995, 1_999)
+    assert operator.wallet_nodes == {"0x0": 667, "0x1": 666, "0x2": 666}
+    assert path.state("storj_operator", "e2").state.node_count == 1
     assert path.dead_letters("storj") == []
     assert largest_state_record(path) < LIMIT
 

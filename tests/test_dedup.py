@@ -1,6 +1,7 @@
 """De-duplication ids kept outside a key's state (stream.logic.dedup): exact, and no bucket grows with history."""
 from __future__ import annotations
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -32,7 +33,7 @@ def test_day_buckets_keep_exactly_the_first_row_of_each_id(rows, cuts, cap, inli
     original = dedup.MAX_BUCKET_IDS, dedup.INLINE_IDS
     dedup.MAX_BUCKET_IDS, dedup.INLINE_IDS = cap, inline
     try:
-        store, state, new = keyvalue.DictStore(), {}, []
+        store, state, new = keyvalue.DictStore(), dedup.DedupState(), []
         # an id's rows share a time here, as storj content ids do (the time is part of the content)
         times = {}
         rows = [row(times.setdefault(eid, ts), f"{eid:016x}") for ts, eid in rows]
@@ -45,26 +46,27 @@ def test_day_buckets_keep_exactly_the_first_row_of_each_id(rows, cuts, cap, inli
                 seen.add(r.eid)
                 firsts.append(r)
         assert new == firsts
-        assert state.get("dups", 0) == len(rows) - len(firsts)
+        assert state.duplicate_rows == len(rows) - len(firsts)
         assert all(len(v["ids"]) <= cap for v in store.data.values())
-        assert sum(len(ids) for _, ids in state.get("di", ())) <= inline
+        assert sum(len(ids) for _, ids in state.inline_ids) <= inline
     finally:
         dedup.MAX_BUCKET_IDS, dedup.INLINE_IDS = original
 
 
 def test_a_day_with_many_rows_goes_on_in_parts_under_the_size_bound():
-    store, state = keyvalue.DictStore(), {}
+    store, state = keyvalue.DictStore(), dedup.DedupState()
     seen = dedup.DayBucketedIds(store, "project:p1")
     rows = [row(5 * DAY_US + i, f"{i:016x}") for i in range(10_000)]
     for lo in range(0, len(rows), 2_500):
         assert seen.first_seen(state, rows[lo:lo + 2_500]) == rows[lo:lo + 2_500]
     assert seen.first_seen(state, rows[::7]) == []
-    assert len(store.data) == 5 and state["da"] == 5 and state["di"] == []  # 10,000 ids in parts of 2,000, beside
+    # 10,000 ids in parts of 2,000, beside
+    assert len(store.data) == 5 and state.ids_aside_up_to == 5 and state.inline_ids == []
     assert largest_value(store) < 40_000
 
 
 def test_entities_never_share_a_bucket():
-    store, state_a, state_b = keyvalue.DictStore(), {}, {}
+    store, state_a, state_b = keyvalue.DictStore(), dedup.DedupState(), dedup.DedupState()
     a = dedup.DayBucketedIds(store, "project:x|d1")
     b = dedup.DayBucketedIds(store, "project:x")
     assert a.first_seen(state_a, [row(DAY_US, "e")]) != []
@@ -72,42 +74,42 @@ def test_entities_never_share_a_bucket():
 
 
 def test_a_horizon_forgets_old_days_and_counts_rows_older_than_it():
-    store, state = keyvalue.DictStore(), {}
+    store, state = keyvalue.DictStore(), dedup.DedupState()
     seen = dedup.DayBucketedIds(store, "project:p1", horizon_us=3 * DAY_US)
     for day in range(100):
         rows = [row(day * DAY_US + i, f"{day:08x}{i:08x}") for i in range(100)]  # 100 ids a day: 2-3 days inline
         assert seen.first_seen(state, rows) == rows
-    assert [day for day, _ in state["di"]] == [98, 99] and state["da"] == 97
-    assert state["dd"] == [96, 97]  # buckets of the days inside the horizon kept, the older ones deleted
+    assert [day for day, _ in state.inline_ids] == [98, 99] and state.ids_aside_up_to == 97
+    assert state.days_aside == [96, 97]  # buckets of the days inside the horizon kept, the older ones deleted
     assert set(store.data) == {"d96|project:p1", "d97|project:p1"}
     assert seen.first_seen(state, [row(50 * DAY_US, f"{50:08x}{0:08x}")]) == []  # older than the horizon
-    assert state["expired"] == 1
+    assert state.expired_rows == 1
     assert seen.first_seen(state, [row(97 * DAY_US, f"{97:08x}{5:08x}")]) == []  # a duplicate, beside the state
     assert seen.first_seen(state, [row(99 * DAY_US, f"{99:08x}{5:08x}")]) == []  # a duplicate, in the state
-    assert state["dups"] == 2
+    assert state.duplicate_rows == 2
 
 
 def test_a_key_with_few_rows_writes_nothing_beside_its_state():
-    store, state = keyvalue.DictStore(), {}
+    store, state = keyvalue.DictStore(), dedup.DedupState()
     seen = dedup.DayBucketedIds(store, "node:n1")
     rows = [row(day * DAY_US, f"{day:016x}") for day in range(0, 2_000, 10)]  # 200 rows over 200 days
     for lo in range(0, len(rows), 7):
         assert seen.first_seen(state, rows[lo:lo + 7]) == rows[lo:lo + 7]
-    assert store.data == {} and "da" not in state
+    assert store.data == {} and state.ids_aside_up_to is None
     assert seen.first_seen(state, rows[::3]) == []
 
 
 def test_a_long_history_keeps_the_state_small_and_moves_each_day_out_once():
     """200,000 rows of one key, 2,000 a round over 100 rows a day: the state stays under ~6 KB, and each day
     is written beside it once."""
-    store, state = keyvalue.DictStore(), {}
+    store, state = keyvalue.DictStore(), dedup.DedupState()
     seen = dedup.DayBucketedIds(store, "project:p1")
     writes = []
     store.put = lambda key, value, put=store.put: (writes.append(key), put(key, value))[1]
     rows = [row((i // 100) * DAY_US + i, f"{i:016x}") for i in range(200_000)]
     for lo in range(0, len(rows), 2_000):
         assert seen.first_seen(state, rows[lo:lo + 2_000]) == rows[lo:lo + 2_000]
-        assert len(orjson.dumps(state)) < 6_000
+        assert len(msgspec.json.encode(state)) < 6_000
     assert len(writes) == len(set(writes)) == len(store.data) >= 1_990
     assert seen.first_seen(state, rows[::997]) == []
 

@@ -122,8 +122,8 @@ def test_a_row_that_would_grow_a_state_past_the_record_limit_is_a_dead_letter(mo
     _feed(path, "storj.bbr", [rows], key=b"p1")
     letters = path.dead_letters("storj")
     assert letters and all("over the 2,000-byte limit" in letter["reason"] for letter in letters)
-    state = path.state("storj_project", "p1")
-    assert state["events"] + len(letters) == 240
+    state = path.state("storj_project", "p1").state
+    assert state.events + len(letters) == 240
 
 
 def test_a_dead_letter_always_fits_the_broker_limit():

@@ -12,7 +12,7 @@ import pytest
 from stream.runtime.driver import RecordPath
 from stream.runtime.state_backends import MEMORY, ROCKSDB
 
-TABLE = "storj_user"
+TABLE = "ucn_user"  # a table of dict states; typed states (their codec): tests/test_typed_state.py
 
 
 def run(coro):

@@ -9,7 +9,7 @@ users by id); the records those states send are collected per destination
 key and delivered to operator and user states (operators send their summary
 to every linked user), until nothing is left; then ``user_features`` and
 ``operator_features`` are rendered. Every state and every record makes a JSON
-round trip (the changelog and the internal topics).
+round trip as its type (the changelog and the internal topics).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import orjson
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -76,8 +76,14 @@ def receipt(nid, period, amount, code="r"):
     return row("receipts", period=period, node_id=nid, amount=amount, receipt=code)
 
 
-def json_round_trip(value):
-    return orjson.loads(orjson.dumps(value))
+def json_round_trip(value, as_type=None):
+    """`value` through its JSON, decoded as `as_type` (default: its own type)."""
+    return msgspec.json.decode(msgspec.json.encode(value), type=as_type or type(value))
+
+
+def kind(record) -> str:
+    """A record's kind: its "k" in JSON."""
+    return record.__struct_config__.tag
 
 
 # --------------------------------------------------------------------------- the harness
@@ -91,13 +97,14 @@ class Harness:
     """
 
     def __init__(self):
-        self.projects: dict[str, dict] = {}
-        self.nodes: dict[str, dict] = {}
-        self.accounts: dict[str, dict] = {}
-        self.operators: dict[str, dict] = {}
-        self.users: dict[str, dict] = {}
-        self.pending: list[tuple[str, str, dict, bool]] = []
-        self.log: list[tuple[str, str, dict]] = []  # every record delivered, in delivery order
+        self.projects: dict[str, storj.ProjectState] = {}
+        self.nodes: dict[str, storj.NodeState] = {}
+        self.accounts: dict[str, storj.AccountState] = {}
+        self.operators: dict[str, storj.OperatorState] = {}
+        self.operator_versions: dict[str, int] = {}  # the runtime keeps them beside each operator's state
+        self.users: dict[str, storj.UserState] = {}
+        self.pending: list[tuple[str, str, storj.Record, bool]] = []
+        self.log: list[tuple[str, str, storj.Record]] = []  # every record delivered, in delivery order
         self.seen = keyvalue.DictStore()  # every key's applied ids (the runtime keeps them beside each state)
         self.operator_nodes = keyvalue.DictStore()  # every operator's nodes (beside its state in the runtime)
 
@@ -123,16 +130,16 @@ class Harness:
         for key, group in groups.items():
             if table in PROJECT_TABLES:
                 state = self.projects.get(key) or storj.new_project()
-                before = state.get("events", 0)
+                before = state.events
                 storj.apply_project_rows(state, table, group, self.seen_ids("project", key))
-                if state.get("events", 0) != before:
+                if state.events != before:
                     self._queue("user", storj.project_outbox(state, key))
                 self.projects[key] = json_round_trip(state)
             elif table in NODE_TABLES:
                 state = self.nodes.get(key) or storj.new_node()
-                before = state.get("events", 0)
+                before = state.events
                 storj.apply_node_rows(state, table, group, self.seen_ids("node", key))
-                if state.get("events", 0) != before and table != "receipts":
+                if state.events != before and table != "receipts":
                     self._queue("operator", storj.node_outbox(state, key))
                 self.nodes[key] = json_round_trip(state)
             else:
@@ -146,24 +153,24 @@ class Harness:
 
     def _queue(self, stage: str, pairs) -> None:
         for key, record in pairs:
-            self.pending.append((stage, key, json_round_trip(record), False))
+            self.pending.append((stage, key, json_round_trip(record, storj.Record), False))
 
     # ------------------------------------------------------------ downstream stages
 
     def operator_batch(self, email: str, records) -> None:
         state = self.operators.get(email) or storj.new_operator()
-        storj.apply_operator_records(state, email, [json_round_trip(r) for r in records],
+        storj.apply_operator_records(state, email, [json_round_trip(r, storj.ToOperator) for r in records],
                                      storj.OperatorNodes(self.operator_nodes, email))
-        state["ver"] += 1  # the runtime's next_version: grows with every batch
-        summary = storj.operator_summary(state, email)
-        for linked in state["users"]:
-            self.pending.append(("user", linked, json_round_trip(summary), False))
+        version = self.operator_versions[email] = self.operator_versions.get(email, 0) + 1  # the runtime's
+        summary = storj.operator_summary(state, email, version)  # next_version: grows with every batch
+        for linked in state.users:
+            self.pending.append(("user", linked, json_round_trip(summary, storj.Record), False))
         self.operators[email] = json_round_trip(state)
         self.log.extend(("operator", email, r) for r in records)
 
     def user_batch(self, uid: str, records) -> None:
         state = self.users.get(uid) or storj.new_user()
-        storj.apply_user_records(state, [json_round_trip(r) for r in records])
+        storj.apply_user_records(state, [json_round_trip(r, storj.ToUser) for r in records])
         self.users[uid] = json_round_trip(state)
         self.log.extend(("user", uid, r) for r in records)
 
@@ -204,7 +211,7 @@ class Harness:
     def end(self, rng: random.Random | None = None):
         """The end mark of a replay: close every usage window, then deliver everything."""
         for key, state in list(self.projects.items()):
-            if state.get("sess") and state["sess"].get("sessions"):
+            if storj.has_open_usage_sessions(state):
                 storj.close_project_windows(state)
                 self._queue("user", storj.project_outbox(state, key))
                 self.projects[key] = json_round_trip(state)
@@ -400,8 +407,8 @@ def test_duplicate_rows_count_once():
         usage_sessions_count=1, usage_sessions_seconds=1200.0,
         operator_nodes=1, operator_paid_by_month={"2021-03": 1.0}, operator_paid_total=1.0,
     )
-    assert h.projects["p1"]["events"] == 4  # project row, 2 bbr rows (one held), 1 bst row
-    assert h.nodes["n1"]["events"] == 2
+    assert h.projects["p1"].events == 4  # project row, 2 bbr rows (one held), 1 bst row
+    assert h.nodes["n1"].events == 2
 
 
 # --------------------------------------------------------------------------- operators and the link
@@ -447,10 +454,10 @@ def test_operator_summary_before_the_account_record_that_names_its_email():
         node("n2", "e2", "2021-01-01"), payment("n2", "2021-05-01", 7),
     ).deliver()
     h.send(user("ua", "e1", "2021-01-01"))
-    not_account = lambda stage, key, record: record["k"] != "account"  # noqa: E731
+    not_account = lambda stage, key, record: kind(record) != "account"  # noqa: E731
     h.deliver(select=not_account)
-    assert [r["k"] for _, _, r, _ in h.pending] == ["account"]
-    assert [r["k"] for stage, key, r in h.log if key == "ua"] == ["operator"]
+    assert [kind(r) for _, _, r, _ in h.pending] == ["account"]
+    assert [kind(r) for stage, key, r in h.log if key == "ua"] == ["operator"]
     assert_snapshot(h.user("ua"))  # no account yet: no email, no operator values
     h.deliver().end()
     assert_snapshot(h.user("ua"), email_hash="e1", created_at="2021-01-01", operator_nodes=1,
@@ -573,8 +580,8 @@ def test_usage_sessions_at_the_gap_edge(batching):
     h.end()
     assert_fields(h.user("u1"), **expected, uploads=11, downloads=2,
                   first_activity_at="2021-04-20T10:00:00", last_activity_at="2021-05-02T00:00:01")
-    assert all(not (s["sess"] or {}).get("sessions") for s in h.projects.values())
-    assert h.projects["s1"]["late"] == 0
+    assert not any(storj.has_open_usage_sessions(s) for s in h.projects.values())
+    assert h.projects["s1"].late_usage_rows == 0
 
 
 def test_single_instant_project_keeps_no_session():
@@ -607,7 +614,7 @@ def test_redelivered_and_reordered_records_change_nothing():
     users, operators = h.user_features(), h.operator_features()
     assert users["ub"]["projects"] == 2 and users["ua"]["operator_nodes"] == 1  # a non-trivial run
     log = list(h.log)
-    assert {r["k"] for _, _, r in log} == {"project", "account", "operator", "node", "link"}
+    assert {kind(r) for _, _, r in log} == {"project", "account", "operator", "node", "link"}
 
     for replayed in (log, log, list(reversed(log))):  # twice as sent, then in reverse order
         for stage, key, record in replayed:
@@ -769,4 +776,4 @@ def test_random_row_sets_match_the_batch_reference(data, cuts, seed):
     h = run_in_random_batches(items, random.Random(seed))
     assert typed(h.user_features()) == want_users
     assert typed(h.operator_features()) == want_operators
-    assert all(state["late"] == 0 for state in h.projects.values())
+    assert all(state.late_usage_rows == 0 for state in h.projects.values())

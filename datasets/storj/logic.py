@@ -9,180 +9,357 @@ The stream keys work the way Kafka Streams does a foreign-key join
                                       --link-------------> operator
     operator                          --operator summary-> user (each linked user)
 
-Each stage's state for one key is a plain JSON-able dict (it is what the
-changelog stores). The functions here apply a batch of normalised rows
-(`contract.rows.Row`) to one key's state and say what to send on. Summaries
-carry a per-source sequence number: a receiver keeps the newest per source, so
-a redelivered or reordered summary is harmless. Nothing here knows Kafka.
+Each stage's state for one key is a typed record (a msgspec Struct: `ProjectState`, `NodeState`,
+`AccountState`, `OperatorState`, `UserState`) whose JSON is what the changelog stores: the fields have
+names that say what they hold, the JSON keys stay the short ones of the changelog (`uploads` is "up").
+The records the stages send each other are typed too (`ProjectSummary`, `NodeSummary`,
+`AccountSummary`, `AccountLink`, `OperatorSummary`), one tagged union on the JSON key "k". What the
+runtime keeps per key (partition, write count, version, ...) is not part of these types: the state
+store keeps it beside them (stream.runtime.store).
+
+The functions here apply a batch of normalised rows (`contract.rows.Row`) to one key's state and say
+what to send on. Summaries carry a per-source sequence number: a receiver keeps the newest per source,
+so a redelivered or reordered summary is harmless. Nothing here knows Kafka.
 """
 from __future__ import annotations
 
-from contract.timeutil import US_PER_S, date_of, format_ts, parse_ts_or_none, year_of
-from stream.logic.dedup import DayBucketedIds
+from typing import Any, Union
+
+import msgspec
+from msgspec import UNSET, Struct, field
+
+from contract.timeutil import US_PER_S, format_ts, parse_ts_or_none, to_datetime, year_of
+from stream.logic.dedup import DayBucketedIds, DedupState
 from stream.logic.sequence import next_seq
 from stream.logic.sessions import SessionWindow
 
 FREE_BANDWIDTH_LIMIT = 50_000_000_000
 USAGE_SESSION_GAP_US = 7_200 * US_PER_S
 
+Scalar = Union[str, int, float, bool, None]  # a column read leniently (contract.tables: scalar_cols)
 
-def _newer(row_ts: int, current: dict | None) -> bool:
+# The figures of a summary that retracts (a project or node that left its owner) are absent from its
+# JSON, as they always were: UNSET, which msgspec leaves out. They are typed as a full summary's so
+# that code reading stored summaries (always full ones) needs no narrowing; `retracts` tells them apart.
+ABSENT: Any = UNSET
+
+
+# --------------------------------------------------------------------------- records between stages
+
+
+class _Record(Struct, tag_field="k"):
+    """A record one storj stage sends another; its kind is the JSON key "k"."""
+
+
+class ProjectSummary(_Record, tag="project"):
+    """A project's figures for its owner, or, without them (`retracts`), a word to a user the project
+    once named that it is no longer theirs."""
+
+    id: str
+    seq: int
+    owner: str | None
+    created: str = ABSENT  # the date of the newest projects row
+    usage_limit: int | None = ABSENT
+    bandwidth_limit: int | None = ABSENT
+    uploads: int = field(name="up", default=ABSENT)
+    downloads: int = field(name="down", default=ABSENT)
+    monthly_upload_bytes: dict[str, int] = field(name="up_m", default=ABSENT)
+    monthly_download_bytes: dict[str, int] = field(name="down_m", default=ABSENT)
+    first_usage_at: int | None = field(name="first", default=ABSENT)
+    last_usage_at: int | None = field(name="last", default=ABSENT)
+    storage_at: int | None = field(name="st_ts", default=ABSENT)  # the newest storage tally's time
+    storage_bytes: int = field(name="st_sum", default=ABSENT)  # the sum of the tallies at that time
+    months_over_bandwidth: list[str] = field(name="over_months", default=ABSENT)
+    over_storage_limit: bool = field(name="over_storage", default=ABSENT)
+    usage_sessions: int = field(name="sess_n", default=ABSENT)  # kept ones, the open ones included
+    usage_session_us: int = field(name="sess_us", default=ABSENT)
+    events: int = ABSENT
+
+    @property
+    def retracts(self) -> bool:
+        return self.uploads is UNSET
+
+
+class NodeSummary(_Record, tag="node"):
+    """A node's figures for its operator (the email it names), or, without them (`retracts`), a word to
+    an email the node once named."""
+
+    id: str
+    seq: int
+    owner: str | None
+    ts: int = ABSENT  # of the newest nodes row
+    wallet: str | None = ABSENT
+    never_contacted: bool = ABSENT
+    disqualified: bool = ABSENT
+    suspended: bool = ABSENT
+    free_disk: int | None = ABSENT
+    piece_count: int | None = ABSENT
+    monthly_paid: dict[str, int] = field(name="paid", default=ABSENT)  # micros by month
+    events: int = ABSENT
+
+    @property
+    def retracts(self) -> bool:
+        return self.never_contacted is UNSET
+
+
+class AccountSummary(_Record, tag="account"):
+    """A user's own row, for the user stage."""
+
+    seq: int
+    email_hash: str | None
+    created_at: str
+    events: int
+
+
+class AccountLink(_Record, tag="link"):
+    """Which email a user has now, for the operator of each email the user ever had."""
+
+    user: str
+    seq: int
+    email: str | None
+
+
+class OperatorSummary(_Record, tag="operator"):
+    """What every user linked to an operator shows of it."""
+
+    email_hash: str
+    seq: int
+    node_count: int = field(name="nodes")
+    paid_by_month: dict[str, float]
+    paid_total: float
+
+
+ToUser = Union[ProjectSummary, AccountSummary, OperatorSummary]  # the records of storj.internal.user
+ToOperator = Union[NodeSummary, AccountLink]  # the records of storj.internal.operator
+Record = Union[ToUser, ToOperator]
+
+
+# --------------------------------------------------------------------------- states
+
+
+class SourceState(DedupState):
+    """What every state of a source stage (projects, nodes, accounts) keeps: its applied ids (beside it,
+    stream.logic.dedup) and how many rows it applied."""
+
+    events: int = 0
+
+
+def _newer(row_ts: int, current) -> bool:
     """Upsert rule: the greatest event time wins; on equal times the later arrival wins."""
-    return current is None or row_ts >= current["ts"]
+    return current is None or row_ts >= current.ts
+
+
+def _date(ts_us: int) -> str:
+    return to_datetime(ts_us).date().isoformat()
 
 
 def _add(total: int | None, value: int | None) -> int:
     return (total or 0) + (value or 0)
 
 
-def _dedup(state: dict, rows, seen: DayBucketedIds) -> list:
+def _dedup(state: SourceState, rows, seen: DayBucketedIds) -> list:
     """The rows whose eid this key has not applied yet (the first one counts), counted as events.
 
     The ids live in their own store (`stream.logic.dedup`), not in `state`: the state stays the size
     of what the key needs now, whatever its history."""
     new = seen.first_seen(state, rows)
-    state["events"] = state.get("events", 0) + len(new)
+    state.events += len(new)
     return new
 
 
 # --------------------------------------------------------------------------- projects
 
 
-def new_project() -> dict:
-    return {"row": None, "seq": 0, "announced": [], "up": 0, "down": 0, "up_m": {}, "down_m": {},
-            "first": None, "last": None, "st_ts": None, "st_sum": 0, "sess": None, "sess_n": 0, "sess_us": 0,
-            "late": 0}
+class ProjectRow(Struct):
+    """The project's newest projects row: its owner and limits."""
+
+    ts: int
+    user_id: str | None
+    usage_limit: int | None
+    bandwidth_limit: int | None
 
 
-def apply_project_rows(state: dict, table: str, rows, seen: DayBucketedIds) -> None:
+class ProjectState(SourceState):
+    row: ProjectRow | None = None
+    seq: int = 0  # of the last summary sent
+    announced_users: list[str] = field(name="announced", default_factory=list)  # every owner it ever named
+    uploads: int = field(name="up", default=0)
+    downloads: int = field(name="down", default=0)
+    monthly_upload_bytes: dict[str, int] = field(name="up_m", default_factory=dict)
+    monthly_download_bytes: dict[str, int] = field(name="down_m", default_factory=dict)
+    first_usage_at: int | None = field(name="first", default=None)
+    last_usage_at: int | None = field(name="last", default=None)
+    storage_at: int | None = field(name="st_ts", default=None)  # the newest storage tally's time
+    storage_bytes: int = field(name="st_sum", default=0)  # the sum of the tallies at that time
+    # the pending usage sessions (SessionWindow.to_state of an aggregate-only window), None before usage
+    usage_window: dict[str, Any] | None = field(name="sess", default=None)
+    usage_sessions: int = field(name="sess_n", default=0)  # closed and kept
+    usage_session_us: int = field(name="sess_us", default=0)
+    late_usage_rows: int = field(name="late", default=0)  # too late for their session: counted nowhere
+
+
+def new_project() -> ProjectState:
+    return ProjectState()
+
+
+def apply_project_rows(state: ProjectState, table: str, rows, seen: DayBucketedIds) -> None:
     """Fold projects/bbr/bst rows of one project into its state (`seen`: the project's applied ids)."""
     window = None
     for row in _dedup(state, rows, seen):
         values = row.values
         if table == "projects":
-            if _newer(row.ts, state["row"]):
-                state["row"] = {"ts": row.ts, "user_id": values.get("user_id"),
-                                "usage_limit": values.get("usage_limit"),
-                                "bandwidth_limit": values.get("bandwidth_limit")}
+            if _newer(row.ts, state.row):
+                state.row = ProjectRow(row.ts, values.get("user_id"), values.get("usage_limit"),
+                                       values.get("bandwidth_limit"))
             user = values.get("user_id")
-            if user is not None and user not in state["announced"]:
-                state["announced"].append(user)
+            if user is not None and user not in state.announced_users:
+                state.announced_users.append(user)
         elif table == "bbr":
             _apply_bandwidth(state, row)
             if window is None:
                 window = _usage_window(state)
             if not window.add(row.ts):
-                state["late"] += 1
+                state.late_usage_rows += 1
         elif table == "bst":
             _apply_storage(state, row)
     if window is not None:
         _count_closed(state, window.close_due())
-        state["sess"] = window.to_state()
+        state.usage_window = window.to_state()
 
 
-def _apply_bandwidth(state: dict, row) -> None:
+def _apply_bandwidth(state: ProjectState, row) -> None:
     action, settled, month = row.values.get("action"), row.values.get("settled"), row.values["interval_start"][:7]
     if action == 1:
-        state["up"] += 1
-        state["up_m"][month] = _add(state["up_m"].get(month), settled)
+        state.uploads += 1
+        state.monthly_upload_bytes[month] = _add(state.monthly_upload_bytes.get(month), settled)
     elif action == 2:
-        state["down"] += 1
-        state["down_m"][month] = _add(state["down_m"].get(month), settled)
-    state["first"] = row.ts if state["first"] is None else min(state["first"], row.ts)
-    state["last"] = row.ts if state["last"] is None else max(state["last"], row.ts)
+        state.downloads += 1
+        state.monthly_download_bytes[month] = _add(state.monthly_download_bytes.get(month), settled)
+    first, last = state.first_usage_at, state.last_usage_at
+    state.first_usage_at = row.ts if first is None else min(first, row.ts)
+    state.last_usage_at = row.ts if last is None else max(last, row.ts)
 
 
-def _apply_storage(state: dict, row) -> None:
+def _apply_storage(state: ProjectState, row) -> None:
     remote = row.values.get("remote")
-    if state["st_ts"] is None or row.ts > state["st_ts"]:
-        state["st_ts"], state["st_sum"] = row.ts, remote or 0
-    elif row.ts == state["st_ts"]:
-        state["st_sum"] += remote or 0
+    if state.storage_at is None or row.ts > state.storage_at:
+        state.storage_at, state.storage_bytes = row.ts, remote or 0
+    elif row.ts == state.storage_at:
+        state.storage_bytes += remote or 0
 
 
-def _usage_window(state: dict) -> SessionWindow:
+def _usage_window(state: ProjectState) -> SessionWindow:
     """The project's usage sessions: only their number and durations count, so the window keeps bounds."""
-    if state["sess"] is None:
+    if state.usage_window is None:
         return SessionWindow(USAGE_SESSION_GAP_US, keep_events=False)
-    return SessionWindow.from_state(state["sess"], gap_us=USAGE_SESSION_GAP_US, keep_events=False)
+    return SessionWindow.from_state(state.usage_window, gap_us=USAGE_SESSION_GAP_US, keep_events=False)
 
 
-def _count_closed(state: dict, closed) -> None:
+def _count_closed(state: ProjectState, closed) -> None:
     for session in closed:
         if session.kept:
-            state["sess_n"] += 1
-            state["sess_us"] += session.duration_us
+            state.usage_sessions += 1
+            state.usage_session_us += session.duration_us
 
 
-def _pending_sessions(state: dict) -> tuple[int, int]:
+def _pending_sessions(state: ProjectState) -> tuple[int, int]:
     """Kept sessions still open (they count already; closing them changes nothing)."""
-    return _usage_window(state).pending_kept() if state["sess"] else (0, 0)
+    return _usage_window(state).pending_kept() if state.usage_window else (0, 0)
 
 
-def close_project_windows(state: dict) -> None:
+def has_open_usage_sessions(state: ProjectState) -> bool:
+    """Does the end of a run have usage sessions to close?"""
+    return bool(state.usage_window and state.usage_window.get("p"))
+
+
+def close_project_windows(state: ProjectState) -> None:
     """End of a replay: every usage session becomes final."""
-    if state["sess"] is None:
+    if state.usage_window is None:
         return
     window = _usage_window(state)
     _count_closed(state, window.close_all())
-    state["sess"] = window.to_state()
+    state.usage_window = window.to_state()
 
 
-def project_outbox(state: dict, project_id: str) -> list[tuple[str, dict]]:
+def project_outbox(state: ProjectState, project_id: str) -> list[tuple[str, ProjectSummary]]:
     """Records for the user stage: (user_id, record). Empty while the project row is unknown."""
-    row = state["row"]
+    row = state.row
     if row is None:
         return []
-    state["seq"] = next_seq(state["seq"])
-    owner = row["user_id"]
-    out = []
+    state.seq = seq = next_seq(state.seq)
+    owner = row.user_id
+    out: list[tuple[str, ProjectSummary]] = []
     # Retract from every user the project ever named but its owner, every time: a retraction lost in a
     # crash (its state already written) is sent again with the next emission.
-    for user in state["announced"]:
+    for user in state.announced_users:
         if user != owner:
-            out.append((user, {"k": "project", "id": project_id, "seq": state["seq"], "owner": owner}))
+            out.append((user, ProjectSummary(project_id, seq, owner)))
     if owner is not None:
-        out.append((owner, {"k": "project", "id": project_id, "seq": state["seq"], "owner": owner,
-                            **project_summary(state)}))
+        out.append((owner, project_summary(state, project_id)))
     return out
 
 
-def project_summary(state: dict) -> dict:
-    row = state["row"]
-    bandwidth_limit, usage_limit = row["bandwidth_limit"], row["usage_limit"]
-    over_months = []
+def project_summary(state: ProjectState, project_id: str) -> ProjectSummary:
+    """The project's figures for its owner (the project row is known)."""
+    row = state.row
+    assert row is not None
+    bandwidth_limit, usage_limit = row.bandwidth_limit, row.usage_limit
+    over_months: list[str] = []
     if bandwidth_limit is not None:
-        over_months = sorted(m for m, total in state["down_m"].items() if total > bandwidth_limit)
+        over_months = sorted(m for m, total in state.monthly_download_bytes.items() if total > bandwidth_limit)
     pending_n, pending_us = _pending_sessions(state)
-    return {
-        "created": date_of(row["ts"]), "usage_limit": usage_limit, "bandwidth_limit": bandwidth_limit,
-        "up": state["up"], "down": state["down"], "up_m": state["up_m"], "down_m": state["down_m"],
-        "first": state["first"], "last": state["last"], "st_ts": state["st_ts"], "st_sum": state["st_sum"],
-        "over_months": over_months,
-        "over_storage": usage_limit is not None and state["st_sum"] > usage_limit,
-        "sess_n": state["sess_n"] + pending_n, "sess_us": state["sess_us"] + pending_us,
-        "events": state.get("events", 0),
-    }
+    return ProjectSummary(
+        project_id, state.seq, row.user_id,
+        created=_date(row.ts), usage_limit=usage_limit, bandwidth_limit=bandwidth_limit,
+        uploads=state.uploads, downloads=state.downloads,
+        monthly_upload_bytes=state.monthly_upload_bytes, monthly_download_bytes=state.monthly_download_bytes,
+        first_usage_at=state.first_usage_at, last_usage_at=state.last_usage_at,
+        storage_at=state.storage_at, storage_bytes=state.storage_bytes,
+        months_over_bandwidth=over_months,
+        over_storage_limit=usage_limit is not None and state.storage_bytes > usage_limit,
+        usage_sessions=state.usage_sessions + pending_n, usage_session_us=state.usage_session_us + pending_us,
+        events=state.events,
+    )
 
 
 # --------------------------------------------------------------------------- nodes
 
 
-def new_node() -> dict:
-    return {"row": None, "seq": 0, "owners": [], "paid": {}}
+class NodeRow(Struct):
+    """The node's newest nodes row, the columns the features read."""
+
+    ts: int
+    email_hash: str | None
+    wallet: str | None
+    last_contact_success: Scalar
+    disqualified: Scalar
+    suspended: Scalar
+    free_disk: int | None
+    piece_count: int | None
 
 
-def apply_node_rows(state: dict, table: str, rows, seen: DayBucketedIds) -> None:
+class NodeState(SourceState):
+    row: NodeRow | None = None
+    seq: int = 0  # of the last summary sent
+    past_emails: list[str] = field(name="owners", default_factory=list)  # every email the node ever had
+    monthly_paid: dict[str, int] = field(name="paid", default_factory=dict)  # micros by month
+
+
+def new_node() -> NodeState:
+    return NodeState()
+
+
+def apply_node_rows(state: NodeState, table: str, rows, seen: DayBucketedIds) -> None:
     for row in _dedup(state, rows, seen):
         values = row.values
         if table == "nodes":
-            if _newer(row.ts, state["row"]):
-                state["row"] = {"ts": row.ts, **{c: values.get(c) for c in (
-                    "email_hash", "wallet", "last_contact_success", "disqualified", "suspended",
-                    "free_disk", "piece_count")}}
+            if _newer(row.ts, state.row):
+                get = values.get
+                state.row = NodeRow(row.ts, get("email_hash"), get("wallet"), get("last_contact_success"),
+                                    get("disqualified"), get("suspended"), get("free_disk"), get("piece_count"))
         elif table == "payments":
             month = values["period"][:7]  # the canonical ISO time: YYYY-MM first
-            state["paid"][month] = _add(state["paid"].get(month), values.get("amount"))
+            state.monthly_paid[month] = _add(state.monthly_paid.get(month), values.get("amount"))
         # receipts feed no feature: they are only de-duplicated and counted
 
 
@@ -196,73 +373,100 @@ def _never_contacted(value) -> bool:
     return ts is None or year_of(ts) in (1970, 2070)
 
 
-def node_outbox(state: dict, node_id: str) -> list[tuple[str, dict]]:
+def node_outbox(state: NodeState, node_id: str) -> list[tuple[str, NodeSummary]]:
     """Records for the operator stage: (email_hash, record)."""
-    row = state["row"]
+    row = state.row
     if row is None:
         return []
-    state["seq"] = next_seq(state["seq"])
-    email = row["email_hash"]
-    out = []
-    owners = state.setdefault("owners", [])  # every email the node ever had: retract from all but the current
+    state.seq = seq = next_seq(state.seq)
+    email = row.email_hash
+    out: list[tuple[str, NodeSummary]] = []
+    owners = state.past_emails  # every email the node ever had: retract from all but the current
     if email is not None and email not in owners:
         owners.append(email)
     for past in owners:
         if past != email:
-            out.append((past, {"k": "node", "id": node_id, "seq": state["seq"], "owner": email}))
+            out.append((past, NodeSummary(node_id, seq, email)))
     if email is not None:
-        out.append((email, {
-            "k": "node", "id": node_id, "seq": state["seq"], "owner": email, "ts": row["ts"], "wallet": row["wallet"],
-            "never_contacted": _never_contacted(row["last_contact_success"]),
-            "disqualified": _filled(row["disqualified"]), "suspended": _filled(row["suspended"]),
-            "free_disk": row["free_disk"], "piece_count": row["piece_count"], "paid": state["paid"],
-            "events": state.get("events", 0),
-        }))
+        out.append((email, NodeSummary(
+            node_id, seq, email, ts=row.ts, wallet=row.wallet,
+            never_contacted=_never_contacted(row.last_contact_success),
+            disqualified=_filled(row.disqualified), suspended=_filled(row.suspended),
+            free_disk=row.free_disk, piece_count=row.piece_count, monthly_paid=state.monthly_paid,
+            events=state.events,
+        )))
     return out
 
 
 # --------------------------------------------------------------------------- accounts (users rows)
 
 
-def new_account() -> dict:
-    return {"row": None, "seq": 0, "emails": []}
+class AccountRow(Struct):
+    """The user's newest users row."""
+
+    ts: int
+    email_hash: str | None
 
 
-def apply_account_rows(state: dict, rows, seen: DayBucketedIds) -> bool:
+class AccountState(SourceState):
+    row: AccountRow | None = None
+    seq: int = 0  # of the last records sent
+    linked_emails: list[str] = field(name="emails", default_factory=list)  # every email the user ever had
+
+
+def new_account() -> AccountState:
+    return AccountState()
+
+
+def apply_account_rows(state: AccountState, rows, seen: DayBucketedIds) -> bool:
     """Upsert user rows; True when something new was applied."""
     changed = False
     for row in _dedup(state, rows, seen):
         changed = True
-        if _newer(row.ts, state["row"]):
-            state["row"] = {"ts": row.ts, "email_hash": row.values.get("email_hash")}
+        if _newer(row.ts, state.row):
+            state.row = AccountRow(row.ts, row.values.get("email_hash"))
     return changed
 
 
-def account_outbox(state: dict, user_id: str) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
-    """(records for the user stage, link records for the operator stage)."""
-    row = state["row"]
-    state["seq"] = next_seq(state["seq"])
-    seq, email = state["seq"], row["email_hash"]
-    to_users = [(user_id, {"k": "account", "seq": seq, "email_hash": email, "created_at": date_of(row["ts"]),
-                           "events": state.get("events", 0)})]
-    to_operators = []
-    linked = state.setdefault("emails", [])  # every email the user ever had: unlink from all but the current
+def account_outbox(state: AccountState,
+                   user_id: str) -> tuple[list[tuple[str, AccountSummary]], list[tuple[str, AccountLink]]]:
+    """(records for the user stage, link records for the operator stage); the users row is known."""
+    row = state.row
+    assert row is not None
+    state.seq = seq = next_seq(state.seq)
+    email = row.email_hash
+    to_users = [(user_id, AccountSummary(seq, email, _date(row.ts), state.events))]
+    linked = state.linked_emails  # every email the user ever had: unlink from all but the current
     if email is not None and email not in linked:
         linked.append(email)
-    for past in linked:
-        to_operators.append((past, {"k": "link", "user": user_id, "seq": seq, "email": email}))
+    to_operators = [(past, AccountLink(user_id, seq, email)) for past in linked]
     return to_users, to_operators
 
 
 # --------------------------------------------------------------------------- operators
 
 
-def new_operator() -> dict:
+class OperatorState(Struct):
     """Totals over the operator's current nodes; each node's last summary is kept apart (`OperatorNodes`),
     so the state stays the same size however many nodes the operator runs."""
-    return {"nodes": 0, "wallets": {}, "never_contacted": 0, "disqualified": 0, "suspended": 0, "free_disk": 0,
-            "piece_count": 0, "paid": {}, "events": 0, "wm": None,
-            "users": [], "user_seq": {}, "ver": 0}
+
+    node_count: int = field(name="nodes", default=0)
+    wallet_nodes: dict[str, int] = field(name="wallets", default_factory=dict)  # wallet -> nodes with it
+    never_contacted_nodes: int = field(name="never_contacted", default=0)
+    disqualified_nodes: int = field(name="disqualified", default=0)
+    suspended_nodes: int = field(name="suspended", default=0)
+    free_disk_bytes: int = field(name="free_disk", default=0)
+    piece_count: int = 0
+    # month -> (micros, nodes with that month): a month stays while a node has it
+    paid_by_month: dict[str, tuple[int, int]] = field(name="paid", default_factory=dict)
+    events: int = 0
+    watermark: int | None = field(name="wm", default=None)  # the newest node summary's event time
+    users: list[str] = field(default_factory=list)  # linked now, sorted
+    user_link_seq: dict[str, int] = field(name="user_seq", default_factory=dict)  # newest link per user
+
+
+def new_operator() -> OperatorState:
+    return OperatorState()
 
 
 class OperatorNodes:
@@ -277,67 +481,74 @@ class OperatorNodes:
     def _name(self, node_id: str) -> str:
         return f"{len(node_id)}:{node_id}|{self.email}"
 
-    def get(self, node_id: str) -> dict:
-        return self.store.get(self._name(node_id)) or {"seq": 0, "node": None}
+    def get(self, node_id: str) -> tuple[int, NodeSummary | None]:
+        """(the newest summary's seq, that summary while the node is the operator's)."""
+        entry = self.store.get(self._name(node_id))
+        if entry is None:
+            return 0, None
+        node = entry["node"]
+        return entry["seq"], None if node is None else msgspec.convert(node, NodeSummary)
 
-    def put(self, node_id: str, entry: dict) -> None:
-        self.store.put(self._name(node_id), entry)
+    def put(self, node_id: str, seq: int, node: NodeSummary | None) -> None:
+        self.store.put(self._name(node_id), {"seq": seq, "node": None if node is None else msgspec.to_builtins(node)})
 
 
-def _count_node(state: dict, node: dict, sign: int) -> None:
+def _count_node(state: OperatorState, node: NodeSummary, sign: int) -> None:
     """Add (sign 1) or take away (sign -1) one node summary from the operator's totals."""
-    state["nodes"] += sign
-    wallet = node["wallet"]
+    state.node_count += sign
+    wallet = node.wallet
     if wallet is not None:
-        count = state["wallets"].get(wallet, 0) + sign
+        count = state.wallet_nodes.get(wallet, 0) + sign
         if count:
-            state["wallets"][wallet] = count
+            state.wallet_nodes[wallet] = count
         else:
-            del state["wallets"][wallet]
-    for flag in ("never_contacted", "disqualified", "suspended"):
-        state[flag] += sign * bool(node[flag])
-    state["free_disk"] += sign * (node["free_disk"] or 0)
-    state["piece_count"] += sign * (node["piece_count"] or 0)
-    paid = state["paid"]  # month -> [total, nodes with that month]: a month stays while a node has it
-    for month, amount in node["paid"].items():
+            del state.wallet_nodes[wallet]
+    state.never_contacted_nodes += sign * node.never_contacted
+    state.disqualified_nodes += sign * node.disqualified
+    state.suspended_nodes += sign * node.suspended
+    state.free_disk_bytes += sign * (node.free_disk or 0)
+    state.piece_count += sign * (node.piece_count or 0)
+    paid = state.paid_by_month
+    for month, amount in node.monthly_paid.items():
         total, count = paid.get(month, (0, 0))
         if count + sign:
-            paid[month] = [total + sign * amount, count + sign]
+            paid[month] = (total + sign * amount, count + sign)
         else:
             del paid[month]
-    state["events"] += sign * node.get("events", 0)
+    state.events += sign * node.events
 
 
-def apply_operator_records(state: dict, email: str, records, nodes: OperatorNodes) -> list[str]:
+def apply_operator_records(state: OperatorState, email: str, records: list[ToOperator],
+                           nodes: OperatorNodes) -> list[str]:
     """Apply node summaries and user links; return the users newly linked."""
-    users = set(state["users"])
+    users = set(state.users)
     newly_linked = []
     for record in records:
-        if record["k"] == "node":
-            node_id, seq = record["id"], record["seq"]
-            entry = nodes.get(node_id)
-            if seq <= entry["seq"]:
+        if isinstance(record, NodeSummary):
+            node_id, seq = record.id, record.seq
+            applied_seq, applied = nodes.get(node_id)
+            if seq <= applied_seq:
                 continue
-            if entry["node"] is not None:
-                _count_node(state, entry["node"], -1)
-            current = record if record["owner"] == email else None
+            if applied is not None:
+                _count_node(state, applied, -1)
+            current = record if record.owner == email and not record.retracts else None
             if current is not None:
                 _count_node(state, current, 1)
-                if record.get("ts") is not None and (state["wm"] is None or record["ts"] > state["wm"]):
-                    state["wm"] = record["ts"]
-            nodes.put(node_id, {"seq": seq, "node": current})
+                if state.watermark is None or current.ts > state.watermark:
+                    state.watermark = current.ts
+            nodes.put(node_id, seq, current)
             continue
-        source, seq = record["user"], record["seq"]
-        if seq <= state["user_seq"].get(source, 0):
+        source, seq = record.user, record.seq
+        if seq <= state.user_link_seq.get(source, 0):
             continue
-        state["user_seq"][source] = seq
-        if record["email"] == email:
+        state.user_link_seq[source] = seq
+        if record.email == email:
             if source not in users:
                 users.add(source)
                 newly_linked.append(source)
         else:
             users.discard(source)
-    state["users"] = sorted(users)
+    state.users = sorted(users)
     return newly_linked
 
 
@@ -345,75 +556,82 @@ def _money(micros: int) -> float:
     return round(micros / 1_000_000, 6)
 
 
-def _paid_by_month(state: dict) -> dict:
-    return {m: _money(total) for m, (total, _) in sorted(state["paid"].items())}
+def _paid_by_month(state: OperatorState) -> dict[str, float]:
+    return {m: _money(total) for m, (total, _) in sorted(state.paid_by_month.items())}
 
 
-def _paid_total(state: dict) -> float:
-    return _money(sum(total for total, _ in state["paid"].values()))
+def _paid_total(state: OperatorState) -> float:
+    return _money(sum(total for total, _ in state.paid_by_month.values()))
 
 
-def operator_features(state: dict) -> dict | None:
+def operator_features(state: OperatorState) -> dict | None:
     """The operator snapshot (SPEC §4), or None when it has no current node."""
-    if not state["nodes"]:
+    if not state.node_count:
         return None
     return {
-        "nodes": state["nodes"],
-        "wallets": sorted(state["wallets"]),
-        "never_contacted_nodes": state["never_contacted"],
-        "disqualified_nodes": state["disqualified"],
-        "suspended_nodes": state["suspended"],
-        "free_disk_bytes": state["free_disk"],
-        "piece_count": state["piece_count"],
+        "nodes": state.node_count,
+        "wallets": sorted(state.wallet_nodes),
+        "never_contacted_nodes": state.never_contacted_nodes,
+        "disqualified_nodes": state.disqualified_nodes,
+        "suspended_nodes": state.suspended_nodes,
+        "free_disk_bytes": state.free_disk_bytes,
+        "piece_count": state.piece_count,
         "paid_by_month": _paid_by_month(state),
         "paid_total": _paid_total(state),
-        "users": list(state["users"]),
+        "users": list(state.users),
     }
 
 
-def operator_summary(state: dict, email: str) -> dict:
-    """What every linked user shows of its operator."""
-    return {"k": "operator", "email_hash": email, "seq": state["ver"], "nodes": state["nodes"],
-            "paid_by_month": _paid_by_month(state), "paid_total": _paid_total(state)}
+def operator_summary(state: OperatorState, email: str, seq: int) -> OperatorSummary:
+    """What every linked user shows of its operator; `seq`: the operator's version, which grows with
+    every batch (the runtime keeps it)."""
+    return OperatorSummary(email, seq, state.node_count, _paid_by_month(state), _paid_total(state))
 
 
-def operator_events(state: dict) -> int:
-    return state["events"]
+def operator_events(state: OperatorState) -> int:
+    return state.events
 
 
-def operator_watermark(state: dict) -> int | None:
+def operator_watermark(state: OperatorState) -> int | None:
     """The newest event time of a node summary the operator applied (it does not go back when a node
     leaves)."""
-    return state["wm"]
+    return state.watermark
 
 
 # --------------------------------------------------------------------------- users
 
 
-def new_user() -> dict:
-    return {"account": None, "account_seq": 0, "projects": {}, "project_seq": {}, "ops": {}, "ver": 0}
+class UserState(Struct):
+    account: AccountSummary | None = None  # the newest
+    account_seq: int = 0
+    projects: dict[str, ProjectSummary] = field(default_factory=dict)  # the user's projects now, by id
+    project_seq: dict[str, int] = field(default_factory=dict)  # the newest summary per project ever heard
+    operators: dict[str, OperatorSummary] = field(name="ops", default_factory=dict)  # by email hash
 
 
-def apply_user_records(state: dict, records) -> None:
+def new_user() -> UserState:
+    return UserState()
+
+
+def apply_user_records(state: UserState, records: list[ToUser]) -> None:
     for record in records:
-        kind = record["k"]
-        if kind == "account":
-            if record["seq"] > state["account_seq"]:
-                state["account_seq"] = record["seq"]
-                state["account"] = record
-        elif kind == "project":
-            pid = record["id"]
-            if record["seq"] <= state["project_seq"].get(pid, 0):
+        if isinstance(record, AccountSummary):
+            if record.seq > state.account_seq:
+                state.account_seq = record.seq
+                state.account = record
+        elif isinstance(record, ProjectSummary):
+            pid = record.id
+            if record.seq <= state.project_seq.get(pid, 0):
                 continue
-            state["project_seq"][pid] = record["seq"]
-            if "up" in record:
-                state["projects"][pid] = record
+            state.project_seq[pid] = record.seq
+            if record.retracts:
+                state.projects.pop(pid, None)
             else:
-                state["projects"].pop(pid, None)
-        elif kind == "operator":
-            current = state["ops"].get(record["email_hash"])
-            if current is None or record["seq"] > current["seq"]:
-                state["ops"][record["email_hash"]] = record
+                state.projects[pid] = record
+        else:
+            current = state.operators.get(record.email_hash)
+            if current is None or record.seq > current.seq:
+                state.operators[record.email_hash] = record
 
 
 def _merge_months(maps) -> dict:
@@ -424,40 +642,46 @@ def _merge_months(maps) -> dict:
     return dict(sorted(merged.items()))
 
 
-def user_features(state: dict) -> dict:
-    account = state["account"]
-    projects = list(state["projects"].values())
-    email = account["email_hash"] if account else None
-    operator = state["ops"].get(email) if email is not None else None
-    firsts = [p["first"] for p in projects if p["first"] is not None]
-    lasts = [p["last"] for p in projects if p["last"] is not None]
-    storage_times = [p["st_ts"] for p in projects if p["st_ts"] is not None]
+def user_features(state: UserState) -> dict:
+    account = state.account
+    projects = list(state.projects.values())
+    email = account.email_hash if account else None
+    operator = state.operators.get(email) if email is not None else None
+    firsts = [p.first_usage_at for p in projects if p.first_usage_at is not None]
+    lasts = [p.last_usage_at for p in projects if p.last_usage_at is not None]
+    storage_times = [p.storage_at for p in projects if p.storage_at is not None]
     return {
         "email_hash": email,
-        "created_at": account["created_at"] if account else None,
+        "created_at": account.created_at if account else None,
         "projects": len(projects),
-        "project_created_dates": sorted({p["created"] for p in projects}),
-        "tier": "free" if all((p["bandwidth_limit"] or 0) <= FREE_BANDWIDTH_LIMIT for p in projects) else "paid",
-        "bandwidth_limit_bytes": sum(p["bandwidth_limit"] or 0 for p in projects),
-        "usage_limit_bytes": sum(p["usage_limit"] or 0 for p in projects),
-        "uploads": sum(p["up"] for p in projects),
-        "downloads": sum(p["down"] for p in projects),
-        "upload_bytes_by_month": _merge_months(p["up_m"] for p in projects),
-        "download_bytes_by_month": _merge_months(p["down_m"] for p in projects),
+        "project_created_dates": sorted({p.created for p in projects}),
+        "tier": "free" if all((p.bandwidth_limit or 0) <= FREE_BANDWIDTH_LIMIT for p in projects) else "paid",
+        "bandwidth_limit_bytes": sum(p.bandwidth_limit or 0 for p in projects),
+        "usage_limit_bytes": sum(p.usage_limit or 0 for p in projects),
+        "uploads": sum(p.uploads for p in projects),
+        "downloads": sum(p.downloads for p in projects),
+        "upload_bytes_by_month": _merge_months(p.monthly_upload_bytes for p in projects),
+        "download_bytes_by_month": _merge_months(p.monthly_download_bytes for p in projects),
         "first_activity_at": format_ts(min(firsts)) if firsts else None,
         "last_activity_at": format_ts(max(lasts)) if lasts else None,
-        "storage_bytes": sum(p["st_sum"] for p in projects if p["st_ts"] is not None),
+        "storage_bytes": sum(p.storage_bytes for p in projects if p.storage_at is not None),
         "storage_updated_at": format_ts(max(storage_times)) if storage_times else None,
-        "over_bandwidth_months": sorted({m for p in projects for m in p["over_months"]}),
-        "over_storage_limit": any(p["over_storage"] for p in projects),
-        "usage_sessions_count": sum(p["sess_n"] for p in projects),
-        "usage_sessions_seconds": sum(p["sess_us"] for p in projects) / US_PER_S,
-        "operator_nodes": operator["nodes"] if operator else 0,
-        "operator_paid_by_month": operator["paid_by_month"] if operator else {},
-        "operator_paid_total": operator["paid_total"] if operator else 0.0,
+        "over_bandwidth_months": sorted({m for p in projects for m in p.months_over_bandwidth}),
+        "over_storage_limit": any(p.over_storage_limit for p in projects),
+        "usage_sessions_count": sum(p.usage_sessions for p in projects),
+        "usage_sessions_seconds": sum(p.usage_session_us for p in projects) / US_PER_S,
+        "operator_nodes": operator.node_count if operator else 0,
+        "operator_paid_by_month": operator.paid_by_month if operator else {},
+        "operator_paid_total": operator.paid_total if operator else 0.0,
     }
 
 
-def user_events(state: dict) -> int:
-    account_events = state["account"].get("events", 0) if state["account"] else 0
-    return account_events + sum(p.get("events", 0) for p in state["projects"].values())
+def user_events(state: UserState) -> int:
+    account_events = state.account.events if state.account else 0
+    return account_events + sum(p.events for p in state.projects.values())
+
+
+def user_watermark(state: UserState) -> int | None:
+    """The newest usage or storage time of the user's projects."""
+    times = [t for p in state.projects.values() for t in (p.last_usage_at, p.storage_at) if t is not None]
+    return max(times) if times else None

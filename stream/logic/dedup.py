@@ -29,6 +29,8 @@ from __future__ import annotations
 from itertools import chain
 from typing import Any, Iterable
 
+from msgspec import UNSET, Struct, UnsetType, field
+
 from contract.timeutil import US_PER_S
 
 from .idset import IdRanges
@@ -82,20 +84,37 @@ class _DayBucket:
         self.store.delete(self.name)
 
 
+class DedupState(Struct):
+    """What `DayBucketedIds` keeps in a storj key's state (the storj states extend it); the JSON keys in
+    quotes are those of the changelog record.
+
+    `inline_ids` ("di"): the ids of the key's newest days, [[day, ids], ...]; `ids_aside_up_to` ("da"):
+    the newest day whose ids live beside the state (None: no day's do); `days_aside` ("dd"): with a
+    horizon, the days that have a bucket beside the state. `legacy_newest_day` ("dn") is the earlier
+    layout's (the newest day's ids, or None when they were beside), read once and dropped."""
+
+    inline_ids: list[tuple[int, list[str]]] = field(name="di", default_factory=list)
+    ids_aside_up_to: int | None = field(name="da", default=None)
+    days_aside: list[int] = field(name="dd", default_factory=list)
+    expired_rows: int = field(name="expired", default=0)  # rows older than the horizon, not applied
+    duplicate_rows: int = field(name="dups", default=0)
+    legacy_newest_day: tuple[int, list[str] | None] | None | UnsetType = field(name="dn", default=UNSET)
+
+
 class DayBucketedIds:
     """The storj de-duplicator of one key: `first_seen(state, rows)` keeps each id's first row.
 
-    The ids of the key's newest days stay in its state (`state["di"]`:
-    [[day, ids], ...]) while they are at most INLINE_IDS together: most keys
-    never have more, and for them a batch costs no write besides the state's
-    own. Past that, the oldest inline day moves beside the state, once and
-    whole (rows come mostly in time order), into a bucket named
-    `d{day}|{entity}` (the entity last, so that no entity text can make two
-    names equal), and `state["da"]` says up to which day ids live beside: a
-    row of a later day is looked up in the state, one of that day or before
-    in its day's bucket. With a horizon, the state keeps the days it has
-    buckets for (`state["dd"]`, at most horizon / 1 day of them) so that it
-    can forget them.
+    The ids of the key's newest days stay in its state (`state.inline_ids`)
+    while they are at most INLINE_IDS together: most keys never have more,
+    and for them a batch costs no write besides the state's own. Past that,
+    the oldest inline day moves beside the state, once and whole (rows come
+    mostly in time order), into a bucket named `d{day}|{entity}` (the entity
+    last, so that no entity text can make two names equal), and
+    `state.ids_aside_up_to` says up to which day ids live beside: a row of a
+    later day is looked up in the state, one of that day or before in its
+    day's bucket. With a horizon, the state keeps the days it has buckets for
+    (`state.days_aside`, at most horizon / 1 day of them) so that it can
+    forget them.
     """
 
     def __init__(self, store: KeyValue, entity: str, horizon_us: int | None = None):
@@ -104,13 +123,13 @@ class DayBucketedIds:
     def _name(self, day) -> str:
         return f"d{day}|{self.entity}"
 
-    def first_seen(self, state: dict, rows: Iterable) -> list:
+    def first_seen(self, state: DedupState, rows: Iterable) -> list:
         rows = list(rows)
-        days_changed = "dn" in state or "di" not in state  # the state's list is rebuilt only when days come or go
+        days_changed = state.legacy_newest_day is not UNSET  # the state's list is rebuilt only when days come or go
         inline, aside = _inline_days(state)
         buckets: dict = {}
         new = []
-        oldest = self._oldest_kept_day([*state.get("dd", ()), *inline], rows)
+        oldest = self._oldest_kept_day([*state.days_aside, *inline], rows)
         if oldest is not None:
             for past in [d for d in inline if d < oldest]:
                 del inline[past]
@@ -122,7 +141,7 @@ class DayBucketedIds:
         for row in rows:
             day: Any = NO_TIME if row.ts is None else row.ts // DAY_US
             if oldest is not None and day != NO_TIME and day < oldest:
-                state["expired"] = state.get("expired", 0) + 1
+                state.expired_rows += 1
                 continue
             if day != NO_TIME and (aside is None or day > aside):
                 first = row.eid not in known
@@ -151,13 +170,13 @@ class DayBucketedIds:
             if first:
                 new.append(row)
             else:
-                state["dups"] = state.get("dups", 0) + 1
+                state.duplicate_rows += 1
         for bucket in buckets.values():
             bucket.write()
         if days_changed:  # else every inline list was appended to in place, in the state's own list
-            state["di"] = [[day, inline[day]] for day in sorted(inline)]
+            state.inline_ids = [(day, inline[day]) for day in sorted(inline)]
         if aside is not None:
-            state["da"] = aside
+            state.ids_aside_up_to = aside
         if self.horizon_us is not None:
             self._keep_days(state, [d for d in buckets if d != NO_TIME], oldest)
         return new
@@ -169,22 +188,24 @@ class DayBucketedIds:
         newest = max([*(days or ()), *(r.ts // DAY_US for r in rows if r.ts is not None)], default=None)
         return None if newest is None else newest - self.horizon_us // DAY_US
 
-    def _keep_days(self, state: dict, touched: list, oldest: int | None) -> None:
-        days = sorted(set(state.get("dd", [])) | set(touched))
+    def _keep_days(self, state: DedupState, touched: list, oldest: int | None) -> None:
+        days = sorted(set(state.days_aside) | set(touched))
         for day in days:
             if oldest is not None and day < oldest:
                 _DayBucket(self.store, self._name(day)).forget()
-        state["dd"] = [day for day in days if oldest is None or day >= oldest]
+        state.days_aside = [day for day in days if oldest is None or day >= oldest]
 
 
-def _inline_days(state: dict) -> tuple[dict, int | None]:
+def _inline_days(state: DedupState) -> tuple[dict, int | None]:
     """{day: ids} kept in the state, and the newest day whose ids live beside it (None: no day does).
     A state of the earlier layout (`dn`: the newest day only, older days beside) is read the same way."""
-    legacy = state.pop("dn", None)
-    if legacy is not None:
+    legacy = state.legacy_newest_day
+    if legacy is not UNSET:
+        state.legacy_newest_day = UNSET
+    if legacy is not None and not isinstance(legacy, UnsetType):
         day, ids = legacy
         return ({} if ids is None else {day: ids}), (day if ids is None else day - 1)
-    return {day: ids for day, ids in state.get("di", ())}, state.get("da")
+    return {day: ids for day, ids in state.inline_ids}, state.ids_aside_up_to
 
 
 class BlockedIntIds:

@@ -153,8 +153,8 @@ class RecordPath:
     def partition_of(self, key: bytes | None) -> int:
         return self.runtime.partition_of(key) if key is not None else 0
 
-    def state(self, table: str, key: str) -> dict | None:
-        """The key's state, read from its partition."""
+    def state(self, table: str, key: str):
+        """The key's state, read from its partition (a dict, or a store.Entry in a typed table)."""
         return self.runtime.store(table).get(self.partition_of(key.encode()), key)
 
     async def _handle(self, topic, partition, messages) -> None:

@@ -22,6 +22,7 @@ import hashlib
 import logging
 from collections import defaultdict
 
+import msgspec
 import orjson
 
 from contract import tables, wire
@@ -118,11 +119,17 @@ class Stage:
     marks_table: str  # the store that also keeps this stage's end-of-run marks
     snapshot_store: str | None = None  # the store whose keys have snapshots in Redis, if any
 
-    def write_snapshot(self, key: str, state: dict) -> None:
-        """Queue the key's snapshot as its state has it (after apply, and again when Redis lost its data)."""
+    def write_snapshot(self, key: str, state) -> None:
+        """Queue the key's snapshot as its state has it (after apply, and again when Redis lost its data;
+        `state`: what the store holds for the key)."""
 
     def __init__(self, context: StageContext):
         self.context = context  # the narrow side of the runtime a stage may use (stream.runtime.context)
+
+    def decode(self, topic: str, value: bytes):
+        """("rows", items), ("mark", mark) or ("bad", reason) for one message of `topic` (contract.wire);
+        a stage whose records are typed decodes them itself."""
+        return wire.decode(value)
 
     async def apply(self, partition: int, topic: str, groups: dict[str, list], outbox: Outbox) -> None:
         raise NotImplementedError
@@ -145,7 +152,7 @@ class Stage:
     async def before_run_end(self, partition: int) -> None:
         """Runs once before the keys are visited at the end of a run."""
 
-    def end_run_for(self, partition: int, key: str, state: dict, outbox: Outbox, again: bool = False) -> None:
+    def end_run_for(self, partition: int, key: str, state, outbox: Outbox, again: bool = False) -> None:
         """Close what the end of a run closes (windows) for one key of `run_end_store`, before the mark
         moves on.
 
@@ -189,7 +196,8 @@ class StageRunner:
         segment: list = []
         for record in records:
             try:
-                kind, payload = wire.decode(record.value) if record.value is not None else ("bad", "empty value")
+                kind, payload = (stage.decode(tp.topic, record.value) if record.value is not None
+                                 else ("bad", "empty value"))
             except wire.BadMessage as exc:
                 kind, payload = "bad", str(exc)
             if kind == "mark" and payload.get(wire.MARK_FIELD) == wire.PROGRESS:
@@ -344,6 +352,11 @@ class StageRunner:
         log.info("stage %s partition %d finished run %s", stage.name, partition, run)
 
 
+def _shown(value):
+    """A dead letter's row as JSON: a typed record as its JSON, anything else orjson cannot write as text."""
+    return wire.struct_json(value) if isinstance(value, msgspec.Struct) else str(value)
+
+
 MAX_ORIGINAL_BYTES = 256 * 1024  # of the original message kept in a dead letter
 MAX_ROW_BYTES = 64 * 1024  # of the row kept beside it
 
@@ -362,7 +375,7 @@ def dead_letter_value(reason: str, tp, record, row=None, **extra) -> bytes:
     except UnicodeDecodeError:
         text, b64 = None, base64.b64encode(kept).decode()
     try:
-        row_json = orjson.dumps(row, default=str) if row is not None else None
+        row_json = orjson.dumps(row, default=_shown) if row is not None else None
     except (TypeError, orjson.JSONEncodeError):
         row_json = None
     letter = {

@@ -30,7 +30,7 @@ from stream.runtime.partitioning import KeyPartitioner
 from stream.runtime.relay import Relay
 from stream.runtime.sink import ARRIVED_MS, SnapshotSink
 from stream.runtime.stages import ARRIVED_HEADER, StageRunner, dead_letter_value
-from stream.runtime.store import Journal, StateStore
+from stream.runtime.store import DICTS, Journal, StateStore
 
 log = logging.getLogger("fsp.worker")
 
@@ -87,17 +87,19 @@ class Runtime:
         self._redis_failures = 0  # failed Redis writes in a row
         self._redis_retry_at = 0.0  # monotonic time before which no Redis write is tried
 
-    def add_table(self, name: str) -> None:
-        """A table in the app's store (one of stream.runtime.state_backends)."""
+    def add_table(self, name: str, codec=DICTS) -> None:
+        """A table in the app's store (one of stream.runtime.state_backends); `codec`: how its states make
+        records (store.StructCodec for typed states, else dicts)."""
         self.tables[name] = self.app.Table(name, partitions=self.partitions, key_type=bytes, value_type=bytes,
                                            options=state_backends.table_options(self.store_kind))
         self._stores[name] = StateStore(self.tables[name], self._send, self.journal,
-                                        record_size=self.metrics.state_record_size(name), writer=self.writer)
+                                        record_size=self.metrics.state_record_size(name), writer=self.writer,
+                                        codec=codec)
 
     def add_dataset(self, dataset) -> list:
         """The dataset's state tables, and its stages, each given the dataset's StageContext."""
         for name in dataset.state_tables:
-            self.add_table(name)
+            self.add_table(name, dataset.state_codecs.get(name, DICTS))
         context = StageContext(self, dataset.name)
         return [stage_cls(context) for stage_cls in dataset.stages]
 
@@ -105,8 +107,9 @@ class Runtime:
         """Who writes state now: this process in this consumer generation (see store.Beside)."""
         return f"{self.relay.incarnation}:{self.app.consumer_generation_id}"
 
-    def beside(self, table: str, partition: int, state: dict):
-        """The entries kept beside a key's `state` in `table` (store.Beside)."""
+    def beside(self, table: str, partition: int, state):
+        """The entries kept beside a key's `state` in `table` (store.Beside): what the store handed out for
+        it (a dict, or a store.Entry in a typed table)."""
         return self._stores[table].beside(partition, state)
 
     def count_changelog_records(self, tp, count: int) -> None:
