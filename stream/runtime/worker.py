@@ -276,10 +276,11 @@ SESSION_TIMEOUT_ENV = "FSP_GROUP_SESSION_TIMEOUT_S"
 
 def group_session_timeout_s() -> float:
     """How long the group waits for a silent worker before its partitions move (the consumer's session
-    timeout; heartbeats go every second). A worker that joins waits on it: measured on the embedded
-    broker, a worker was ready 8.0 s after its start and 22.8 s after a kill -9 of the one before with
-    10 s, 4.8 s and 5.3 s with 4 s. Apache Kafka refuses values under its group.min.session.timeout.ms
-    (6 s by default); short values also move partitions away from a worker that merely stalls."""
+    timeout; heartbeats go every second). A worker that joins waits on it: on the embedded broker
+    (`python -m bench.restart`) a worker was ready 8.0 s after its start and 22.8 s after a kill -9 of
+    the one before with 10 s, 4.8 s and 5.3 s with 4 s. Apache Kafka refuses values under its
+    group.min.session.timeout.ms (6 s by default); short values also move partitions away from a worker
+    that merely stalls."""
     return number_in_range(SESSION_TIMEOUT_ENV, 10, 3, 300, parse=float, unit="seconds")
 
 
