@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import tempfile
 import time
 import uuid
@@ -19,7 +18,13 @@ from fsp.stack import bring_up, start_broker
 
 
 def main() -> None:
-    dataset = sys.argv[1] if len(sys.argv) > 1 else "ucn"
+    import argparse
+
+    import datasets
+
+    parser = argparse.ArgumentParser(prog="python -m bench.restart", description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", nargs="?", default="ucn", choices=datasets.names())
+    dataset = parser.parse_args().dataset
     broker = start_broker()
     stack = bring_up(broker.address, os.environ.get("REDIS_URL"))  # the local Redis, else an embedded one
     redis_url = stack.redis_url
