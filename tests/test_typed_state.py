@@ -306,3 +306,20 @@ def test_the_logics_types_carry_no_runtime_field():
         assert isinstance(codec, StructCodec) and codec.state_type in types, table
         state = codec.state_type()
         assert not set(orjson.loads(msgspec.json.encode(state))) & RUNTIME_KEYS
+
+
+def test_a_state_record_the_type_cannot_read_is_skipped_by_a_walk_and_dead_letters_its_keys_rows():
+    """An unreadable record in a typed table (a state of another layout) stops neither a run's end nor the
+    rows of other keys: the walk skips it, the key's rows go to the dead-letter topic with the reason."""
+    path = RecordPath(partitions=4)
+    store = path.runtime.store("storj_project")
+    bad, good = b"p-bad", b"p-good"
+    part = path.partition_of(bad)
+    store.data.put_in(part, bad, orjson.dumps({"up": "many", "_p": part}))  # a count that is no number
+    row = {"interval_start": "2021-02-01T12:00:00", "action": 1, "settled": 7}
+    messages = [(key, orjson.dumps({"project_id": key.decode(), **row})) for key in (bad, good)]
+    asyncio.run(path.feed("storj.bbr", messages))
+    assert path.state("storj_project", "p-good").state.uploads == 1
+    assert [key for p in range(4) for key, _ in store.items_in_partition(p)] == ["p-good"]
+    letters = path.dead_letters("storj")
+    assert len(letters) == 1 and letters[0]["cause"] == "apply_error" and "p-bad" in letters[0]["original"]

@@ -39,6 +39,7 @@ partition its input came from, which every caller knows.
 """
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any, Generic, TypeVar
 
@@ -52,6 +53,8 @@ PARTITION_FIELD = "_p"
 BATCH_FIELD = "_b"  # how many times the key's state was written
 LOG_FIELD = "_x"  # what the last write changed beside the state (see Beside)
 BESIDE_PREFIX = "__"  # keys of entries beside a state (and bookkeeping): not entities
+log = logging.getLogger(__name__)
+
 # The largest state record written (the broker's limit). A write past it fails inside the unit of work,
 # so the record that would grow the state that far is a dead letter and the partition goes on.
 MAX_STATE_BYTES = MAX_VALUE_BYTES
@@ -328,7 +331,14 @@ class StateStore:
             for raw, value in self.data.items_in(partition):
                 if raw.startswith(b"__"):  # entries beside a state, bookkeeping (end-of-run marks): no entity
                     continue
-                state = self._decoded(raw, value, codec)
+                try:
+                    state = self._decoded(raw, value, codec)
+                except (msgspec.DecodeError, orjson.JSONDecodeError) as exc:
+                    # a record no version of the state type reads: skipped here (the walk and the keys after
+                    # it go on); its key's next batch fails to read it too and becomes a dead letter
+                    log.warning("%s key %r: state record not readable (%s); skipped", self.topic,
+                                raw[:100].decode("utf-8", "replace"), str(exc)[:200])
+                    continue
                 if codec.fields(state).partition == partition:
                     yield raw.decode(), state
 
