@@ -281,6 +281,12 @@ def close_project_windows(state: ProjectState) -> None:
     state.usage_window = window.to_state()
 
 
+def _retractions(named: list[str], current: str | None, retraction) -> list:
+    """(receiver, `retraction`) for everyone `named` but `current`: summaries are whole, so whoever the
+    entity no longer belongs to is told every time, and a retraction lost in a crash comes again."""
+    return [(receiver, retraction) for receiver in named if receiver != current]
+
+
 def project_outbox(state: ProjectState, project_id: str) -> list[tuple[str, ProjectSummary]]:
     """Records for the user stage: (user_id, record). Empty while the project row is unknown."""
     row = state.row
@@ -288,12 +294,8 @@ def project_outbox(state: ProjectState, project_id: str) -> list[tuple[str, Proj
         return []
     state.seq = seq = next_seq(state.seq)
     owner = row.user_id
-    out: list[tuple[str, ProjectSummary]] = []
-    # Retract from every user the project ever named but its owner, every time: a retraction lost in a
-    # crash (its state already written) is sent again with the next emission.
-    for user in state.announced_users:
-        if user != owner:
-            out.append((user, ProjectSummary(project_id, seq, owner)))
+    out: list[tuple[str, ProjectSummary]] = _retractions(state.announced_users, owner,
+                                                         ProjectSummary(project_id, seq, owner))
     if owner is not None:
         out.append((owner, project_summary(state, project_id)))
     return out
@@ -380,13 +382,10 @@ def node_outbox(state: NodeState, node_id: str) -> list[tuple[str, NodeSummary]]
         return []
     state.seq = seq = next_seq(state.seq)
     email = row.email_hash
-    out: list[tuple[str, NodeSummary]] = []
     owners = state.past_emails  # every email the node ever had: retract from all but the current
     if email is not None and email not in owners:
         owners.append(email)
-    for past in owners:
-        if past != email:
-            out.append((past, NodeSummary(node_id, seq, email)))
+    out: list[tuple[str, NodeSummary]] = _retractions(owners, email, NodeSummary(node_id, seq, email))
     if email is not None:
         out.append((email, NodeSummary(
             node_id, seq, email, ts=row.ts, wallet=row.wallet,
