@@ -15,7 +15,9 @@ import sys
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import orjson
 import pytest
 
@@ -25,8 +27,9 @@ from contract.rows import BadRow, normalise
 from contract.tables import TableSpec, by_name, table, table_spec
 from contract.wire import encode_rows
 from stream.feature_table import INT, META, STR, list_of
-from stream.runtime.sink import next_version
-from stream.runtime.stages import Outbox, Stage
+from stream.runtime.keyed import KeyedStage
+from stream.runtime.stages import Outbox
+from stream.runtime.store import Entry, StructCodec
 
 CLICKS = table_spec("toy", "clicks", "user", "at", ints=("n",), texts=("user", "page"))
 
@@ -48,42 +51,51 @@ def table_of_file(tables, stem: str) -> TableSpec | None:
 # ------------------------------------------------------------------ the pure logic and its stage
 
 
-def new_counter() -> dict:
-    return {"seen": [], "pages": [], "last": None, "ver": 0}
+class Counter(msgspec.Struct):
+    """A user's clicks: the event ids counted, the pages seen and the newest click's time."""
+
+    seen: list[str] = []
+    pages: list[str] = []
+    last: Any = None
 
 
-def count(state: dict, rows) -> None:
+def new_counter() -> Counter:
+    return Counter()
+
+
+def count(state: Counter, rows) -> None:
     """Apply normalised click rows to a user's state, each event id once."""
     for row in rows:
-        if row.eid in state["seen"]:
+        if row.eid in state.seen:
             continue
-        state["seen"].append(row.eid)
-        if row.values["page"] not in state["pages"]:
-            state["pages"] = sorted([*state["pages"], row.values["page"]])
-        state["last"] = max(state["last"] or row.values["at"], row.values["at"])
+        state.seen.append(row.eid)
+        if row.values["page"] not in state.pages:
+            state.pages = sorted([*state.pages, row.values["page"]])
+        state.last = max(state.last or row.values["at"], row.values["at"])
 
 
-def features(state: dict) -> dict:
-    return {"clicks": len(state["seen"]), "pages": state["pages"]}
+def features(state: Counter) -> dict:
+    return {"clicks": len(state.seen), "pages": state.pages}
 
 
-class CountStage(Stage):
+class CountStage(KeyedStage):
+    """The keyed runner gets or makes each user's entry, moves its snapshot version and puts it back."""
+
     name, dataset = "counter", "toy"
     topics = ["toy.clicks"]
-    marks_table = snapshot_store = "toy_counter"
+    state_table = "toy_counter"
+    versioned = True
 
-    async def apply(self, partition, topic, groups, outbox: Outbox) -> None:
-        store = self.context.store("toy_counter")
-        for user, rows in groups.items():
-            state = store.get(partition, user) or new_counter()
-            count(state, rows)
-            state["ver"] = next_version(state["ver"])
-            self.write_snapshot(user, state)
-            store.put(partition, user, state)
+    def new_state(self, key: str) -> Counter:
+        return new_counter()
 
-    def write_snapshot(self, user: str, state: dict) -> None:
-        self.context.snapshot("user", user, state["ver"], features(state), len(state["seen"]),
-                              state["last"])
+    def apply_key(self, partition, topic, user, entry, rows, outbox: Outbox) -> None:
+        count(entry.state, rows)
+        self.write_snapshot(user, entry)
+
+    def write_snapshot(self, user: str, entry: Entry[Counter]) -> None:
+        self.context.snapshot("user", user, entry.version, features(entry.state), len(entry.state.seen),
+                              entry.state.last)
 
 
 # ------------------------------------------------------------------ its batch computation (no engine code)
@@ -108,6 +120,7 @@ DATASET = Dataset(
     name="toy", tables=by_name(CLICKS), event_id=click_id, tie_break=newest_click_first,
     is_id_column=lambda column: column == "user", table_of_file=table_of_file,
     stages=(CountStage,), state_tables=("toy_counter",), internal_topics=(),
+    state_codecs={"toy_counter": StructCodec(Counter, version=True)},
     snapshot_entities=("user",), final_stage="counter", compute=compute,
     columns={"user": (("clicks", INT), ("pages", list_of(STR)), ("_meta", META))}, id_kind=STR,
 )
@@ -199,9 +212,13 @@ def test_the_counting_stage_runs_in_the_worker_s_record_path(toy):
                 (b"user2", encode_rows([{"user": "user2", "at": "yesterday", "page": "home", "n": 2}]))]
     asyncio.run(path.feed("toy.clicks", messages))
     assert _snapshots(path) == {"fuzz:feat:toy:user:user1": {"clicks": 2, "pages": ["cart", "home"]}}
-    assert path.state("toy_counter", "user1")["seen"] == ["click:1", "click:3"]
+    entry = path.state("toy_counter", "user1")
+    assert entry.state.seen == ["click:1", "click:3"]
     assert [letter["reason"] for letter in path.dead_letters("toy")] == ["unparsable time 'yesterday' in at"]
     assert path.events("toy") == 3 and path.rerouted() == 0
+    version = entry.version
+    asyncio.run(path.feed("toy.clicks", messages[:1]))  # duplicates: nothing new, still a new snapshot version
+    assert path.state("toy_counter", "user1").version > version > 0
 
 
 @pytest.mark.integration
@@ -221,3 +238,34 @@ def test_a_toy_replay_reaches_redis_through_a_real_worker(toy, folder, pipeline_
     assert get_features(r, "toy", "user", "user1", pipeline.prefix)["_meta"]["events"] == 3
     frame = features_frame(r, "toy", "user", pipeline.prefix)
     assert list(frame.columns) == ["id", "clicks", "pages", "_meta"] and sorted(frame["id"]) == ["user1", "user2"]
+
+
+class SessionCountStage(CountStage):
+    """The same stage, with a run's end that changes users with a click after 10:30 and no other."""
+
+    def end_key(self, partition, user, entry, outbox, again) -> bool:
+        if entry.state.last is None or entry.state.last < "2024-01-01T10:30":
+            return False
+        entry.state.pages = [*entry.state.pages, "closed"]
+        self.write_snapshot(user, entry)
+        return True
+
+
+def test_the_keyed_runner_derives_the_stores_it_walks_and_keeps_an_unchanged_key_as_it_was(toy):
+    from stream.runtime.driver import RecordPath
+
+    assert (CountStage.marks_table, CountStage.snapshot_store, CountStage.run_end_store) == (
+        "toy_counter", "toy_counter", None)
+    assert SessionCountStage.run_end_store == "toy_counter"  # it has an end_key: the run's end visits its keys
+    path = RecordPath(datasets=("toy",))
+    asyncio.run(path.feed("toy.clicks", [
+        (b"user1", encode_rows([{"user": "user1", "at": "2024-01-01T11:00:00", "page": "home", "n": 1}])),
+        (b"user2", encode_rows([{"user": "user2", "at": "2024-01-01T10:00:00", "page": "home", "n": 2}]))]))
+    stage = SessionCountStage(path.runner.by_topic["toy.clicks"].context)
+    before = {user: path.state("toy_counter", user).version for user in ("user1", "user2")}
+    for user in before:
+        partition = path.partition_of(user.encode())
+        stage.end_run_for(partition, user, path.runtime.store("toy_counter").get(partition, user), Outbox())
+    one, two = path.state("toy_counter", "user1"), path.state("toy_counter", "user2")
+    assert one.state.pages == ["home", "closed"] and one.version > before["user1"]
+    assert two.state.pages == ["home"] and two.version == before["user2"]  # not changed: not a new version

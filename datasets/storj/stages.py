@@ -14,7 +14,7 @@ from contract import wire
 from contract.timeutil import format_ts
 from stream.logic.dedup import DAY_US, DayBucketedIds
 from stream.runtime.context import StageContext
-from stream.runtime.sink import next_version
+from stream.runtime.keyed import KeyedStage
 from stream.runtime.stages import Outbox, Stage
 from stream.runtime.store import Entry, StructCodec
 
@@ -70,9 +70,9 @@ class ReadsRecords(Stage):
         return "rows", records if isinstance(records, list) else [records]
 
 
-class ProjectStage(Stage):
+class ProjectStage(KeyedStage):
     name, dataset = "project", "storj"
-    marks_table = "storj_project"
+    state_table = "storj_project"
     topics = ["storj.projects", "storj.bbr", "storj.bst"]
     downstream = [USER_TOPIC]
 
@@ -80,94 +80,86 @@ class ProjectStage(Stage):
         super().__init__(context)
         dedup_horizon_us()  # a bad setting stops the worker as it starts, not in the middle of a batch
 
-    async def apply(self, partition, topic, groups, outbox: Outbox) -> None:
-        table = topic.split(".", 1)[1]
-        store = self.context.store("storj_project")
-        for key, rows in groups.items():
-            entry = store.get(partition, key) or Entry(storj.new_project())
-            project = entry.state
-            storj.apply_project_rows(project, table, rows, seen_ids(self.context, self.name, partition, key, entry))
-            # summaries are whole: send one even when every row was a duplicate, since a redelivered
-            # batch may be one whose state was written but whose records were lost in a crash
-            outbox.extend(USER_TOPIC, storj.project_outbox(project, key))
-            store.put(partition, key, entry)
+    def new_state(self, key: str) -> storj.ProjectState:
+        return storj.new_project()
 
-    run_end_store = "storj_project"
+    def apply_key(self, partition, topic, key, entry, rows, outbox: Outbox) -> None:
+        project = entry.state
+        storj.apply_project_rows(project, _table(topic), rows, seen_ids(self.context, self.name, partition, key, entry))
+        # summaries are whole: send one even when every row was a duplicate, since a redelivered
+        # batch may be one whose state was written but whose records were lost in a crash
+        outbox.extend(USER_TOPIC, storj.project_outbox(project, key))
 
-    def end_run_for(self, partition, key, entry, outbox, again=False) -> None:
+    def end_key(self, partition, key, entry, outbox, again) -> bool:
         project = entry.state
         if again and project.usage_window:  # summaries sent at the first completion may be lost: whole ones again
             outbox.extend(USER_TOPIC, storj.project_outbox(project, key))
-            self.context.store("storj_project").put(partition, key, entry)
-        elif storj.has_open_usage_sessions(project):
+            return True
+        if storj.has_open_usage_sessions(project):
             storj.close_project_windows(project)
             outbox.extend(USER_TOPIC, storj.project_outbox(project, key))
-            self.context.store("storj_project").put(partition, key, entry)
+            return True
+        return False
 
 
-class NodeStage(Stage):
+class NodeStage(KeyedStage):
     name, dataset = "node", "storj"
-    marks_table = "storj_node"
+    state_table = "storj_node"
     topics = ["storj.nodes", "storj.payments", "storj.receipts"]
     downstream = [OPERATOR_TOPIC]
 
-    async def apply(self, partition, topic, groups, outbox) -> None:
-        table = topic.split(".", 1)[1]
-        store = self.context.store("storj_node")
-        for key, rows in groups.items():
-            entry = store.get(partition, key) or Entry(storj.new_node())
-            node = entry.state
-            storj.apply_node_rows(node, table, rows, seen_ids(self.context, self.name, partition, key, entry))
-            if table != "receipts":  # whole summaries, duplicates or not (see ProjectStage)
-                outbox.extend(OPERATOR_TOPIC, storj.node_outbox(node, key))
-            store.put(partition, key, entry)
+    def new_state(self, key: str) -> storj.NodeState:
+        return storj.new_node()
+
+    def apply_key(self, partition, topic, key, entry, rows, outbox) -> None:
+        table = _table(topic)
+        node = entry.state
+        storj.apply_node_rows(node, table, rows, seen_ids(self.context, self.name, partition, key, entry))
+        if table != "receipts":  # whole summaries, duplicates or not (see ProjectStage)
+            outbox.extend(OPERATOR_TOPIC, storj.node_outbox(node, key))
 
 
-class AccountStage(Stage):
+class AccountStage(KeyedStage):
     name, dataset = "account", "storj"
-    marks_table = "storj_account"
+    state_table = "storj_account"
     topics = ["storj.users"]
     downstream = [USER_TOPIC, OPERATOR_TOPIC]
 
-    async def apply(self, partition, topic, groups, outbox) -> None:
-        store = self.context.store("storj_account")
-        for key, rows in groups.items():
-            entry = store.get(partition, key) or Entry(storj.new_account())
-            account = entry.state
-            storj.apply_account_rows(account, rows, seen_ids(self.context, self.name, partition, key, entry))
-            if account.row is not None:  # whole records, duplicates or not (see ProjectStage)
-                to_users, to_operators = storj.account_outbox(account, key)
-                outbox.extend(USER_TOPIC, to_users)
-                outbox.extend(OPERATOR_TOPIC, to_operators)
-            store.put(partition, key, entry)  # after the ids beside it (store.Beside)
+    def new_state(self, key: str) -> storj.AccountState:
+        return storj.new_account()
+
+    def apply_key(self, partition, topic, key, entry, rows, outbox) -> None:
+        account = entry.state
+        storj.apply_account_rows(account, rows, seen_ids(self.context, self.name, partition, key, entry))
+        if account.row is not None:  # whole records, duplicates or not (see ProjectStage)
+            to_users, to_operators = storj.account_outbox(account, key)
+            outbox.extend(USER_TOPIC, to_users)
+            outbox.extend(OPERATOR_TOPIC, to_operators)
 
 
-class OperatorStage(ReadsRecords):
+class OperatorStage(ReadsRecords, KeyedStage):
     name, dataset = "operator", "storj"
-    marks_table = "storj_operator"
+    state_table = "storj_operator"
     topics = [OPERATOR_TOPIC]
     downstream = [USER_TOPIC]
     records = storj.ToOperator
+    versioned = True  # its summaries carry the version, so that users keep the newest
 
-    async def apply(self, partition, topic, groups, outbox) -> None:
-        store = self.context.store("storj_operator")
-        for email, records in groups.items():
-            entry = store.get(partition, email) or Entry(storj.new_operator())
-            operator = entry.state
-            nodes = storj.OperatorNodes(self.context.beside("storj_operator", partition, entry), email)
-            storj.apply_operator_records(operator, email, records, nodes)
-            had_snapshot = entry.snapshot
-            features = storj.operator_features(operator)
-            entry.version = next_version(entry.version)
-            if features is not None or had_snapshot:
-                self._snapshot(email, entry, features)
-            entry.snapshot = features is not None
-            summary = storj.operator_summary(operator, email, entry.version)
-            for user in operator.users:
-                outbox.add(USER_TOPIC, user, summary)
-            store.put(partition, email, entry)
+    def new_state(self, key: str) -> storj.OperatorState:
+        return storj.new_operator()
 
-    snapshot_store = "storj_operator"
+    def apply_key(self, partition, topic, email, entry, records, outbox) -> None:
+        operator = entry.state
+        nodes = storj.OperatorNodes(self.context.beside(self.state_table, partition, entry), email)
+        storj.apply_operator_records(operator, email, records, nodes)
+        had_snapshot = entry.snapshot
+        features = storj.operator_features(operator)
+        if features is not None or had_snapshot:  # None: the operator is gone, and so is its snapshot
+            self._snapshot(email, entry, features)
+        entry.snapshot = features is not None
+        summary = storj.operator_summary(operator, email, entry.version)
+        for user in operator.users:
+            outbox.add(USER_TOPIC, user, summary)
 
     def write_snapshot(self, email: str, entry: Entry[storj.OperatorState]) -> None:
         if entry.snapshot:
@@ -179,27 +171,29 @@ class OperatorStage(ReadsRecords):
                               storj.operator_events(entry.state), format_ts(watermark) if watermark else None)
 
 
-class UserStage(ReadsRecords):
+class UserStage(ReadsRecords, KeyedStage):
     name, dataset = "user", "storj"
-    marks_table = "storj_user"
+    state_table = "storj_user"
     topics = [USER_TOPIC]
     records = storj.ToUser
+    versioned = True
 
-    async def apply(self, partition, topic, groups, outbox) -> None:
-        store = self.context.store("storj_user")
-        for user, records in groups.items():
-            entry = store.get(partition, user) or Entry(storj.new_user())
-            storj.apply_user_records(entry.state, records)
-            entry.version = next_version(entry.version)
-            self.write_snapshot(user, entry)
-            store.put(partition, user, entry)
+    def new_state(self, key: str) -> storj.UserState:
+        return storj.new_user()
 
-    snapshot_store = "storj_user"
+    def apply_key(self, partition, topic, user, entry, records, outbox) -> None:
+        storj.apply_user_records(entry.state, records)
+        self.write_snapshot(user, entry)
 
     def write_snapshot(self, user: str, entry: Entry[storj.UserState]) -> None:
         watermark = storj.user_watermark(entry.state)
         self.context.snapshot("user", user, entry.version, storj.user_features(entry.state),
                               storj.user_events(entry.state), format_ts(watermark) if watermark else None)
+
+
+def _table(topic: str) -> str:
+    """The source table of a topic (`storj.bbr` -> `bbr`)."""
+    return topic.split(".", 1)[1]
 
 
 STAGES = (ProjectStage, NodeStage, AccountStage, OperatorStage, UserStage)

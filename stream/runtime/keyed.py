@@ -1,0 +1,73 @@
+"""The keyed runner: a stage whose work is one key of one state table at a time.
+
+Every stage of the datasets folds each key's items into that key's state in
+one table, and the steps around the fold are always the same: get the key's
+state or make a new one, give the change a new snapshot version, apply, put
+the state back (the store tags it with its partition and writes its
+changelog record). `KeyedStage` owns those steps; a stage declares its table,
+its new state and how items apply (`apply_key`), and, if the end of a run
+closes something, what it does to one key (`end_key`).
+
+A table with a typed codec (stream.runtime.store.StructCodec) hands out
+`Entry`s, whose `state` is the logic's and whose `version` is the runtime's;
+a dict table hands out the dict itself.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from stream.runtime.sink import next_version
+from stream.runtime.stages import Outbox, Stage
+from stream.runtime.store import Entry, StructCodec
+
+
+class KeyedStage(Stage):
+    """Subclasses set `state_table` and implement `new_state` and `apply_key`; `versioned` when each change
+    of a key is a new snapshot (Entry.version moves before `apply_key`, which writes the snapshot);
+    `end_key` when the end of a run closes something."""
+
+    state_table: str  # the table of each key's state; also where the stage keeps its end-of-run marks
+    versioned = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        table = getattr(cls, "state_table", None)
+        if table is not None:  # the stores the runner's other walks visit follow from what the stage does
+            cls.marks_table = table
+            cls.run_end_store = table if cls.end_key is not KeyedStage.end_key else None
+            cls.snapshot_store = table if cls.write_snapshot is not Stage.write_snapshot else None
+
+    def new_state(self, key: str) -> Any:
+        """The state of a key seen for the first time."""
+        raise NotImplementedError
+
+    def apply_key(self, partition: int, topic: str, key: str, entry, items: list, outbox: Outbox) -> None:
+        """Fold one key's items of a batch into `entry` (what the table holds for the key) and queue what to
+        send or write; the runner puts the entry back after."""
+        raise NotImplementedError
+
+    def end_key(self, partition: int, key: str, entry, outbox: Outbox, again: bool) -> bool:
+        """What the end of a run does to one key (see Stage.end_run_for); True when it changed the entry."""
+        return False
+
+    def _new_entry(self, store, key: str):
+        state = self.new_state(key)
+        return Entry(state) if isinstance(store.codec, StructCodec) else state
+
+    async def apply(self, partition: int, topic: str, groups: dict[str, list], outbox: Outbox) -> None:
+        store = self.context.store(self.state_table)
+        for key, items in groups.items():
+            entry = store.get(partition, key) or self._new_entry(store, key)
+            if self.versioned:
+                entry.version = next_version(entry.version)
+            self.apply_key(partition, topic, key, entry, items, outbox)
+            store.put(partition, key, entry)
+
+    def end_run_for(self, partition: int, key: str, entry, outbox: Outbox, again: bool = False) -> None:
+        version = entry.version if self.versioned else None
+        if version is not None:
+            entry.version = next_version(version)
+        if self.end_key(partition, key, entry, outbox, again):
+            self.context.store(self.state_table).put(partition, key, entry)
+        elif version is not None:
+            entry.version = version  # unchanged: the entry stays what the table holds
