@@ -86,7 +86,7 @@ class Dataset:
     # (tables, a CSV file's name without .csv) -> the table the file holds, or None (not one of ours)
     table_of_file: Callable[[Mapping[str, TableSpec], str], TableSpec | None] = one_file_per_table
     generate: Callable | None = None  # (out: folder or database URL, *, seed, scale, bad_rows) -> summary
-    report: Callable | None = None  # (redis client, key prefix, user id or None) -> fsp.report.Report
+    report: Callable | None = None  # (redis client, key prefix, user id or None) -> stream.report.Report
     report_per_user: bool = False  # whether its report draws one user too (`fsp report --user`)
 
     def __post_init__(self):

@@ -288,8 +288,8 @@ def cmd_export(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from fsp.report import NoData, build_report, per_user_datasets, report_datasets
     from stream.client import connect
+    from stream.report import NoData, build_report, per_user_datasets, report_datasets
 
     known = report_datasets()
     if args.dataset not in known:

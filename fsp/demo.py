@@ -81,7 +81,7 @@ def print_top_users(users: dict[str, dict], top: int = 10) -> None:
 def print_export_and_report(r, stack, prefix: str, out: str) -> None:
     """Write the demo's table and report, and say how to make them again from a Redis that stays up."""
     from fsp.export import export_table
-    from fsp.report import build_report
+    from stream.report import build_report
 
     table = os.path.join(out, f"{DATASET}-users.parquet")
     exported = export_table(r, DATASET, "user", table, prefix=prefix, progress=False)

@@ -84,10 +84,10 @@ class ReportCache:
         self.redis = redis.Redis.from_url(redis_url, socket_timeout=10.0, socket_connect_timeout=2.0)
         self.prefix, self.seconds, self.most = prefix, seconds, most
         self.lock = threading.Lock()
-        self.kept: dict[tuple, tuple[float, object]] = {}  # (dataset, user) -> (drawn at, fsp.report.Report)
+        self.kept: dict[tuple, tuple[float, object]] = {}  # (dataset, user) -> (drawn at, stream.report.Report)
 
     def get(self, dataset: str, user: str | None):
-        from fsp.report import build_report
+        from stream.report import build_report
 
         with self.lock:
             now = time.monotonic()
@@ -136,7 +136,7 @@ def create_app(redis_url: str, prefix: str = "", token: str | None = None,
     reports = ReportCache(redis_url, prefix, report_seconds)
 
     def report_of(dataset: str, user: str | None):
-        from fsp.report import NoData, report_datasets
+        from stream.report import NoData, report_datasets
 
         known = report_datasets()
         if dataset not in known:

@@ -45,6 +45,17 @@ def test_the_engine_imports_nothing_above_it():
     assert upward == {}
 
 
+def test_a_dataset_imports_nothing_above_the_engine():
+    """A dataset's stages, logic and figures build on the engine (stream.report draws the page), never on
+    the command line, the server or the benchmarks."""
+    upward = {}
+    for path in _modules("datasets"):
+        bad = sorted(m for m in _imports(path) if m.split(".")[0] in ABOVE)
+        if bad:
+            upward[str(path.relative_to(ROOT))] = bad
+    assert upward == {}
+
+
 def test_the_pure_logic_imports_no_kafka_faust_or_redis():
     runtime = {"faust", "aiokafka", "kafka", "confluent_kafka", "redis", "mode"}
     impure = {}

@@ -1,4 +1,4 @@
-"""What the report plots, from snapshots (datasets/*/report_data.py, fsp.report_data): pure, no Redis, no
+"""What the report plots, from snapshots (datasets/*/report_data.py, stream.report_data): pure, no Redis, no
 matplotlib."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from datasets.storj.report_data import StorjData
 from datasets.ucn.report_data import UcnData, bin_labels, hist_cdf, local_date, per_day_of_kind, week_grid
-from fsp.report_data import ecdf
+from stream.report_data import ecdf
 
 
 def test_the_week_grid_puts_monday_midnight_first_and_sunday_night_last():

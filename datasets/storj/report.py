@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from fsp.report import Chart, NoData, Report, figure, png
-from fsp.report_data import GB
 from stream.client import scan_ids, snapshot_pages
+from stream.report import Chart, NoData, Report, figure, png
+from stream.report_data import GB
 
 from .report_data import TIERS, StorjData
 

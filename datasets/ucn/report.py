@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fsp.report import Chart, NoData, Report, figure, png
-from fsp.report_data import GB, ecdf
 from stream.client import scan_ids, session_pages, snapshot_pages
+from stream.report import Chart, NoData, Report, figure, png
+from stream.report_data import GB, ecdf
 
 from .features import HOURS
 from .report_data import DAYS, HIST_EDGES_S, UcnData, bin_labels, hist_cdf, per_day_of_kind, week_grid

@@ -1,11 +1,12 @@
-"""`fsp report`: the seeds' pictures, drawn from the feature snapshots in Redis, as one HTML page with PNGs.
+"""The seeds' pictures, drawn from the feature snapshots in Redis, as one HTML page with PNGs (`fsp report`).
 
 The figures are each dataset's (Dataset.report: datasets/ucn/report.py draws what the ucn analysis drew,
 datasets/storj/report.py what the storj notebook drew), each from what the snapshots carry; where a
-feature is missing the page says what a figure cannot show. This module is what they share: the page
+feature is missing the page says what a figure cannot show. This module is what they share, below both
+the datasets and the command line: the page
 (Report, Chart), drawing helpers (matplotlib, Agg: no display), and `build_report`, for `fsp report` and
 for `fsp serve` (GET /v1/{dataset}/report). What the figures plot is shaped apart, without matplotlib
-(datasets/*/report_data.py, with fsp.report_data).
+(datasets/*/report_data.py, with stream.report_data).
 """
 from __future__ import annotations
 
