@@ -14,13 +14,13 @@ snapshot version (`ver`), whether a snapshot exists (`snap`) and the records
 the key owes until they are delivered (`owed`, stream.logic.owed). Each table
 has a codec that says how a state and those fields make one record:
 
-* `StructCodec`: the state is a typed msgspec Struct (the storj tables);
+* `StructCodec`: the state is a typed msgspec Struct (the storj and ucn tables);
   the store hands out an `Entry` (the state, and the runtime's fields as
   attributes) and writes both as one JSON object, the runtime's fields under
   their short keys beside the state's, as the dict layout always had them;
-* `DICTS`: the state is a dict that holds those fields itself (the ucn
-  tables, and every key starting `__`: entries beside a state, end-of-run
-  marks), read and written with orjson.
+* `DICTS`: the state is a dict that holds those fields itself (a table its
+  dataset gives no codec, and every key starting `__`: entries beside a
+  state, end-of-run marks), read and written with orjson.
 
 Writes can be undone: while a `Journal` is open, every key read or written is
 noted, and `Journal.rollback` puts back the bytes of before and drops the
