@@ -13,10 +13,12 @@ from stream.runtime.store import Entry
 
 
 @pytest.fixture(params=[(kind, table) for kind in (state_backends.MEMORY, state_backends.ROCKSDB)
-                        for table in ("storj_operator", "ucn_user")], ids=lambda p: "-".join(p))
+                        for table in ("storj_operator", "test_dicts")], ids=lambda p: "-".join(p))
 def store(request, tmp_path):
     kind, table = request.param
     path = RecordPath(store_kind=kind, state_dir=str(tmp_path / "state"))
+    if table == "test_dicts":  # every dataset's states are typed now: a table of dict states of its own
+        path.runtime.add_table(table)
     store = path.runtime.store(table)
     writer = {"now": "w1"}
     store.writer = lambda: writer["now"]

@@ -98,16 +98,16 @@ def test_a_device_held_for_3000_rows_before_its_link_keeps_them_beside_its_state
     path = new_path()
     for start in range(0, 3_000, 250):
         _activity(path, 7, start, 250, 1)
-    device = path.state("ucn_device", "7")
-    assert device["held"] == 3_312 and device["held_parts"] == 6  # 3,000 dns, 300 http, 12 location rows
+    device = path.state("ucn_device", "7").state
+    assert device.held_rows == 3_312 and device.held_parts == 6  # 3,000 dns, 300 http, 12 location rows
     assert largest_state_record(path) < LIMIT
     _link(path, 1, 7)
-    assert path.state("ucn_user", "1")["dns"] == 3_000
+    assert path.state("ucn_user", "1").state.dns_rows == 3_000
     # the user holds the 3,000 released events in its window until the stream's event time passes them
     replay_progress(path, _burst_time(3_000))
     feed(path, "ucn.dnsreqs", 7, [{"id": 3_000, "devid": 7, "ts": iso(_burst_time(3_000)), "query": "x.org"}])
-    assert path.state("ucn_user", "1")["dns"] == 3_001
-    assert len(orjson.dumps(path.state("ucn_user", "1"))) < LIMIT
+    assert path.state("ucn_user", "1").state.dns_rows == 3_001
+    assert len(path.runtime.store("ucn_user").codec.encode(path.state("ucn_user", "1"))) < LIMIT
     left = [raw for p in range(2) for raw, value in path.runtime.store("ucn_device").data.items_in(p)
             if raw[2:3] in (b"h", b"o") and value and orjson.loads(value)["c"] is not None]
     assert left == []  # held parts and owed records beside the device: all delivered
@@ -122,12 +122,12 @@ def test_a_device_with_60000_ids_interleaved_with_other_devices_stays_small(new_
         replay_progress(path, _burst_time(start + 249))
     feed(path, "ucn.dnsreqs", 7, [{"id": 3 * i, "devid": 7, "ts": iso(_burst_time(i)), "query": "x.org"}
                                   for i in range(0, 60_000, 997)])  # duplicates
-    window = path.state("ucn_user", "1")["win"]
+    window = path.state("ucn_user", "1").state.window
     pending = pending_in_state(window)
     # what a window holds: the last batch (250 dns + 25 http events) and the events within gap + lateness
     # (70 minutes: under 5 bursts of 50) of the user's event time, not the 60,000 events of the history
     assert pending <= 275 + 5 * 55, pending
-    assert path.state("ucn_device", "7")["dups"] == len(range(0, 60_000, 997))
-    assert path.state("ucn_user", "1")["dns"] == 60_000
+    assert path.state("ucn_device", "7").state.duplicate_rows == len(range(0, 60_000, 997))
+    assert path.state("ucn_user", "1").state.dns_rows == 60_000
     assert path.dead_letters("ucn") == []
     assert largest_state_record(path) < LIMIT

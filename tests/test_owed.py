@@ -20,22 +20,30 @@ from hypothesis import strategies as st
 from stream.logic import keyvalue, owed
 
 
+class Holder:
+    """What keeps a key's owed records (the runtime's store.Entry); `seen`, `seq`: a sender's state."""
+
+    def __init__(self, seen: int = 0, seq: int = 0):
+        self.seen, self.seq = seen, seq
+        self.owed: list | None = None
+
+
 def test_settle_keeps_own_undelivered_drops_own_delivered_and_returns_foreign():
-    state = {}
+    state = Holder()
     owed.remember(state, ["old", 7], [["t", "u1", {"seq": 1}]])
     owed.remember(state, ["me", 1], [["t", "u1", {"seq": 2}]])
     owed.remember(state, ["me", 2], [["t", "u2", {"seq": 3}]])
     again = owed.settle(state, "me", delivered_upto=1)
     assert again == [["t", "u1", {"seq": 1}]]
-    assert state[owed.FIELD] == [[["me", 2], [["t", "u2", {"seq": 3}]]]]
+    assert state.owed == [[["me", 2], [["t", "u2", {"seq": 3}]]]]
     assert owed.settle(state, "me", delivered_upto=2) == []
-    assert not owed.owes(state) and owed.FIELD not in state
+    assert not owed.owes(state) and state.owed is None
 
 
 def test_remember_nothing_leaves_state_untouched():
-    state = {"x": 1}
+    state = Holder()
     owed.remember(state, ["me", 1], [])
-    assert state == {"x": 1}
+    assert state.owed is None
 
 
 class Model:
@@ -45,8 +53,8 @@ class Model:
         self.rows = rows
         self.clock = itertools.count(1)  # the wall-clock floor of sequence numbers
         self.incarnations = itertools.count()
-        self.changelog: list[dict] = []  # durable state writes
-        self.pending_writes: list[tuple[dict, list]] = []  # (state, records sent once it is durable)
+        self.changelog: list[Holder] = []  # durable state writes
+        self.pending_writes: list[tuple[Holder, list]] = []  # (state, records sent once it is durable)
         self.sent: list[dict] = []  # handed to the producer, not yet delivered
         self.delivered: list[dict] = []
         self.committed = 0
@@ -58,7 +66,7 @@ class Model:
         self.n = 0
         self.delivered_upto = 0
         self.tags_in_flight: list[tuple[int, int]] = []  # (tag number, index in delivered+sent order)
-        self.state = copy.deepcopy(self.changelog[-1]) if self.changelog else {"seen": 0, "seq": 0}
+        self.state = copy.deepcopy(self.changelog[-1]) if self.changelog else Holder()
         self.position = self.committed
 
     def process(self, size: int):
@@ -68,11 +76,11 @@ class Model:
         self._deliver_durable()
         self.delivered_upto = self.n if not self.pending_writes and not self.sent else self.delivered_upto
         messages = owed.settle(self.state, self.incarnation, self.delivered_upto)
-        new = [v for i, v in enumerate(batch, start=self.position) if i >= self.state["seen"]]
+        new = [v for i, v in enumerate(batch, start=self.position) if i >= self.state.seen]
         if new:
-            self.state["seen"] = self.position + len(batch)
-            self.state["seq"] = max(self.state["seq"] + 1, next(self.clock))
-            messages.append(["t", "r", {"seq": self.state["seq"], "delta": sum(new), "rows": len(new)}])
+            self.state.seen = self.position + len(batch)
+            self.state.seq = max(self.state.seq + 1, next(self.clock))
+            messages.append(["t", "r", {"seq": self.state.seq, "delta": sum(new), "rows": len(new)}])
         if messages:
             self.n += 1
             owed.remember(self.state, [self.incarnation, self.n], messages)
@@ -136,11 +144,11 @@ def test_deltas_are_counted_exactly_once_whatever_the_crashes(rows, steps):
 def test_large_owed_records_wait_beside_the_state_and_leave_with_their_delivery():
     store = keyvalue.DictStore()
     spill = owed.Spill(store, "device:7")
-    state = {}
+    state = Holder()
     big = [["t", "u1", {"acts": ["x" * 100] * 400}]]  # ~40 KB: past INLINE_BYTES
     owed.remember(state, ["me", 1], big, spill)
     owed.remember(state, ["me", 2], [["t", "u1", {"seq": 2}]], spill)
-    assert len(orjson.dumps(state)) < 200 and len(store.data) == 1  # the state keeps the tag alone
+    assert len(orjson.dumps(state.owed)) < 200 and len(store.data) == 1  # the state keeps the tag alone
     assert owed.settle(state, "me", delivered_upto=1, spill=spill) == []
     assert store.data == {}  # delivered: the entry is gone
     owed.remember(state, ["me", 3], big, spill)

@@ -69,8 +69,8 @@ def test_a_poison_row_is_a_dead_letter_and_the_good_row_beside_it_counts(case):
     letters = path.dead_letters("ucn")
     assert len(letters) == 1 and letters[0]["reason"], letters
     assert letters[0]["origin"]["topic"] == "ucn.dnsreqs"
-    state = path.state("ucn_device", "7")
-    assert state["events"] == 3  # devices row, link, the good dns row
+    state = path.state("ucn_device", "7").state
+    assert state.events == 3  # devices row, link, the good dns row
 
 
 def test_deeply_nested_and_oversized_values_are_dead_letters():
@@ -79,7 +79,7 @@ def test_deeply_nested_and_oversized_values_are_dead_letters():
     big = json.dumps({**GOOD_DNS, "id": 4, "query": "x" * 700_000}).encode()
     _feed(path, "ucn.dnsreqs", [deep, big, GOOD_DNS])
     assert len(path.dead_letters("ucn")) == 2
-    assert path.state("ucn_device", "7")["events"] == 3
+    assert path.state("ucn_device", "7").state.events == 3
 
 
 def test_a_wrong_type_in_a_text_column_cannot_win_the_users_row():
@@ -88,7 +88,7 @@ def test_a_wrong_type_in_a_text_column_cannot_win_the_users_row():
     _feed(path, "ucn.users", [{"id": 1, "username": "u1", "country": ["fr"]},
                               {"id": 1, "username": "u1", "country": "fr"}], key=b"1")
     assert _reasons(path, "ucn") == ["wrong type in country: list where text is expected"]
-    assert path.state("ucn_user", "1")["user"]["country"] == "fr"
+    assert path.state("ucn_user", "1").state.users_row.country == "fr"
 
 
 def test_a_wallet_given_as_an_object_is_a_dead_letter_at_the_source():
@@ -111,7 +111,7 @@ def test_a_sum_past_64_bits_dead_letters_the_row_that_would_pass_it():
     letters = path.dead_letters("ucn")
     assert len(letters) == 1 and letters[0]["error_type"] == "TypeError", letters
     assert "64-bit" in letters[0]["reason"] and letters[0]["cause"] == "apply_error"
-    assert path.state("ucn_user", "1")["tr"][1] == 2 * INT64_MAX
+    assert path.state("ucn_user", "1").state.traffic.bytes_in == 2 * INT64_MAX
 
 
 def test_a_row_that_would_grow_a_state_past_the_record_limit_is_a_dead_letter(monkeypatch):
@@ -232,7 +232,7 @@ def test_many_records_for_one_key_in_a_batch_go_out_as_messages_within_the_limit
     ).encode()) for d in devices]))
     to_user = [value for topic, _, value, _ in path.app.producer.sent if topic == "ucn.internal.user"]
     assert len(to_user) > 3 and max(len(value) for value in to_user) <= 2_000
-    assert path.state("ucn_user", "1")["dns"] == 150
+    assert path.state("ucn_user", "1").state.dns_rows == 150
     assert path.dead_letters("ucn") == []
 
 
@@ -250,7 +250,7 @@ def test_a_key_that_fails_at_the_end_of_a_run_is_a_dead_letter_and_the_run_ends_
     real_close = ucn.close_at_run_end
 
     def close_failing_for_user_2(state, again=False):
-        if state["id"] == 2:
+        if state.user_id == 2:
             raise ValueError("closing failed")
         return real_close(state, again)
 
@@ -258,9 +258,9 @@ def test_a_key_that_fails_at_the_end_of_a_run_is_a_dead_letter_and_the_run_ends_
     for topic in ["ucn.users"] + [t for t in tables.topics("ucn") if t != "ucn.users"]:
         for partition in range(path.runtime.partitions):
             run(path.feed(topic, [(None, wire.encode_mark("r1", f"replay:{topic}:{partition}"))], partition))
-    one, two = path.state("ucn_user", "1"), path.state("ucn_user", "2")
-    assert one["sess_n"] == 1 and pending_in_state(one["win"]) == 0
-    assert two["sess_n"] == 0 and pending_in_state(two["win"]) == 3  # its session, taken back whole
+    one, two = path.state("ucn_user", "1").state, path.state("ucn_user", "2").state
+    assert one.sessions == 1 and pending_in_state(one.window) == 0
+    assert two.sessions == 0 and pending_in_state(two.window) == 3  # its session, taken back whole
     letters = path.dead_letters("ucn")
     assert len(letters) == 1 and "failed to end run r1 for key 2" in letters[0]["reason"]
     finished = {args[0] for kind, _, args, _ in path.runtime.sink._pending if kind == "HSET"}  # run status fields

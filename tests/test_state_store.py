@@ -12,7 +12,7 @@ import pytest
 from stream.runtime.driver import RecordPath
 from stream.runtime.state_backends import MEMORY, ROCKSDB
 
-TABLE = "ucn_user"  # a table of dict states; typed states (their codec): tests/test_typed_state.py
+TABLE = "test_dicts"  # a table of dict states, added here; typed states (their codec): tests/test_typed_state.py
 
 
 def run(coro):
@@ -20,7 +20,9 @@ def run(coro):
 
 
 def _path(kind, tmp_path, **kwargs) -> RecordPath:
-    return RecordPath(partitions=4, store_kind=kind, state_dir=str(tmp_path / "state"), **kwargs)
+    path = RecordPath(partitions=4, store_kind=kind, state_dir=str(tmp_path / "state"), **kwargs)
+    path.runtime.add_table(TABLE)  # every dataset's states are typed now
+    return path
 
 
 async def _put_and_send(path: RecordPath, partition: int, key: str, state: dict) -> None:

@@ -1,7 +1,7 @@
-"""Typed storj states and records (datasets.storj.logic's msgspec Structs) and their records in the state store
-(stream.runtime.store.StructCodec): the JSON keys are the changelog's of the dict layout, a record written
-by the dict layout decodes into the typed state and the runtime's fields beside it, and no runtime field is
-a field of the logic's types."""
+"""Typed storj and ucn states and records (datasets.{storj,ucn}.logic's msgspec Structs) and their records in the
+state store (stream.runtime.store.StructCodec): the JSON keys are the changelog's of the dict layout, a record
+written by the dict layout decodes into the typed state and the runtime's fields beside it (owed records
+included), and no runtime field is a field of the logic's types."""
 from __future__ import annotations
 
 import asyncio
@@ -12,14 +12,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contract import wire
 from datasets.storj import logic as storj
 from datasets.storj.stages import CODECS
+from datasets.ucn import logic as ucn
+from datasets.ucn import stages as ucn_stages
 from stream.logic.dedup import DedupState
+from stream.logic.sessions import SessionWindow, pending_in_state
 from stream.runtime import state_backends
 from stream.runtime.driver import RecordPath
+from stream.runtime.records import TypedRecords
 from stream.runtime.store import Entry, StructCodec
 
-RUNTIME_KEYS = {"_p", "_b", "_x", "ver", "snap"}  # the store's (_p, _b, _x) and the stages' (ver, snap)
+# the store's (_p, _b, _x, owed) and the stages' (ver, snap)
+RUNTIME_KEYS = {"_p", "_b", "_x", "ver", "snap", "owed"}
 
 # Every key the dict layout wrote, per state (some only once needed: da, dd, expired, dups; dn is the
 # layout before that and only read)
@@ -149,12 +155,13 @@ def assert_today_layout(state, decoded: dict) -> None:
             assert set(record) == _record_keys(record)
 
 
-@settings(max_examples=300, deadline=None)
-@given(state=STATES)
+@settings(max_examples=600, deadline=None)
+@given(state=st.one_of(STATES, st.deferred(lambda: UCN_STATES)))
 def test_a_typed_state_survives_its_json_and_the_json_has_todays_keys(state):
     value = msgspec.json.encode(state)
     assert msgspec.json.decode(value, type=type(state)) == state
-    assert_today_layout(state, orjson.loads(value))
+    layout = assert_todays_ucn_layout if type(state) in UCN_TABLE_OF else assert_today_layout
+    layout(state, orjson.loads(value))
 
 
 @settings(max_examples=300, deadline=None)
@@ -323,3 +330,278 @@ def test_a_state_record_the_type_cannot_read_is_skipped_by_a_walk_and_dead_lette
     assert [key for p in range(4) for key, _ in store.items_in_partition(p)] == ["p-good"]
     letters = path.dead_letters("storj")
     assert len(letters) == 1 and letters[0]["cause"] == "apply_error" and "p-bad" in letters[0]["original"]
+
+
+# =========================================================================== ucn
+
+UCN_CODECS = ucn_stages.CODECS
+DEVICE_KEYS = {"dev", "owners", "told", "pend", "held", "fwd", "unowned_events", "late_links", "dups", "events",
+               "seq"}  # always there; "held_parts" and "held_first" only while parts are held beside the state
+USER_KEYS = {"id", "user", "devices", "seq", "tr", "dns", "http", "svc", "zb", "ieh", "ief", "sess_n", "sess_us",
+             "sdh", "last_session", "locs", "win", "events", "wm"}
+CONTRIBUTION_KEYS = {"n", "wm", "first", "tr", "hb", "svc", "dns", "http", "acts", "acz", "locs"}
+ZONE_BIN_SIZES = {"bwd": 24, "bwe": 24, "bws": 84, "ewd": 24, "ewe": 24}
+DEVICE_RECORD_KEYS = {"k", "user", "device", "seq", "platform", "shared"}  # and "ev" with a contribution
+
+ids = st.integers(0, 2**40) | st.text(max_size=4)
+hist = st.lists(count, min_size=ucn.BINS, max_size=ucn.BINS)
+traffic = st.builds(ucn.Traffic, count, i64, i64, i64, i64, st.none() | ts, st.none() | ts)
+activity = st.lists(st.tuples(ts, st.sampled_from([ucn.DNS, ucn.HTTP]), st.integers(0, 2**40), maybe_text).map(list),
+                    max_size=3)
+encoded_activity = st.none() | st.fixed_dictionaries(
+    {"w": st.just(4), "v": st.lists(maybe_text, max_size=3), "f": st.lists(i64, max_size=8)})
+locations = st.lists(st.tuples(ts, ts, text), max_size=3)
+contributions = st.builds(
+    ucn.Contribution, count, watermark=st.none() | ts, first_row_at=st.none() | ts, traffic=st.none() | traffic,
+    hour_bytes=st.dictionaries(st.integers(0, 2**50).map(str), i64, max_size=3),
+    service_bytes=st.dictionaries(text, i64, max_size=3), dns_rows=count, http_rows=count, activity=activity,
+    activity_encoded=encoded_activity, locations=locations)
+devices = st.builds(
+    ucn.DeviceState, device_row=st.none() | st.builds(ucn.DeviceRow, maybe_text, st.booleans()),
+    owners=st.lists(ids, max_size=3), told_owners=st.lists(ids, max_size=3), pending=st.none() | contributions,
+    held_rows=count, forwarded_rows=count, unowned_events=count, late_links=count, duplicate_rows=count,
+    events=count, seq=count, held_parts=st.integers(0, 5), held_first_at=st.none() | ts)
+zone_bins = st.builds(ucn.ZoneBins, *(st.lists(count, min_size=n, max_size=n) for n in ZONE_BIN_SIZES.values()))
+
+
+def _window_state(events: list[tuple[int, int]], late: int) -> dict:
+    """A user's window as the logic writes it: `events` (offset in s, device) added to an empty window."""
+    window = SessionWindow(ucn.SESSION_GAP_US, lateness_us=ucn.LATENESS_US, min_events=ucn.SESSION_MIN_EVENTS,
+                           auto_watermark=False)
+    for n, (offset, device) in enumerate(events):
+        window.add(1_446_458_400_000_000 + offset * 1_000_000, (ucn.DNS, n), [device, f"d{n % 3}.org"])
+    window.late_events = late
+    return orjson.loads(orjson.dumps(window.to_state()))
+
+
+windows = st.none() | st.builds(_window_state, st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 9)),
+                                                        max_size=6), count)
+users = st.builds(
+    ucn.UserState, user_id=st.none() | ids, users_row=st.none() | st.builds(ucn.UsersRow, maybe_text, maybe_text),
+    devices=st.dictionaries(st.integers(0, 99).map(str), st.builds(ucn.DeviceInfo, maybe_text, st.booleans()),
+                            max_size=3),
+    device_seq=st.dictionaries(st.integers(0, 99).map(str), count, max_size=3), traffic=traffic, dns_rows=count,
+    http_rows=count, service_bytes=st.dictionaries(text, i64, max_size=3),
+    zone_bins=st.sampled_from([[ucn.LONDON, ucn.PARIS], [ucn.LONDON], [ucn.PARIS]]).flatmap(
+        lambda zones: st.fixed_dictionaries({zone: zone_bins for zone in zones})),
+    inter_event_hist=hist, last_final_event_at=st.none() | ts, sessions=count, session_us=count,
+    session_duration_hist=hist, last_session=st.none() | st.fixed_dictionaries(
+        {"user": ids, "start": text, "duration_s": floats, "devices": st.lists(ids, max_size=2)}),
+    locations=locations, window=windows, events=count, watermark=st.none() | ts)
+device_records = st.builds(ucn.DeviceRecord, ids, ids, count, maybe_text, st.booleans(),
+                           st.none() | contributions)
+UCN_STATES = st.one_of(devices, users)
+UCN_TABLE_OF = {ucn.DeviceState: "ucn_device", ucn.UserState: "ucn_user"}
+
+
+def assert_todays_ucn_layout(state, decoded: dict) -> None:
+    """`decoded` (a ucn state's JSON read as a dict) has the keys and shapes of the dict layout."""
+    if isinstance(state, ucn.DeviceState):
+        optional = {"held_parts"} if state.held_parts else set()
+        optional |= {"held_first"} if state.held_first_at is not None else set()
+        assert set(decoded) == DEVICE_KEYS | optional
+        assert decoded["dev"] is None or set(decoded["dev"]) == {"platform", "shared"}
+        if decoded["pend"] is not None:
+            assert_todays_contribution(decoded["pend"])
+        return
+    assert set(decoded) == USER_KEYS
+    assert len(decoded["tr"]) == 7 and all(len(info) == 2 for info in decoded["devices"].values())
+    for bins in decoded["zb"].values():
+        assert {key: len(values) for key, values in bins.items()} == ZONE_BIN_SIZES
+    assert decoded["user"] is None or set(decoded["user"]) == {"username", "country"}
+    assert all(len(loc) == 3 for loc in decoded["locs"])
+
+
+def assert_todays_contribution(decoded: dict) -> None:
+    """A contribution's keys are there only when they hold something (`n` always)."""
+    assert "n" in decoded and set(decoded) <= CONTRIBUTION_KEYS
+    assert all(decoded[key] is not None for key in ("wm", "first", "tr", "acz") if key in decoded)
+    assert all(decoded[key] != 0 for key in ("dns", "http") if key in decoded)
+    assert all(len(decoded[key]) for key in ("hb", "svc", "acts", "locs") if key in decoded)
+    assert "tr" not in decoded or len(decoded["tr"]) == 7
+
+
+owed_messages = st.lists(st.tuples(st.sampled_from(["ucn.internal.user", "ucn.sessions"]), st.integers(0, 99).map(str),
+                                   device_records | st.fixed_dictionaries({"user": ids, "events": count})).map(list),
+                         min_size=1, max_size=3)
+owed_lists = st.none() | st.lists(st.tuples(st.tuples(text, count).map(list), owed_messages | st.integers(1, 4))
+                                  .map(list), min_size=1, max_size=3)
+
+
+@settings(max_examples=300, deadline=None)
+@given(state=UCN_STATES, partition=st.integers(0, 63), writes=count, version=count, owed=owed_lists,
+       log=st.none() | st.fixed_dictionaries({"b": count, "t": text, "e": st.dictionaries(
+           text, st.none() | st.fixed_dictionaries({"r": st.lists(st.tuples(count, count).map(list), max_size=2)}),
+           max_size=3)}))
+def test_a_stored_ucn_entry_is_one_record_of_todays_keys_owed_records_included(state, partition, writes, version, owed,
+                                                                              log):
+    codec = UCN_CODECS[UCN_TABLE_OF[type(state)]]
+    entry = Entry(state, partition, writes, log, version if codec.version else 0, owed=owed)
+    value = codec.encode(entry)
+    back = codec.decode(value)
+    assert back.state == state
+    owed_json = orjson.loads(msgspec.json.encode(owed))  # typed records owed come back as their JSON
+    assert (back.partition, back.writes, back.log, back.version, back.owed) == (
+        partition, writes, log, entry.version, owed_json)
+    decoded = orjson.loads(value)  # the dict layout reads it as ever
+    runtime = {"_p", "_b"} | ({"_x"} if log is not None else set()) | ({"owed"} if owed else set()) | (
+        {"ver"} if entry.version else set())  # a user's version from its first snapshot on, as before
+    assert set(decoded) & RUNTIME_KEYS == runtime
+    assert (decoded["_p"], decoded["_b"], decoded.get("_x"), decoded.get("owed")) == (partition, writes, log, owed_json)
+    assert_todays_ucn_layout(state, {k: v for k, v in decoded.items() if k not in RUNTIME_KEYS})
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=st.lists(device_records, min_size=1, max_size=3))
+def test_a_device_record_survives_its_json_and_the_user_stage_reads_it_as_its_type(records):
+    reader = TypedRecords(ucn.DeviceRecord, "ucn device record")
+    for record in records:
+        value = msgspec.json.encode(record)
+        assert reader.decode(value) == ("rows", [record])
+        decoded = orjson.loads(value)
+        assert decoded["k"] == "device"
+        assert set(decoded) == DEVICE_RECORD_KEYS | ({"ev"} if record.contribution is not None else set())
+        if record.contribution is not None:
+            assert_todays_contribution(decoded["ev"])
+    assert reader.decode(wire.encode_rows(records)) == ("rows", records)  # what the runtime sends: one or a list
+
+
+# --------------------------------------------------------------------------- ucn records of the dict layout
+
+T0 = 1_446_458_400_000_000  # 2015-11-02T10:00:00
+S = 1_000_000
+OLD_SESSION = {"user": 1, "start": "2015-11-01T09:00:00", "end": "2015-11-01T09:05:00", "duration_s": 300.0,
+               "events": 3, "dns_events": 3, "http_events": 0, "devices": [8], "platforms": ["ios"],
+               "top_domains": [["x.org", 3]], "locations": []}
+HELD_PART = {"n": 2, "wm": T0 + 2 * S, "dns": 2, "first": T0 + S,
+             "acts": [[T0 + S, "dnsreqs", 11, "a.org"], [T0 + 2 * S, "dnsreqs", 12, "b.org"]]}
+UCN_DICT_LAYOUT = {
+    "ucn_device": {  # device 7: a devices row, no owner yet; 2 rows in a part beside, 2 in its state
+        "dev": {"platform": "ios", "shared": False}, "owners": [], "told": [],
+        "pend": {"n": 2, "wm": T0 + 4 * S, "dns": 1, "first": T0 + 3 * S,
+                 "tr": [1, 100, 10, 3, 1, T0 + 4 * S, T0 + 4 * S], "hb": {str(T0): 110},
+                 "acts": [[T0 + 3 * S, "dnsreqs", 13, "c.org"]], "locs": [[T0, T0 + 3_600 * S, "home"]]},
+        "held": 4, "fwd": 0, "unowned_events": 0, "late_links": 0, "dups": 1, "events": 5, "seq": 100,
+        "held_parts": 1, "held_first": T0 + S,
+        # an earlier worker's: a record it may not have delivered, and the held part it logged and maybe lost
+        "owed": [[["old-worker", 4], [["ucn.internal.user", "9", {
+            "k": "device", "user": 9, "device": 7, "seq": 99, "platform": "ios", "shared": False}]]]],
+        "_x": {"b": 5, "t": "old-worker:1", "e": {"h0|device:7": {"part": HELD_PART}}}, "_p": 3, "_b": 6},
+    "ucn_user": {  # user 1 in Paris: device 8's session is open, a session closed before is owed
+        "id": 1, "user": {"username": "u1", "country": "fr"}, "devices": {"8": ["android", False]},
+        "seq": {"8": 50}, "tr": [2, 5, 6, 7, 8, T0 - 10 * S, T0 - 5 * S], "dns": 5, "http": 0, "svc": {"https": 11},
+        "zb": {"P": {"bwd": [0] * 10 + [11] + [0] * 13, "bwe": [0] * 24, "bws": [0] * 84, "ewd": [0] * 24,
+                     "ewe": [0] * 24}},
+        "ieh": [0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0], "ief": T0 - 86_400 * S, "sess_n": 1, "sess_us": 300 * S,
+        "sdh": [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], "last_session": OLD_SESSION,
+        "locs": [[T0 - 60 * S, T0 + 60 * S, "work"]], "win": _window_state([(0, 8), (60, 8)], 1), "events": 10,
+        "wm": T0 + 60 * S, "ver": 1_700_000_000_000_000,
+        "owed": [[["old-worker", 7], [["ucn.sessions", "1", OLD_SESSION]]]], "_p": 1, "_b": 2},
+}
+
+
+def test_ucn_records_of_the_dict_layout_decode_into_the_typed_state_and_the_runtime_fields():
+    entries = {table: UCN_CODECS[table].decode(orjson.dumps(record)) for table, record in UCN_DICT_LAYOUT.items()}
+    device = entries["ucn_device"]
+    layout = UCN_DICT_LAYOUT["ucn_device"]
+    assert device.state == ucn.DeviceState(
+        device_row=ucn.DeviceRow("ios", False), owners=[], told_owners=[], held_rows=4, forwarded_rows=0,
+        unowned_events=0, late_links=0, duplicate_rows=1, events=5, seq=100, held_parts=1, held_first_at=T0 + S,
+        pending=ucn.Contribution(2, watermark=T0 + 4 * S, first_row_at=T0 + 3 * S, dns_rows=1,
+                                 traffic=ucn.Traffic(1, 100, 10, 3, 1, T0 + 4 * S, T0 + 4 * S),
+                                 hour_bytes={str(T0): 110}, activity=[[T0 + 3 * S, "dnsreqs", 13, "c.org"]],
+                                 locations=[(T0, T0 + 3_600 * S, "home")]))
+    assert (device.partition, device.writes, device.log, device.owed) == (3, 6, layout["_x"], layout["owed"])
+    assert ucn.oldest_held(device.state) == T0 + S
+    user = entries["ucn_user"]
+    state = user.state
+    assert (state.user_id, state.users_row, state.devices, state.device_seq) == (
+        1, ucn.UsersRow("u1", "fr"), {"8": ucn.DeviceInfo("android", False)}, {"8": 50})
+    assert state.traffic == ucn.Traffic(2, 5, 6, 7, 8, T0 - 10 * S, T0 - 5 * S)
+    assert list(state.zone_bins) == ["P"] and state.zone_bins["P"].bytes_weekday[10] == 11
+    assert (state.inter_event_hist, state.last_final_event_at, state.sessions, state.session_us) == (
+        [0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0], T0 - 86_400 * S, 1, 300 * S)
+    assert state.last_session == OLD_SESSION and state.locations == [(T0 - 60 * S, T0 + 60 * S, "work")]
+    assert pending_in_state(state.window) == 2 and ucn.user_late_events(state) == 1
+    assert (user.version, user.owed, user.writes) == (1_700_000_000_000_000, UCN_DICT_LAYOUT["ucn_user"]["owed"], 2)
+    features = ucn.user_features(state)
+    assert (features["country"], features["bytes_in"], features["dns_requests"], features["sessions_count"]) == (
+        "fr", 5, 5, 1)
+    assert features["open_session"]["events"] == 2
+    for table, entry in entries.items():  # written again: the same keys, the same values
+        assert orjson.loads(UCN_CODECS[table].encode(entry)) == UCN_DICT_LAYOUT[table], table
+
+
+def test_a_ucn_user_without_a_snapshot_has_no_version_key_as_before():
+    """The dict layout wrote `ver` from a user's first snapshot on (there is none before its users row)."""
+    codec = UCN_CODECS["ucn_user"]
+    record = orjson.loads(codec.encode(Entry(ucn.new_user(3), 1, 0)))
+    assert "ver" not in record and record["id"] == 3
+    assert codec.decode(orjson.dumps(record)).version == 0
+
+
+@pytest.mark.parametrize("kind", [state_backends.MEMORY, state_backends.ROCKSDB])
+def test_a_store_recovered_from_ucn_dict_layout_records_goes_on_from_them(kind, tmp_path):
+    """Device 7 (rows held back, a part of them beside its state in an earlier writer's log, a record owed by an
+    earlier worker) and user 1 (an open session, a closed one owed) as the dict layout left them: the link of
+    device 7 to user 1 releases every held row to the user, and what the earlier worker owed goes out again."""
+    path = RecordPath(partitions=4, store_kind=kind, state_dir=str(tmp_path / "state"))
+    for table, key in (("ucn_device", b"7"), ("ucn_user", b"1")):
+        record = {**UCN_DICT_LAYOUT[table], "_p": path.partition_of(key)}
+        path.runtime.store(table).data.put_in(record["_p"], key, orjson.dumps(record))
+    link = {"user_id": 1, "device_id": 7}
+    asyncio.run(path.feed("ucn.user_devices", [(b"7", orjson.dumps(link))]))
+    assert path.dead_letters("ucn") == []
+    device = path.state("ucn_device", "7")
+    assert (device.state.owners, device.state.told_owners, device.state.held_rows, device.state.forwarded_rows) == (
+        [1], [1], 0, 4)
+    assert (device.state.pending, device.state.held_parts, device.state.held_first_at, device.writes) == (
+        None, 0, None, 8)  # written when the partition started (what it owed, sent again), then by the link
+    store = path.runtime.store("ucn_device")
+    assert store.data.get_in(device.partition, b"__h0|device:7") is None  # the part went to the user
+    sent = [(topic, key, orjson.loads(value)) for topic, key, value, _ in path.app.producer.sent if value]
+    again = [value for topic, key, value in sent if topic == "ucn.internal.user" and key == b"9"]
+    assert again == [UCN_DICT_LAYOUT["ucn_device"]["owed"][0][1][0][2]]  # the earlier worker's record, once more
+    assert [value for topic, key, value in sent if topic == "ucn.sessions" and key == b"1"] == [OLD_SESSION]
+    user = path.state("ucn_user", "1")
+    state = user.state
+    assert (state.dns_rows, state.events, state.traffic.bytes_in) == (8, 14, 105)
+    assert state.devices == {"8": ucn.DeviceInfo("android", False), "7": ucn.DeviceInfo("ios", False)}
+    assert pending_in_state(state.window) == 5 and state.sessions == 1
+    assert state.locations == [(T0 - 60 * S, T0 + 60 * S, "work"), (T0, T0 + 3_600 * S, "home")]
+    assert user.version > 1_700_000_000_000_000 and user.writes == 3
+    assert [tag[0] for tag, _ in user.owed or []] != ["old-worker"]  # sent again under this worker's tag
+    features = ucn.user_features(state)
+    assert features["bytes_by_hour_weekday"][11] == 110  # 10:00 UTC is 11:00 in Paris
+    assert features["open_session"] == {"start": "2015-11-02T10:00:00", "last_event_at": "2015-11-02T10:01:00",
+                                        "events": 5}
+
+
+def test_a_malformed_device_record_is_a_dead_letter_with_its_reason_and_the_good_one_beside_it_counts():
+    path = RecordPath(partitions=2)
+    asyncio.run(path.feed("ucn.users", [(b"1", orjson.dumps({"id": 1, "username": "u1", "country": "uk"}))]))
+    good = ucn.DeviceRecord(1, 7, 5, "ios", False, ucn.Contribution(1, watermark=T0, dns_rows=1))
+    bad = {**msgspec.to_builtins(good), "seq": "five"}
+    other_kind = {**msgspec.to_builtins(good), "k": "project"}
+    messages = [orjson.dumps(bad), b"\xff not json", orjson.dumps(other_kind), msgspec.json.encode(good),
+                wire.encode_progress("dnsreqs", 0, T0)]
+    partition = path.partition_of(b"1")
+    asyncio.run(path.feed("ucn.internal.user", [(b"1", value) for value in messages], partition))
+    reasons = [letter["reason"] for letter in path.dead_letters("ucn")]
+    assert len(reasons) == 3 and reasons[0].startswith("not a ucn device record: Expected `int`, got `str`")
+    assert reasons[1].startswith("not JSON") and "Invalid value 'project'" in reasons[2]
+    assert path.state("ucn_user", "1").state.dns_rows == 1  # the good record, applied
+
+
+def test_the_ucn_logics_types_carry_no_runtime_field():
+    types = _structs_of(ucn)
+    assert {ucn.DeviceState, ucn.UserState, ucn.Contribution, ucn.DeviceRecord, ucn.Traffic, ucn.ZoneBins,
+            ucn.DeviceRow, ucn.UsersRow, ucn.DeviceInfo} <= set(types)
+    for kind in types:
+        fields = msgspec.structs.fields(kind)
+        names = {f.name for f in fields} | {f.encode_name for f in fields}
+        assert not names & (RUNTIME_KEYS | {"partition", "writes", "log", "version", "snapshot"}), kind
+    new = {"ucn_device": ucn.new_device(), "ucn_user": ucn.new_user("1")}
+    for table, codec in UCN_CODECS.items():  # the store keeps them instead
+        assert isinstance(codec, StructCodec) and codec.state_type is type(new[table]), table
+        assert not set(orjson.loads(msgspec.json.encode(new[table]))) & RUNTIME_KEYS

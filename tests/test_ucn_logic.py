@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -59,7 +60,13 @@ def location(i, dev, enter, exit_, name):
 
 
 def json_round_trip(value):
-    return orjson.loads(orjson.dumps(value))
+    """A typed state or record through its JSON (the changelog, the internal topic), read back as its type."""
+    return msgspec.json.decode(msgspec.json.encode(value), type=type(value))
+
+
+def as_sent(record: ucn.DeviceRecord) -> dict:
+    """A record as its JSON reads in the internal topic."""
+    return orjson.loads(msgspec.json.encode(record))
 
 
 class Harness:
@@ -69,8 +76,8 @@ class Harness:
 
     def __init__(self):
         self.event_time: int | None = None
-        self.devices: dict[str, dict] = {}
-        self.users: dict[str, dict] = {}
+        self.devices: dict[str, ucn.DeviceState] = {}
+        self.users: dict[str, ucn.UserState] = {}
         self.inbox: dict[str, list] = defaultdict(list)
         self.sessions: dict[str, list] = defaultdict(list)
         self.sent: list[tuple[str, dict]] = []
@@ -90,9 +97,8 @@ class Harness:
             out = ucn.device_outbox(state, key)
             self.devices[key] = json_round_trip(state)
             for user, record in out:
-                record = json_round_trip(record)
-                self.inbox[user].append(record)
-                sent.append((user, record))
+                self.inbox[user].append(json_round_trip(record))
+                sent.append((user, as_sent(record)))
         self.sent.extend(sent)
         return sent
 
@@ -148,17 +154,18 @@ def test_device_holds_events_until_row_and_link_then_releases_them():
     t0 = T("2015-11-02 10:00:00")
     assert h.device("dnsreqs", [dns(1, 10, t0), dns(2, 10, t0 + S)]) == []
     assert h.device("devicetraffic", [traffic(1, 10, t0, 5, 6, 1, 2)]) == []
-    assert h.devices["10"]["held"] == 3
+    assert h.devices["10"].held_rows == 3
     assert h.device("user_devices", [row("user_devices", user_id=1, device_id=10)]) == []  # no devices row yet
-    assert h.devices["10"]["held"] == 3
+    assert h.devices["10"].held_rows == 3
     sent = h.device("devices", [row("devices", id=10, platform="ios", shared=None)])
     assert [user for user, _ in sent] == ["1"]
     record = sent[0][1]
     assert record["k"] == "device" and record["device"] == 10 and record["user"] == 1
     assert record["platform"] == "ios" and record["shared"] is False  # null shared is false
-    assert record["ev"]["n"] == 3 and record["ev"]["dns"] == 2 and len(ucn.activity_events(record["ev"])) == 2
+    assert record["ev"]["n"] == 3 and record["ev"]["dns"] == 2
+    assert len(ucn.activity_events(msgspec.convert(record["ev"], ucn.Contribution))) == 2
     assert record["ev"]["tr"] == [1, 5, 6, 1, 2, t0, t0]
-    assert h.devices["10"]["held"] == 0 and h.devices["10"]["fwd"] == 3
+    assert h.devices["10"].held_rows == 0 and h.devices["10"].forwarded_rows == 3
     # from now on every batch is forwarded at once, one record per owner
     sent = h.device("dnsreqs", [dns(3, 10, t0 + 2 * S), dns(4, 10, t0 + 3 * S)])
     assert len(sent) == 1 and sent[0][1]["ev"]["dns"] == 2
@@ -188,9 +195,9 @@ def test_shared_device_counts_for_devices_shared_and_drops_its_events():
     sent = h.device("devices", [row("devices", id=12, platform="mac", shared=True)])
     assert sorted(u for u, _ in sent) == ["1", "2"]
     assert all("ev" not in r and r["shared"] is True for _, r in sent)
-    assert h.devices["12"]["unowned_events"] == 2 and h.devices["12"]["held"] == 0
+    assert h.devices["12"].unowned_events == 2 and h.devices["12"].held_rows == 0
     assert h.device("dnsreqs", [dns(3, 12, t0 + 2 * S)]) == []
-    assert h.devices["12"]["unowned_events"] == 3
+    assert h.devices["12"].unowned_events == 3
     h.flush()
     for user in (1, 2):
         f = h.features(user)
@@ -219,7 +226,7 @@ def test_unknown_device_stays_held_and_counts_nowhere():
     h.device("user_devices", [row("user_devices", user_id=1, device_id=13)])  # 13 is not in devices
     h.device("dnsreqs", [dns(1, 13, T("2015-11-02 10:00:00"))])
     h.flush()
-    assert h.devices["13"]["held"] == 1
+    assert h.devices["13"].held_rows == 1
     f = h.features(1)
     assert f["devices_personal"] == 1 and f["dns_requests"] == 0
 
@@ -239,8 +246,8 @@ def test_duplicates_by_id_count_once():
     f = h.features(1)
     assert (f["dns_requests"], f["http_requests"], f["bytes_in"]) == (1, 1, 100)
     assert f["devices_personal"] == 1 and f["devices_shared"] == 0
-    assert h.devices["10"]["owners"] == [1]
-    assert h.devices["10"]["dups"] == 6
+    assert h.devices["10"].owners == [1]
+    assert h.devices["10"].duplicate_rows == 6
     assert h.seen.data["idnsreqs.0|10"]["r"] == [[5, 5]]
 
 
@@ -248,7 +255,7 @@ def test_redelivered_record_is_ignored():
     h = Harness()
     personal_setup(h)
     (user, record), = h.device("dnsreqs", [dns(1, 10, T("2015-11-02 10:00:00"))])
-    h.inbox[user].append(record)  # the same record once more
+    h.inbox[user].append(msgspec.convert(record, ucn.DeviceRecord))  # the same record once more
     h.flush()
     assert h.features(1)["dns_requests"] == 1
 
@@ -260,7 +267,7 @@ def test_late_link_gets_later_events_only_and_is_counted():
     h.device("dnsreqs", [dns(1, 10, t0)])
     sent = h.device("user_devices", [row("user_devices", user_id=2, device_id=10)])
     assert [(u, "ev" in r) for u, r in sent] == [("2", False)]  # link info only
-    assert h.devices["10"]["late_links"] == 1
+    assert h.devices["10"].late_links == 1
     sent = h.device("dnsreqs", [dns(2, 10, t0 + S)])
     assert sorted(u for u, _ in sent) == ["1", "2"]
     h.flush()
@@ -526,7 +533,7 @@ def test_locations_overlap_edges():
     (session,) = h.close()
     assert session["locations"] == ["at-end", "at-start"]
     # intervals ending before the last final event are dropped from the state
-    assert all(loc[1] > end for loc in h.users["1"]["locs"])
+    assert all(loc[1] > end for loc in h.users["1"].locations)
 
 
 def test_end_of_replay_closes_and_a_second_close_returns_nothing():
@@ -557,7 +564,7 @@ def test_user_without_data_renders_empty_features():
         "session_duration_hist": [0] * 11, "last_session": None, "open_session": None,
     }
     assert ucn.user_events(state) == 1 and ucn.user_watermark(state) is None
-    assert list(state["zb"]) == ["P"]  # one zone once the country is known
+    assert list(state.zone_bins) == ["P"]  # one zone once the country is known
 
 
 # --------------------------------------------------------------------------- brute force
@@ -726,7 +733,7 @@ def run_stream(users, devices, links, messages, user_flush, user_row_at):
         h.device(table, rows)
         if user_flush(position):
             h.flush()
-    h.user_rows([r for r in users if r.key not in h.users or h.users[r.key]["user"] is None])
+    h.user_rows([r for r in users if r.key not in h.users or h.users[r.key].users_row is None])
     h.flush()
     h.close()
     return h
@@ -781,10 +788,11 @@ def test_random_batches_and_arrival_orders_match_in_order_pass_and_brute_force(e
             assert ucn.user_events(h.users[user]) == count
     for h in (first, second):
         dropped = {r.eid for r in events if r.key == "12"}
-        assert h.devices.get("12", {}).get("unowned_events", 0) == len(dropped)
+        assert h.devices.get("12", ucn.new_device()).unowned_events == len(dropped)
         for unknown in ("13", "14"):
-            assert h.devices.get(unknown, {}).get("held", 0) == len({r.eid for r in events if r.key == unknown})
-        assert all(state["late_links"] == 0 for state in h.devices.values())
+            assert h.devices.get(unknown, ucn.new_device()).held_rows == len(
+                {r.eid for r in events if r.key == unknown})
+        assert all(state.late_links == 0 for state in h.devices.values())
 
 
 # --------------------------------------------------------------------------- against the batch reference
@@ -870,18 +878,20 @@ def test_a_first_completion_closes_pending_sessions_and_a_quiet_user_is_left_alo
 def test_a_large_contribution_goes_in_pieces_that_fold_to_the_same_user():
     t0 = T("2015-11-02 10:00:00")
     acts = [[t0 + i * 5 * S, "dnsreqs", i, f"d{i % 7}.org"] for i in range(1_000)]
-    ev = {"n": 1_000, "wm": acts[-1][0], "first": acts[0][0], "dns": 1_000, "acts": acts}
-    pieces = ucn._pieces(ev)
+    ev = msgspec.convert({"n": 1_000, "wm": acts[-1][0], "first": acts[0][0], "dns": 1_000, "acts": acts},
+                         ucn.Contribution)
+    pieces = [json_round_trip(p) for p in ucn._pieces(ev)]
     assert len(pieces) == 3 and [len(ucn.activity_events(p)) for p in pieces] == [400, 400, 200]
     assert [event for p in pieces for event in ucn.activity_events(p)] == acts
-    assert [("wm" in p) for p in pieces] == [False, False, True] and sum(p["n"] for p in pieces) == 1_000
+    sent = [orjson.loads(msgspec.json.encode(p)) for p in pieces]
+    assert [("wm" in p) for p in sent] == [False, False, True] and sum(p["n"] for p in sent) == 1_000
 
     def user_after(contributions):
         state = ucn.new_user(1)
         apply_user_rows_for(state)
         records = [{"k": "device", "user": 1, "device": 10, "seq": n + 1, "platform": "ios", "shared": False,
                     "src": "dnsreqs", "ev": c} for n, c in enumerate(contributions)]
-        ucn.apply_user_records(state, json_round_trip(records))
+        ucn.apply_user_records(state, msgspec.json.decode(msgspec.json.encode(records), type=list[ucn.DeviceRecord]))
         ucn.close_user_windows(state)
         return ucn.user_features(state)
 

@@ -8,15 +8,22 @@ The stream keys work the way Kafka Streams does a foreign-key join
         --device record (link info + the batch's contributions)--> user (key: user id)
     users                                         (key: user id)  --------> user
 
-Each stage's state for one key is a plain JSON-able dict (what the changelog
-stores after every batch). The functions here apply a batch of normalised rows
-(``contract.rows.Row``) or stage-1 records to one key's state and say what to
-send on. Nothing here knows Kafka, Faust or Redis.
+Each stage's state for one key is a typed record (a msgspec Struct: ``DeviceState``,
+``UserState``) whose JSON is what the changelog stores after every batch: the
+fields have names that say what they hold, the JSON keys stay the short ones of
+the changelog (``zone_bins`` is "zb"), so a record written before still reads.
+What the runtime keeps per key (partition, write count, snapshot version, owed
+records) is not part of these types: the state store keeps it beside them
+(stream.runtime.store). The record a device sends its users is typed too
+(``DeviceRecord``, its contribution a ``Contribution``). The functions here
+apply a batch of normalised rows (``contract.rows.Row``) or stage-1 records to
+one key's state and say what to send on. Nothing here knows Kafka, Faust or
+Redis.
 
 Stage 1: one device
 -------------------
 ``new_device()``, ``apply_device_rows(state, table, rows, seen)``,
-``device_outbox(state, device_id) -> [(user_key, record)]``.
+``device_outbox(state, device_id, held) -> [(user_key, DeviceRecord)]``.
 
 * ``devices``: the first row per id counts (platform, shared; null shared is
   false). ``user_devices``: owners, de-duplicated on (user_id, device_id),
@@ -24,14 +31,14 @@ Stage 1: one device
   ids kept outside the state (``dedup.BlockedIntIds``); ``httpreqs2`` is
   ``httpreqs``.
 * Event rows are folded at once into a compact *pending contribution*
-  (``state["pend"]``): traffic sums and per-UTC-hour byte buckets, bytes per
+  (``state.pending``, "pend"): traffic sums and per-UTC-hour byte buckets, bytes per
   service, dns/http row counts, the activity events one by one, the location
   intervals that can match a session. ``device_outbox`` forwards it to every
   owner when the device is *personal*: it has a ``devices`` row, at least one
   owner and is not shared. Until then the contribution is held in the state
-  (``state["held"]`` counts its rows). Once the ``devices`` row says shared,
+  (``state.held_rows`` counts its rows). Once the ``devices`` row says shared,
   held and new events are dropped from the features and counted in
-  ``state["unowned_events"]``. Events of devices that never get a row or an
+  ``state.unowned_events``. Events of devices that never get a row or an
   owner stay held (counted in ``held``).
 * Every owner of a device with a ``devices`` row (shared or not) gets a
   record with the device's link info, so the user can count
@@ -42,7 +49,7 @@ Stage 1: one device
 * Known limit, ``late_links``: an owner linked after some of the device's
   events were already forwarded gets the events from then on only (the
   earlier ones are not kept); such links are counted in
-  ``state["late_links"]``. A replay publishes the reference tables first, so
+  ``state.late_links``. A replay publishes the reference tables first, so
   this only happens when a live feed links a device that is already in use.
 
 Stage 2: one user
@@ -63,7 +70,7 @@ Stage 2: one user
   stage gives: how far every source partition of activity has come
   (stream.logic.source_clock). Closed sessions (kept or
   not) are walked in order to fill ``inter_event_hist`` from final events
-  only (``state["ief"]`` is the time of the last final event); kept ones
+  only (``state.last_final_event_at`` is the time of the last final event); kept ones
   update the session counters and become session records.
 * Events later than the lateness (rejected by the window) still count in the
   order-free features and are counted as late events.
@@ -74,12 +81,13 @@ Stage 2: one user
   to it. Intervals that end before the last final event cannot match any
   later session and are dropped from the state.
 
-Records (stage 1 -> stage 2), one per owner per ``device_outbox`` call::
+Records (stage 1 -> stage 2), one per owner per ``device_outbox`` call (``DeviceRecord``, its
+``ev`` a ``Contribution``), in JSON::
 
     {"k": "device", "user": 17, "device": 42, "seq": 5,
      "platform": "ios" | None, "shared": False,
      "ev": {                                  # absent when there is nothing new
-        "n": rows, "wm": max event time (us),
+        "n": rows, "wm": max event time (us), "first": min event time (us),
         "tr": [rows, bytes_in, bytes_out, packets_in, packets_out, first_ts, last_ts],
         "hb": {"<bucket ts>": bytes_in + bytes_out},   # UTC hour start (exact ts in
                                                        # the rare hours whose local
@@ -90,7 +98,8 @@ Records (stage 1 -> stage 2), one per owner per ``device_outbox`` call::
                                                        # encoded by stream.logic.event_codec
         "locs": [[entertime, exittime, name], ...]}}   # only rows that can match
 
-Optional ``ev`` keys are present only when non-empty. ``seq`` grows per
+Optional ``ev`` keys are present only when non-empty (a contribution in pieces has ``wm`` in its last
+piece only, ``first`` the oldest row's time in its first). ``seq`` grows per
 device: a user ignores a record whose ``seq`` is not greater than the last
 one it applied from that device, so a redelivered record is harmless.
 """
@@ -100,7 +109,11 @@ from bisect import bisect_right
 from collections import Counter
 from datetime import timezone
 from functools import lru_cache
+from typing import Any, Union
 from zoneinfo import ZoneInfo
+
+import msgspec
+from msgspec import Struct, field
 
 from contract.timeutil import ONE_US, US_PER_S, format_ts, parse_ts_or_none, to_datetime
 from stream.logic import event_codec
@@ -127,6 +140,19 @@ DNS, HTTP = "dnsreqs", "httpreqs"  # their order in (ts, table, id): "dnsreqs" <
 LONDON, PARIS = "L", "P"  # zone keys in the state
 _ZONES = {LONDON: ZoneInfo("Europe/London"), PARIS: ZoneInfo("Europe/Paris")}
 _UTC = timezone.utc
+
+Id = Union[int, str]  # a ucn id: an int, or the text of a key that is none
+Location = tuple[int, int, str]  # (entertime, exittime, name) of a location row that can match a session
+
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
+def _int64(total: int) -> int:
+    """A sum the changelog can hold (what orjson, which wrote these states before, can write): a row or
+    record that would carry it past 64 bits fails (and is a dead letter) instead of the key's state."""
+    if _INT64_MIN <= total <= _UINT64_MAX:
+        return total
+    raise TypeError("Integer exceeds 64-bit range")
 
 
 def _as_id(value):
@@ -190,211 +216,265 @@ def time_zone(country) -> ZoneInfo:
     return _ZONES[zone_of(country)]
 
 
+# --------------------------------------------------------------------------- records between stages
+
+
+class Traffic(Struct, array_like=True):
+    """Traffic rows summed: one JSON list [rows, bytes_in, bytes_out, packets_in, packets_out, first, last]
+    (the times of the first and last row; None before any)."""
+
+    rows: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    packets_in: int = 0
+    packets_out: int = 0
+    first_at: int | None = None
+    last_at: int | None = None
+
+
+class Contribution(Struct, omit_defaults=True):
+    """A device's rows not forwarded yet, folded (its pending state), and what its users get of them (a
+    record's "ev", whole or in pieces). Keys are absent while empty."""
+
+    rows: int = field(name="n")
+    watermark: int | None = field(name="wm", default=None)  # the newest row's time (in a piece: the last's)
+    first_row_at: int | None = field(name="first", default=None)  # the oldest row's time
+    traffic: Traffic | None = field(name="tr", default=None)
+    hour_bytes: dict[str, int] = field(name="hb", default_factory=dict)  # str(time_bucket) -> bytes in + out
+    service_bytes: dict[str, int] = field(name="svc", default_factory=dict)  # service | "unknown" -> bytes
+    dns_rows: int = field(name="dns", default=0)
+    http_rows: int = field(name="http", default=0)  # any user_url
+    # activity events [ts, "dnsreqs" | "httpreqs", id, domain | None], or (in a record) the same encoded
+    # by stream.logic.event_codec
+    activity: list[list[Any]] = field(name="acts", default_factory=list)
+    activity_encoded: dict[str, Any] | None = field(name="acz", default=None)
+    locations: list[Location] = field(name="locs", default_factory=list)  # only rows that can match
+
+
+class DeviceRecord(Struct, tag_field="k", tag="device", omit_defaults=True):
+    """What a device tells each owner: its link info, and its contribution when there is one."""
+
+    user: Id
+    device: Id
+    seq: int
+    platform: str | None
+    shared: bool
+    contribution: Contribution | None = field(name="ev", default=None)
+
+
 # --------------------------------------------------------------------------- stage 1: devices
 
 
-def new_device() -> dict:
-    return {
-        "dev": None,  # {"platform", "shared"} from the first devices row
-        "owners": [],  # user ids in link order
-        "told": [],  # owners that got the link info
-        "pend": None,  # contribution not forwarded yet (held or this batch's)
-        "held": 0,  # rows in pend
-        "fwd": 0,  # rows forwarded to owners
-        "unowned_events": 0,  # rows of a shared device: in no user's features
-        "late_links": 0,
-        "dups": 0,
-        "events": 0,  # rows applied (duplicates excluded), reference rows included
-        "seq": 0,
-    }
+class DeviceRow(Struct):
+    """The device's first devices row."""
+
+    platform: str | None
+    shared: bool  # a null shared is false
 
 
-def _new_contribution() -> dict:
-    return {"n": 0, "wm": None}
+class DeviceState(Struct, omit_defaults=True):
+    """One device. Every field but the held parts' is always in its JSON (no default)."""
+
+    device_row: DeviceRow | None = field(name="dev")
+    owners: list[Id]  # user ids in link order
+    told_owners: list[Id] = field(name="told")  # owners that got the link info
+    pending: Contribution | None = field(name="pend")  # contribution not forwarded yet (held or this batch's)
+    held_rows: int = field(name="held")  # rows in pending and the held parts
+    forwarded_rows: int = field(name="fwd")  # rows forwarded to owners
+    unowned_events: int  # rows of a shared device: in no user's features
+    late_links: int
+    duplicate_rows: int = field(name="dups")
+    events: int  # rows applied (duplicates excluded), reference rows included
+    seq: int  # of the last record sent
+    held_parts: int = 0  # parts of the held contribution beside the state (HeldParts)
+    held_first_at: int | None = field(name="held_first", default=None)  # the oldest held row's time, with parts
 
 
-def oldest_held(state: dict) -> int | None:
+def new_device() -> DeviceState:
+    return DeviceState(device_row=None, owners=[], told_owners=[], pending=None, held_rows=0, forwarded_rows=0,
+                       unowned_events=0, late_links=0, duplicate_rows=0, events=0, seq=0)
+
+
+def oldest_held(state: DeviceState) -> int | None:
     """Event time of the oldest row the device holds back (no owner or no devices row yet), or None."""
-    if not state["held"]:
+    if not state.held_rows:
         return None
-    if state.get("held_parts"):
-        return state.get("held_first")
-    return state["pend"].get("first") if state["pend"] else None
+    if state.held_parts:
+        return state.held_first_at
+    return state.pending.first_row_at if state.pending is not None else None
 
 
-def apply_device_rows(state: dict, table: str, rows, seen: BlockedIntIds) -> None:
+def apply_device_rows(state: DeviceState, table: str, rows, seen: BlockedIntIds) -> None:
     """Fold a batch of one table's rows of one device into its state (`seen`: the device's applied ids,
     kept outside the state: see stream.logic.dedup)."""
     if table == "httpreqs2":
         table = HTTP
     if table == "devices":
         for row in rows:
-            if state["dev"] is None:
+            if state.device_row is None:
                 values = row.values
-                state["dev"] = {"platform": values.get("platform"), "shared": values.get("shared") is True}
-                state["events"] += 1
+                state.device_row = DeviceRow(values.get("platform"), values.get("shared") is True)
+                state.events += 1
             else:
-                state["dups"] += 1
+                state.duplicate_rows += 1
         return
     if table == "user_devices":
         for row in rows:
             user = _as_id(row.values.get("user_id"))
-            if user is None or user in state["owners"]:
-                state["dups"] += 1
+            if user is None or user in state.owners:
+                state.duplicate_rows += 1
                 continue
-            state["owners"].append(user)
-            state["events"] += 1
-            if state["fwd"]:
-                state["late_links"] += 1
+            state.owners.append(user)
+            state.events += 1
+            if state.forwarded_rows:
+                state.late_links += 1
         return
     if table not in EVENT_TABLES:
         raise ValueError(f"not a ucn device table: {table}")
-    pend = state["pend"]
+    pend = state.pending
     fold = _FOLD[table]
     firsts = seen.first_seen(table, [_as_id(row.values.get("id")) for row in rows])
     for row, first in zip(rows, firsts):
         if not first:
-            state["dups"] += 1
+            state.duplicate_rows += 1
             continue
-        state["events"] += 1
+        state.events += 1
         if pend is None:
-            pend = state["pend"] = _new_contribution()
+            pend = state.pending = Contribution(0)
         fold(pend, row)
-        pend["n"] += 1
-        if row.ts is not None and (pend.get("first") is None or row.ts < pend["first"]):
-            pend["first"] = row.ts  # the oldest row held: a progress mark must not pass it (stream.logic.progress)
-        if pend["wm"] is None or row.ts > pend["wm"]:
-            pend["wm"] = row.ts
-        state["held"] += 1
+        pend.rows += 1
+        ts = row.ts
+        if ts is not None and (pend.first_row_at is None or ts < pend.first_row_at):
+            pend.first_row_at = ts  # the oldest row held: a progress mark must not pass it (stream.logic.progress)
+        if pend.watermark is None or ts > pend.watermark:
+            pend.watermark = ts
+        state.held_rows += 1
 
 
-def _fold_traffic(pend: dict, row) -> None:
+def _fold_traffic(pend: Contribution, row) -> None:
     values, ts = row.values, row.ts
     bytes_in, bytes_out = values.get("bytes_in") or 0, values.get("bytes_out") or 0
-    tr = pend.get("tr")
+    packets_in, packets_out = values.get("packets_in") or 0, values.get("packets_out") or 0
+    tr = pend.traffic
     if tr is None:
-        pend["tr"] = [1, bytes_in, bytes_out, values.get("packets_in") or 0, values.get("packets_out") or 0, ts, ts]
+        pend.traffic = Traffic(1, bytes_in, bytes_out, packets_in, packets_out, ts, ts)
     else:
-        tr[0] += 1
-        tr[1] += bytes_in
-        tr[2] += bytes_out
-        tr[3] += values.get("packets_in") or 0
-        tr[4] += values.get("packets_out") or 0
-        if ts < tr[5]:
-            tr[5] = ts
-        if ts > tr[6]:
-            tr[6] = ts
-    buckets = pend.setdefault("hb", {})
+        tr.rows += 1
+        tr.bytes_in = _int64(tr.bytes_in + bytes_in)
+        tr.bytes_out = _int64(tr.bytes_out + bytes_out)
+        tr.packets_in = _int64(tr.packets_in + packets_in)
+        tr.packets_out = _int64(tr.packets_out + packets_out)
+        if tr.first_at is None or ts < tr.first_at:
+            tr.first_at = ts
+        if tr.last_at is None or ts > tr.last_at:
+            tr.last_at = ts
+    buckets = pend.hour_bytes
     key = str(time_bucket(ts))
-    buckets[key] = buckets.get(key, 0) + bytes_in + bytes_out
+    buckets[key] = _int64(buckets.get(key, 0) + bytes_in + bytes_out)
 
 
-def _fold_app(pend: dict, row) -> None:
+def _fold_app(pend: Contribution, row) -> None:
     values = row.values
     service = values.get("service")
     service = "unknown" if service is None else service
-    services = pend.setdefault("svc", {})
-    services[service] = services.get(service, 0) + (values.get("bytes_in") or 0) + (values.get("bytes_out") or 0)
+    services = pend.service_bytes
+    services[service] = _int64(services.get(service, 0) + (values.get("bytes_in") or 0)
+                               + (values.get("bytes_out") or 0))
 
 
-def _fold_dns(pend: dict, row) -> None:
-    pend["dns"] = pend.get("dns", 0) + 1
-    pend.setdefault("acts", []).append([row.ts, DNS, _as_id(row.values.get("id")), row.values.get("query")])
+def _fold_dns(pend: Contribution, row) -> None:
+    pend.dns_rows += 1
+    pend.activity.append([row.ts, DNS, _as_id(row.values.get("id")), row.values.get("query")])
 
 
-def _fold_http(pend: dict, row) -> None:
-    pend["http"] = pend.get("http", 0) + 1
+def _fold_http(pend: Contribution, row) -> None:
+    pend.http_rows += 1
     if row.values.get("user_url") is True:
-        pend.setdefault("acts", []).append(
-            [row.ts, HTTP, _as_id(row.values.get("id")), row.values.get("req_url_host")])
+        pend.activity.append([row.ts, HTTP, _as_id(row.values.get("id")), row.values.get("req_url_host")])
 
 
-def _fold_location(pend: dict, row) -> None:
+def _fold_location(pend: Contribution, row) -> None:
     values = row.values
     exit_ts, name = parse_ts_or_none(values.get("exittime")), values.get("name")
     if row.ts is None or exit_ts is None or name is None:
         return  # a null entertime, exittime or name never matches
-    pend.setdefault("locs", []).append([row.ts, exit_ts, name])
+    pend.locations.append((row.ts, exit_ts, name))
 
 
 _FOLD = {"devicetraffic": _fold_traffic, "deviceapptraffic": _fold_app, "dnsreqs": _fold_dns,
          HTTP: _fold_http, "locations": _fold_location}
 
 
-def device_outbox(state: dict, device_id, held: HeldParts | None = None) -> list[tuple[str, dict]]:
+def device_outbox(state: DeviceState, device_id, held: HeldParts | None = None) -> list[tuple[str, DeviceRecord]]:
     """Records for the user stage: (user id as text, record). See the module doc. `held`: the parts of
     the contribution the device held back beside its state, if any (`HeldParts`)."""
-    dev = state["dev"]
+    dev = state.device_row
     if dev is None:
         return []  # unknown device: events stay held
-    owners = state["owners"]
-    told = set(state["told"])
+    owners = state.owners
+    told = set(state.told_owners)
     new_owners = [u for u in owners if u not in told]
-    if dev["shared"]:
-        if state["pend"] is not None or state.get("held_parts"):
-            state["unowned_events"] += state["held"]
+    contributions: list[Contribution]
+    if dev.shared:
+        if state.pending is not None or state.held_parts:
+            state.unowned_events += state.held_rows
             _forget_held(state, held)
         targets, contributions = new_owners, []
     else:
         if not owners:
             return []  # no owner yet: events stay held
         contributions = (held.take(state) if held is not None else []) + (
-            [state["pend"]] if state["pend"] is not None else [])
+            [state.pending] if state.pending is not None else [])
         targets = owners if contributions else new_owners
     if not targets:
         return []
     device = _as_id(device_id)
     out = []
-    contributions = [piece for contribution in contributions for piece in _pieces(contribution)]
-    for contribution in contributions or [None]:  # oldest first, each its own sequence number
-        state["seq"] = next_seq(state["seq"])
+    pieces: list[Contribution | None] = [piece for contribution in contributions for piece in _pieces(contribution)]
+    for contribution in pieces or [None]:  # oldest first, each its own sequence number
+        state.seq = seq = next_seq(state.seq)
         for user in targets:
-            record = {"k": "device", "user": user, "device": device, "seq": state["seq"],
-                      "platform": dev["platform"], "shared": dev["shared"]}
-            if contribution is not None:
-                record["ev"] = contribution
-            out.append((str(user), record))
+            out.append((str(user), DeviceRecord(user, device, seq, dev.platform, dev.shared, contribution)))
     if contributions:
-        state["fwd"] += state["held"]
+        state.forwarded_rows += state.held_rows
         _forget_held(state, None)
-    state["told"] = list(owners)
+    state.told_owners = list(owners)
     return out
 
 
 PIECE_EVENTS = 400  # activity events per record: a contribution of more is sent in pieces (~25 KB each)
 
 
-def _pieces(contribution: dict) -> list[dict]:
+def _pieces(contribution: Contribution) -> list[Contribution]:
     """A contribution as records of at most PIECE_EVENTS activity events, in order. The first carries
     the counts and sums; the last carries `wm`."""
-    acts = contribution.get("acts", ())
+    acts = contribution.activity
     if len(acts) <= PIECE_EVENTS:
-        return [_compact(dict(contribution))]
-    first = {k: v for k, v in contribution.items() if k not in ("acts", "wm")}
-    pieces = [first] + [{"n": 0} for _ in range(PIECE_EVENTS, len(acts), PIECE_EVENTS)]
+        return [_compact(msgspec.structs.replace(contribution))]
+    pieces = [msgspec.structs.replace(contribution, watermark=None)] + [
+        Contribution(0) for _ in range(PIECE_EVENTS, len(acts), PIECE_EVENTS)]
     for piece, start in zip(pieces, range(0, len(acts), PIECE_EVENTS)):
-        piece["acts"] = acts[start:start + PIECE_EVENTS]
-    pieces[-1]["wm"] = contribution.get("wm")
+        piece.activity = acts[start:start + PIECE_EVENTS]
+    pieces[-1].watermark = contribution.watermark
     return [_compact(piece) for piece in pieces]
 
 
-def _compact(piece: dict) -> dict:
+def _compact(piece: Contribution) -> Contribution:
     """A piece's activity events as flat integer lists (`acz`, stream.logic.event_codec): a device's
     record, and the state that owes it, take about a third of the bytes."""
-    acts = piece.get("acts")
+    acts = piece.activity
     if acts:
         encoded = event_codec.encode_rows(acts)
         if encoded is not None:
-            del piece["acts"]
-            piece["acz"] = encoded
+            piece.activity = []
+            piece.activity_encoded = encoded
     return piece
 
 
-def activity_events(ev: dict):
-    acts = ev.get("acts")
-    if acts is None and "acz" in ev:
-        return event_codec.decode_rows(ev["acz"])
-    return acts or ()
+def activity_events(ev: Contribution):
+    if not ev.activity and ev.activity_encoded is not None:
+        return event_codec.decode_rows(ev.activity_encoded)
+    return ev.activity
 
 
 HELD_PART_ROWS = 500  # a held contribution of this many rows moves beside the state (~40 KB at most)
@@ -410,90 +490,125 @@ class HeldParts:
     def _name(self, number: int) -> str:
         return f"h{number}|{self.device_key}"
 
-    def spill(self, state: dict) -> None:
+    def spill(self, state: DeviceState) -> None:
         """After a batch: move the held contribution out of the state once it has HELD_PART_ROWS rows."""
-        pend = state["pend"]
-        if not state["held"] or pend is None or pend["n"] < HELD_PART_ROWS:
+        pend = state.pending
+        if not state.held_rows or pend is None or pend.rows < HELD_PART_ROWS:
             return
-        number = state.get("held_parts", 0)
+        number = state.held_parts
         if number == 0:
-            state["held_first"] = pend.get("first")
-        self.store.put(self._name(number), {"part": pend})
-        state["held_parts"], state["pend"] = number + 1, None
+            state.held_first_at = pend.first_row_at
+        self.store.put(self._name(number), {"part": msgspec.to_builtins(pend)})  # an entry holds plain JSON
+        state.held_parts, state.pending = number + 1, None
 
-    def take(self, state: dict) -> list[dict]:
+    def take(self, state: DeviceState) -> list[Contribution]:
         """The parts in the order they were held, removed from beside the state."""
         parts = []
-        for number in range(state.get("held_parts", 0)):
+        for number in range(state.held_parts):
             part = self.store.get(self._name(number))
             self.store.delete(self._name(number))
             if part is not None:
-                parts.append(part["part"])
+                parts.append(msgspec.convert(part["part"], Contribution))
         return parts
 
 
-def _forget_held(state: dict, held: HeldParts | None) -> None:
+def _forget_held(state: DeviceState, held: HeldParts | None) -> None:
     if held is not None:
         held.take(state)
-    state["pend"], state["held"] = None, 0
-    state.pop("held_parts", None)
-    state.pop("held_first", None)
+    state.pending, state.held_rows = None, 0
+    state.held_parts, state.held_first_at = 0, None
 
 
 # --------------------------------------------------------------------------- stage 2: users
 
 
-def _zone_bins() -> dict:
-    return {"bwd": [0] * 24, "bwe": [0] * 24, "bws": [0] * 84, "ewd": [0] * 24, "ewe": [0] * 24}
+def _hours() -> list[int]:
+    return [0] * 24
 
 
-def new_user(user_id=None) -> dict:
-    return {
-        "id": None if user_id is None else _as_id(user_id),
-        "user": None,  # {"username", "country"} of the first users row
-        "devices": {},  # str(device id) -> [platform, shared]
-        "seq": {},  # str(device id) -> last applied record seq
-        "tr": [0, 0, 0, 0, 0, None, None],  # rows, bytes_in, bytes_out, packets_in, packets_out, first, last
-        "dns": 0,
-        "http": 0,
-        "svc": {},
-        "zb": {LONDON: _zone_bins(), PARIS: _zone_bins()},  # one zone once the country is known
-        "ieh": [0] * BINS,
-        "ief": None,  # time of the last final activity event
-        "sess_n": 0,
-        "sess_us": 0,
-        "sdh": [0] * BINS,
-        "last_session": None,
-        "locs": [],  # [entertime, exittime, name] that may still match a session
-        "win": None,
-        "events": 0,
-        "wm": None,
-    }
+class ZoneBins(Struct):
+    """What a user's local hours count, in one zone."""
+
+    bytes_weekday: list[int] = field(name="bwd", default_factory=_hours)  # by local hour
+    bytes_weekend: list[int] = field(name="bwe", default_factory=_hours)
+    bytes_week_slots: list[int] = field(name="bws", default_factory=lambda: [0] * 84)  # weekday * 12 + hour // 2
+    events_weekday: list[int] = field(name="ewd", default_factory=_hours)  # activity events by local hour
+    events_weekend: list[int] = field(name="ewe", default_factory=_hours)
 
 
-def apply_user_rows(state: dict, rows) -> None:
+class UsersRow(Struct):
+    """The user's first users row."""
+
+    username: str | None
+    country: str | None
+
+
+class DeviceInfo(Struct, array_like=True):
+    """What a user knows of one of its devices: JSON [platform, shared]."""
+
+    platform: str | None
+    shared: bool
+
+
+def _both_zones() -> dict[str, ZoneBins]:
+    return {LONDON: ZoneBins(), PARIS: ZoneBins()}
+
+
+def _histogram() -> list[int]:
+    return [0] * BINS
+
+
+class UserState(Struct):
+    """One user."""
+
+    user_id: Id | None = field(name="id", default=None)
+    users_row: UsersRow | None = field(name="user", default=None)
+    devices: dict[str, DeviceInfo] = field(default_factory=dict)  # by str(device id)
+    device_seq: dict[str, int] = field(name="seq", default_factory=dict)  # str(device id) -> last applied seq
+    traffic: Traffic = field(name="tr", default_factory=Traffic)
+    dns_rows: int = field(name="dns", default=0)
+    http_rows: int = field(name="http", default=0)
+    service_bytes: dict[str, int] = field(name="svc", default_factory=dict)
+    zone_bins: dict[str, ZoneBins] = field(name="zb", default_factory=_both_zones)  # one zone once the country is known
+    inter_event_hist: list[int] = field(name="ieh", default_factory=_histogram)
+    last_final_event_at: int | None = field(name="ief", default=None)  # time of the last final activity event
+    sessions: int = field(name="sess_n", default=0)  # closed and kept
+    session_us: int = field(name="sess_us", default=0)
+    session_duration_hist: list[int] = field(name="sdh", default_factory=_histogram)
+    last_session: dict[str, Any] | None = None  # the newest kept session's record
+    locations: list[Location] = field(name="locs", default_factory=list)  # those that may still match a session
+    window: dict[str, Any] | None = field(name="win", default=None)  # SessionWindow.to_state, None before events
+    events: int = 0
+    watermark: int | None = field(name="wm", default=None)  # the newest row's time
+
+
+def new_user(user_id=None) -> UserState:
+    return UserState(user_id=None if user_id is None else _as_id(user_id))
+
+
+def apply_user_rows(state: UserState, rows) -> None:
     """Fold ``users`` rows of one user (the first row counts)."""
     for row in rows:
-        if state["user"] is not None:
+        if state.users_row is not None:
             continue
         values = row.values
-        user = state["user"] = {"username": values.get("username"), "country": values.get("country")}
-        if state["id"] is None:
-            state["id"] = _as_id(values.get("id", row.key))
-        state["events"] += 1
-        zone = zone_of(user["country"])
-        state["zb"] = {zone: state["zb"].get(zone) or _zone_bins()}
+        user = state.users_row = UsersRow(values.get("username"), values.get("country"))
+        if state.user_id is None:
+            state.user_id = _as_id(values.get("id", row.key))
+        state.events += 1
+        zone = zone_of(user.country)
+        state.zone_bins = {zone: state.zone_bins.get(zone) or ZoneBins()}
 
 
-def _window(state: dict) -> SessionWindow:
+def _window(state: UserState) -> SessionWindow:
     params: dict = {"gap_us": SESSION_GAP_US, "lateness_us": LATENESS_US, "min_events": SESSION_MIN_EVENTS,
                     "auto_watermark": False}
-    if state["win"] is None:
+    if state.window is None:
         return SessionWindow(**params)
-    return SessionWindow.from_state(state["win"], **params)
+    return SessionWindow.from_state(state.window, **params)
 
 
-def apply_user_records(state: dict, records, event_time: int | None = None) -> list[dict]:
+def apply_user_records(state: UserState, records: list[DeviceRecord], event_time: int | None = None) -> list[dict]:
     """Fold stage-1 records into the user; return the kept sessions that closed (oldest first).
 
     `event_time`: how far every source that can still send this user an activity event has come (the
@@ -501,17 +616,15 @@ def apply_user_records(state: dict, records, event_time: int | None = None) -> l
     """
     window = None
     for record in records:
-        if record.get("k") != "device":
-            continue
-        device = record["device"]
+        device = record.device
         dev_key = str(device)
-        if record["seq"] <= state["seq"].get(dev_key, 0):
+        if record.seq <= state.device_seq.get(dev_key, 0):
             continue  # redelivered
-        state["seq"][dev_key] = record["seq"]
-        if state["id"] is None:
-            state["id"] = record["user"]
-        state["devices"][dev_key] = [record["platform"], bool(record["shared"])]
-        contribution = record.get("ev")
+        state.device_seq[dev_key] = record.seq
+        if state.user_id is None:
+            state.user_id = record.user
+        state.devices[dev_key] = DeviceInfo(record.platform, record.shared)
+        contribution = record.contribution
         if contribution is None:
             continue
         if window is None:
@@ -522,87 +635,96 @@ def apply_user_records(state: dict, records, event_time: int | None = None) -> l
     if event_time is not None:
         window.advance_to(event_time)
     closed = _finalise(state, window.close_due())
-    state["win"] = window.to_state()
+    state.window = window.to_state()
     return closed
 
 
-def _fold_contribution(state: dict, window: SessionWindow, device, ev: dict) -> None:
-    zones = state["zb"]
-    tr = ev.get("tr")
+def _fold_contribution(state: UserState, window: SessionWindow, device, ev: Contribution) -> None:
+    zones = state.zone_bins
+    tr = ev.traffic
     if tr is not None:
-        mine = state["tr"]
-        for i in range(5):
-            mine[i] += tr[i]
-        mine[5] = tr[5] if mine[5] is None else min(mine[5], tr[5])
-        mine[6] = tr[6] if mine[6] is None else max(mine[6], tr[6])
-    for bucket, volume in ev.get("hb", {}).items():
-        bucket = int(bucket)
+        mine = state.traffic
+        mine.rows += tr.rows
+        mine.bytes_in = _int64(mine.bytes_in + tr.bytes_in)
+        mine.bytes_out = _int64(mine.bytes_out + tr.bytes_out)
+        mine.packets_in = _int64(mine.packets_in + tr.packets_in)
+        mine.packets_out = _int64(mine.packets_out + tr.packets_out)
+        if tr.first_at is not None and (mine.first_at is None or tr.first_at < mine.first_at):
+            mine.first_at = tr.first_at
+        if tr.last_at is not None and (mine.last_at is None or tr.last_at > mine.last_at):
+            mine.last_at = tr.last_at
+    for bucket, volume in ev.hour_bytes.items():
+        bucket_us = int(bucket)
         for zone, bins in zones.items():
-            hour, weekday = _local_at(zone, bucket)
-            bins["bwe" if weekday >= 5 else "bwd"][hour] += volume
-            bins["bws"][weekday * 12 + hour // 2] += volume
-    services = state["svc"]
-    for service, volume in ev.get("svc", {}).items():
-        services[service] = services.get(service, 0) + volume
-    state["dns"] += ev.get("dns", 0)
-    state["http"] += ev.get("http", 0)
+            hour, weekday = _local_at(zone, bucket_us)
+            by_hour = bins.bytes_weekend if weekday >= 5 else bins.bytes_weekday
+            by_hour[hour] = _int64(by_hour[hour] + volume)
+            slots, slot = bins.bytes_week_slots, weekday * 12 + hour // 2
+            slots[slot] = _int64(slots[slot] + volume)
+    services = state.service_bytes
+    for service, volume in ev.service_bytes.items():
+        services[service] = _int64(services.get(service, 0) + volume)
+    state.dns_rows += ev.dns_rows
+    state.http_rows += ev.http_rows
     for ts, table, event_id, domain in activity_events(ev):
         for zone, bins in zones.items():
             hour, weekday = local_hour_weekday(zone, ts)
-            bins["ewe" if weekday >= 5 else "ewd"][hour] += 1
+            (bins.events_weekend if weekday >= 5 else bins.events_weekday)[hour] += 1
         window.add(ts, (table, event_id), [device, domain])
-    locs = ev.get("locs")
+    locs = ev.locations
     if locs:
-        known = {tuple(loc) for loc in state["locs"]}
+        known = set(state.locations)
+        final = state.last_final_event_at
         for enter, exit_ts, name in locs:
-            if (state["ief"] is None or exit_ts > state["ief"]) and (enter, exit_ts, name) not in known:
-                known.add((enter, exit_ts, name))
-                state["locs"].append([enter, exit_ts, name])
-    state["events"] += ev.get("n", 0)
-    wm = ev.get("wm")
-    if wm is not None and (state["wm"] is None or wm > state["wm"]):
-        state["wm"] = wm
+            location = (enter, exit_ts, name)
+            if (final is None or exit_ts > final) and location not in known:
+                known.add(location)
+                state.locations.append(location)
+    state.events += ev.rows
+    wm = ev.watermark
+    if wm is not None and (state.watermark is None or wm > state.watermark):
+        state.watermark = wm
 
 
-def _finalise(state: dict, closed) -> list[dict]:
+def _finalise(state: UserState, closed) -> list[dict]:
     """Walk final sessions in order: inter-event gaps, then kept-session features."""
     out = []
-    hist = state["ieh"]
+    hist = state.inter_event_hist
     for session in closed:
-        last = state["ief"]
+        last = state.last_final_event_at
         for event in session.events:
             if last is not None:
                 hist[hist_bin(event.ts_us - last)] += 1
             last = event.ts_us
-        state["ief"] = last
+        state.last_final_event_at = last
         if not session.kept:
             continue
         record = _session_record(state, session)
-        state["sess_n"] += 1
-        state["sess_us"] += session.duration_us
-        state["sdh"][hist_bin(session.duration_us)] += 1
-        state["last_session"] = record
+        state.sessions += 1
+        state.session_us += session.duration_us
+        state.session_duration_hist[hist_bin(session.duration_us)] += 1
+        state.last_session = record
         out.append(record)
-    if closed and state["locs"]:
-        final = state["ief"]
-        state["locs"] = [loc for loc in state["locs"] if loc[1] > final]
+    final = state.last_final_event_at
+    if closed and state.locations and final is not None:
+        state.locations = [loc for loc in state.locations if loc[1] > final]
     return out
 
 
-def _session_record(state: dict, session) -> dict:
+def _session_record(state: UserState, session) -> dict:
     start, end = session.start_us, session.end_us
     devices = sorted({event.payload[0] for event in session.events})
     platforms = set()
     for device in devices:
-        info = state["devices"].get(str(device))
-        if info is not None and info[0] is not None:
-            platforms.add(info[0])
+        info = state.devices.get(str(device))
+        if info is not None and info.platform is not None:
+            platforms.add(info.platform)
     dns_events = sum(1 for event in session.events if event.order[0] == DNS)
     domains = Counter(event.payload[1] for event in session.events if event.payload[1] is not None)
     top = sorted(domains.items(), key=lambda item: (-item[1], item[0]))[:TOP_DOMAINS]
-    places = sorted({name for enter, exit_ts, name in state["locs"] if enter <= end and exit_ts >= start})
+    places = sorted({name for enter, exit_ts, name in state.locations if enter <= end and exit_ts >= start})
     return {
-        "user": state["id"],
+        "user": state.user_id,
         "start": format_ts(start),
         "end": format_ts(end),
         "duration_s": (end - start) / US_PER_S,
@@ -616,17 +738,17 @@ def _session_record(state: dict, session) -> dict:
     }
 
 
-def close_user_windows(state: dict) -> list[dict]:
+def close_user_windows(state: UserState) -> list[dict]:
     """End of a replay: every pending session becomes final; return the kept ones."""
-    if state["win"] is None:
+    if state.window is None:
         return []
     window = _window(state)
     closed = _finalise(state, window.close_all())
-    state["win"] = window.to_state()
+    state.window = window.to_state()
     return closed
 
 
-def close_at_run_end(state: dict, again: bool = False) -> list[dict] | None:
+def close_at_run_end(state: UserState, again: bool = False) -> list[dict] | None:
     """What an end-of-run mark does to one user: the kept sessions it closes, or None when it changes
     nothing.
 
@@ -636,23 +758,23 @@ def close_at_run_end(state: dict, again: bool = False) -> list[dict] | None:
     after the run (live rows, or the next run's), and closing it would make the rest of those
     sessions' events late for good.
     """
-    if again or not (state["win"] and pending_in_state(state["win"])):
+    if again or not (state.window and pending_in_state(state.window)):
         return None
     return close_user_windows(state)
 
 
-def advance_user_watermark(state: dict, ts_us: int) -> list[dict]:
+def advance_user_watermark(state: UserState, ts_us: int) -> list[dict]:
     """Move the user's event time forward (e.g. to a partition-wide watermark)
     and close what that makes final; return the kept sessions closed."""
     window = _window(state)
     window.advance_to(ts_us)
     closed = _finalise(state, window.close_due())
-    state["win"] = window.to_state()
+    state.window = window.to_state()
     return closed
 
 
-def _open_session(state: dict) -> dict | None:
-    if state["win"] is None:
+def _open_session(state: UserState) -> dict | None:
+    if state.window is None:
         return None
     pending = _window(state).open_session()
     if pending is None:
@@ -661,53 +783,52 @@ def _open_session(state: dict) -> dict | None:
             "events": pending["events"]}
 
 
-def user_features(state: dict) -> dict:
+def user_features(state: UserState) -> dict:
     """The ``ucn/user`` snapshot (SPEC §4)."""
-    user = state["user"] or {}
-    country = user.get("country")
-    zone = zone_of(country)
-    bins = state["zb"].get(zone) or _zone_bins()
-    tr = state["tr"]
-    devices = state["devices"].values()
+    user = state.users_row
+    username, country = (user.username, user.country) if user is not None else (None, None)
+    bins = state.zone_bins.get(zone_of(country)) or ZoneBins()
+    tr = state.traffic
+    devices = state.devices.values()
     return {
-        "username": user.get("username"),
+        "username": username,
         "country": country,
-        "devices_personal": sum(1 for _, shared in devices if not shared),
-        "devices_shared": sum(1 for _, shared in devices if shared),
-        "traffic_seconds": tr[0],
-        "first_traffic_at": format_ts(tr[5]),
-        "last_traffic_at": format_ts(tr[6]),
-        "bytes_in": tr[1],
-        "bytes_out": tr[2],
-        "packets_in": tr[3],
-        "packets_out": tr[4],
-        "dns_requests": state["dns"],
-        "http_requests": state["http"],
-        "bytes_by_hour_weekday": list(bins["bwd"]),
-        "bytes_by_hour_weekend": list(bins["bwe"]),
-        "bytes_by_week_slot": list(bins["bws"]),
-        "user_events_by_hour_weekday": list(bins["ewd"]),
-        "user_events_by_hour_weekend": list(bins["ewe"]),
-        "bytes_by_service": dict(sorted(state["svc"].items())),
-        "inter_event_hist": list(state["ieh"]),
-        "sessions_count": state["sess_n"],
-        "sessions_seconds": state["sess_us"] / US_PER_S,
-        "session_duration_hist": list(state["sdh"]),
-        "last_session": dict(state["last_session"]) if state["last_session"] is not None else None,
+        "devices_personal": sum(1 for info in devices if not info.shared),
+        "devices_shared": sum(1 for info in devices if info.shared),
+        "traffic_seconds": tr.rows,
+        "first_traffic_at": format_ts(tr.first_at),
+        "last_traffic_at": format_ts(tr.last_at),
+        "bytes_in": tr.bytes_in,
+        "bytes_out": tr.bytes_out,
+        "packets_in": tr.packets_in,
+        "packets_out": tr.packets_out,
+        "dns_requests": state.dns_rows,
+        "http_requests": state.http_rows,
+        "bytes_by_hour_weekday": list(bins.bytes_weekday),
+        "bytes_by_hour_weekend": list(bins.bytes_weekend),
+        "bytes_by_week_slot": list(bins.bytes_week_slots),
+        "user_events_by_hour_weekday": list(bins.events_weekday),
+        "user_events_by_hour_weekend": list(bins.events_weekend),
+        "bytes_by_service": dict(sorted(state.service_bytes.items())),
+        "inter_event_hist": list(state.inter_event_hist),
+        "sessions_count": state.sessions,
+        "sessions_seconds": state.session_us / US_PER_S,
+        "session_duration_hist": list(state.session_duration_hist),
+        "last_session": dict(state.last_session) if state.last_session is not None else None,
         "open_session": _open_session(state),
     }
 
 
-def user_events(state: dict) -> int:
+def user_events(state: UserState) -> int:
     """Rows that reached this user: its users row and its personal devices' event rows."""
-    return state["events"]
+    return state.events
 
 
-def user_watermark(state: dict) -> int | None:
+def user_watermark(state: UserState) -> int | None:
     """Greatest event time (us) of the user's rows, or None."""
-    return state["wm"]
+    return state.watermark
 
 
-def user_late_events(state: dict) -> int:
+def user_late_events(state: UserState) -> int:
     """Activity events later than the lateness (counted, kept out of sessions and gaps)."""
-    return state["win"]["late_events"] if state["win"] is not None else 0
+    return state.window["late_events"] if state.window is not None else 0

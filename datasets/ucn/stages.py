@@ -1,16 +1,23 @@
-"""The ucn stages: devices (key devid) -> users (key user id), see datasets.ucn.logic."""
+"""The ucn stages: devices (key devid) -> users (key user id), see datasets.ucn.logic.
+
+Their states are typed (datasets.ucn.logic's `DeviceState`, `UserState`; each table's `CODECS` entry),
+handed out by the store as `store.Entry`s, which also hold what the stages owe (stream.logic.owed); the
+records the device stage sends the user stage are typed too (`DeviceRecord`, read by `TypedRecords`)."""
 from __future__ import annotations
 
 import time
 
+from contract import wire
 from contract.timeutil import format_ts
 from stream.logic import owed
 from stream.logic.dedup import BlockedIntIds
 from stream.logic.progress import PartitionProgress
 from stream.logic.source_clock import SourceClock
 from stream.runtime.context import StageContext
+from stream.runtime.records import TypedRecords
 from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
+from stream.runtime.store import Entry, StructCodec
 
 from . import logic as ucn
 
@@ -21,9 +28,9 @@ SESSIONS_TOPIC = "ucn.sessions"
 STORE = {"device": "ucn_device", "user": "ucn_user"}  # stage -> its table
 
 
-def owed_spill(context: StageContext, partition: int, stage: str, key: str, state: dict) -> owed.Spill:
+def owed_spill(context: StageContext, partition: int, stage: str, key: str, entry: Entry) -> owed.Spill:
     """Large owed records (stream.logic.owed), beside the key's state."""
-    return owed.Spill(context.beside(STORE[stage], partition, state), f"{stage}:{key}")
+    return owed.Spill(context.beside(STORE[stage], partition, entry), f"{stage}:{key}")
 
 
 DEVICE_TOPICS = ["ucn.devices", "ucn.user_devices", "ucn.devicetraffic", "ucn.deviceapptraffic", "ucn.httpreqs",
@@ -51,26 +58,27 @@ class DeviceStage(Stage):
         now_s = time.time()
         self._start_partition(partition, outbox, now_s)
         for key, rows in groups.items():
-            state = store.get(partition, key) or ucn.new_device()
-            messages, spill = self._settle(partition, key, state)
-            before = state["events"]
-            beside = self.context.beside("ucn_device", partition, state)
+            entry = store.get(partition, key) or Entry(ucn.new_device())
+            state = entry.state
+            messages, spill = self._settle(partition, key, entry)
+            before = state.events
+            beside = self.context.beside("ucn_device", partition, entry)
             ucn.apply_device_rows(state, table, rows, BlockedIntIds(beside, key))
             held = ucn.HeldParts(beside, f"{self.name}:{key}")
-            if state["events"] != before:
+            if state.events != before:
                 for user, record in ucn.device_outbox(state, key, held):
                     messages.append([USER_TOPIC, user, record])
-            self.context.owe(state, messages, outbox, spill)
+            self.context.owe(entry, messages, outbox, spill)
             held.spill(state)
-            store.put(partition, key, state)  # after what it wrote beside it (store.Beside)
+            store.put(partition, key, entry)  # after what it wrote beside it (store.Beside)
             self._progress.holding(partition, key, ucn.oldest_held(state), now_s)
         self._retell(outbox, now_s)
 
-    def _settle(self, partition: int, key: str, state: dict):
+    def _settle(self, partition: int, key: str, entry: Entry[ucn.DeviceState]):
         """What the device still owes from an earlier worker (maybe lost), to send again, and its spill."""
         context = self.context
-        spill = owed_spill(context, partition, self.name, key, state)
-        return owed.settle(state, context.incarnation, context.delivered_upto, spill), spill
+        spill = owed_spill(context, partition, self.name, key, entry)
+        return owed.settle(entry, context.incarnation, context.delivered_upto, spill), spill
 
     def _retell(self, outbox: Outbox, now_s: float) -> None:
         for table, partition, ts_us in self._progress.retell(now_s):
@@ -106,12 +114,12 @@ class DeviceStage(Stage):
         if self._progress.knows(partition):
             return
         store = self.context.store("ucn_device")
-        for key, state in store.items_in_partition(partition):
-            if owed.owes(state):
-                messages, spill = self._settle(partition, key, state)
-                self.context.owe(state, messages, outbox, spill)
-                store.put(partition, key, state)
-            self._progress.holding(partition, key, ucn.oldest_held(state), now_s)
+        for key, entry in store.items_in_partition(partition):
+            if owed.owes(entry):
+                messages, spill = self._settle(partition, key, entry)
+                self.context.owe(entry, messages, outbox, spill)
+                store.put(partition, key, entry)
+            self._progress.holding(partition, key, ucn.oldest_held(entry.state), now_s)
         self._progress.known(partition)
 
     run_end_store = "ucn_device"
@@ -120,13 +128,13 @@ class DeviceStage(Stage):
         self._progress.run_ended(partition)  # from now on a live feed: its marks say so
         await self.context.delivered()
 
-    def end_run_for(self, partition, key, state, outbox, again=False) -> None:
+    def end_run_for(self, partition, key, entry, outbox, again=False) -> None:
         """Drop delivered contributions from the state: a device may not be touched again for a long time."""
-        if not owed.owes(state):
+        if not owed.owes(entry):
             return
-        messages, spill = self._settle(partition, key, state)
-        self.context.owe(state, messages, outbox, spill)
-        self.context.store("ucn_device").put(partition, key, state)
+        messages, spill = self._settle(partition, key, entry)
+        self.context.owe(entry, messages, outbox, spill)
+        self.context.store("ucn_device").put(partition, key, entry)
 
 
 class UserStage(Stage):
@@ -139,6 +147,11 @@ class UserStage(Stage):
         self._generation = None
         self._consuming_since: dict[int, float] = {}
         self._clocks: dict[int, SourceClock] = {}  # user partition -> how far the device partitions came
+        self._records = TypedRecords(ucn.DeviceRecord, "ucn device record")
+
+    def decode(self, topic: str, value: bytes):
+        """The device stage's records straight into their type; the users rows as every source's."""
+        return self._records.decode(value) if topic == USER_TOPIC else wire.decode(value)
 
     def _new_generation(self) -> None:
         """After a rebalance, silence counts again from when this worker consumes each partition. What it
@@ -175,55 +188,61 @@ class UserStage(Stage):
         delivered_upto = self.context.delivered_upto
         event_time = self.clock(partition).event_time(time.time(), self.consuming_since(partition))
         for user, items in groups.items():
-            state = store.get(partition, user) or ucn.new_user(user)
+            entry = store.get(partition, user) or Entry(ucn.new_user(user))
             if topic == USER_TOPIC:
-                closed = ucn.apply_user_records(state, items, event_time)
+                closed = ucn.apply_user_records(entry.state, items, event_time)
             else:
-                ucn.apply_user_rows(state, items)
+                ucn.apply_user_rows(entry.state, items)
                 closed = []
-            self._publish(partition, user, state, closed, outbox, delivered_upto)
-            store.put(partition, user, state)
+            self._publish(partition, user, entry, closed, outbox, delivered_upto)
+            store.put(partition, user, entry)
 
     run_end_store = "ucn_user"
 
     async def before_run_end(self, partition) -> None:
         self.clock(partition).run_ended()  # what comes next is a live feed
 
-    def end_run_for(self, partition, user, state, outbox, again=False) -> None:
-        closed = ucn.close_at_run_end(state, again)
-        if closed is not None or owed.owes(state):  # owed: sessions sent before and maybe lost
-            self._publish(partition, user, state, closed or [], outbox, self.context.delivered_upto)
-            self.context.store("ucn_user").put(partition, user, state)
+    def end_run_for(self, partition, user, entry, outbox, again=False) -> None:
+        closed = ucn.close_at_run_end(entry.state, again)
+        if closed is not None or owed.owes(entry):  # owed: sessions sent before and maybe lost
+            self._publish(partition, user, entry, closed or [], outbox, self.context.delivered_upto)
+            self.context.store("ucn_user").put(partition, user, entry)
 
-    def _publish(self, partition: int, user: str, state: dict, closed: list[dict], outbox: Outbox,
+    def _publish(self, partition: int, user: str, entry: Entry[ucn.UserState], closed: list[dict], outbox: Outbox,
                  delivered_upto: int) -> None:
         """The snapshot is whole; closed sessions are deltas, owed until delivered (stream.logic.owed)."""
         context = self.context
-        if state.get("user") is None:
+        if entry.state.users_row is None:
             return  # a snapshot exists for every users row; data of others waits in the state
-        spill = owed_spill(context, partition, self.name, user, state)
-        again = owed.settle(state, context.incarnation, delivered_upto, spill)
+        spill = owed_spill(context, partition, self.name, user, entry)
+        again = owed.settle(entry, context.incarnation, delivered_upto, spill)
         if again:  # an earlier worker's sessions, maybe lost; the Redis list skips those it has
             context.sessions(user, [record for _, _, record in again])
         if closed:
             context.sessions(user, closed)
         messages = again + [[SESSIONS_TOPIC, user, record] for record in closed]
-        self.context.owe(state, messages, outbox, spill)
-        state["ver"] = next_version(state.get("ver", 0))
-        self.write_snapshot(user, state)
+        self.context.owe(entry, messages, outbox, spill)
+        entry.version = next_version(entry.version)
+        self.write_snapshot(user, entry)
 
     snapshot_store = "ucn_user"
 
-    def write_snapshot(self, user: str, state: dict) -> None:
-        if state.get("user") is None:
+    def write_snapshot(self, user: str, entry: Entry[ucn.UserState]) -> None:
+        state = entry.state
+        if state.users_row is None:
             return  # a snapshot exists for every users row
         watermark = ucn.user_watermark(state)
-        self.context.snapshot("user", user, state["ver"], ucn.user_features(state),
+        self.context.snapshot("user", user, entry.version, ucn.user_features(state),
                               ucn.user_events(state), format_ts(watermark) if watermark is not None else None,
                               late_events=ucn.user_late_events(state))
 
 
 STAGES = (DeviceStage, UserStage)
 STATE_TABLES = ("ucn_device", "ucn_user")
+# each table's state type; a user's record keeps its snapshot version (`ver`) from its first snapshot on
+CODECS = {
+    "ucn_device": StructCodec(ucn.DeviceState),
+    "ucn_user": StructCodec(ucn.UserState, version=True, version_once_set=True),
+}
 
 INTERNAL_TOPICS = (USER_TOPIC, SESSIONS_TOPIC)

@@ -4,7 +4,10 @@ Stages whose records are deltas (a ucn device's contribution of one batch, a
 user's closed sessions) cannot be re-derived from their state after a crash:
 once the state says "forwarded", a redelivered input batch is all duplicates
 and produces nothing. So the records go into the state first (the transactional
-outbox pattern), under a tag `[incarnation, n]` of the worker that made them:
+outbox pattern), under a tag `[incarnation, n]` of the worker that made them.
+They are the runtime's, not the logic's: the functions here take what holds
+a key's owed list (`Owes`: the store's `Entry`, written under the key "owed"
+of the key's record):
 
 * the runtime sends them only after the state write carrying them is
   acknowledged, so records never exist without the state that made them;
@@ -25,12 +28,24 @@ and the entry is deleted once the records are delivered.
 """
 from __future__ import annotations
 
+from functools import partial
+from typing import Protocol
+
+import msgspec
 import orjson
+
+from contract.wire import struct_json
 
 from .keyvalue import KeyValue
 
-FIELD = "owed"
 INLINE_BYTES = 16 * 1024
+_json = partial(orjson.dumps, default=struct_json)  # records may be typed (msgspec Structs)
+
+
+class Owes(Protocol):
+    """What holds a key's owed records: [[tag, messages or the number of entries beside], ...], or None."""
+
+    owed: list | None
 
 
 class Spill:
@@ -48,12 +63,16 @@ class Spill:
         size = number = 0
         for message, message_size in zip(messages, sizes):
             if chunk and size + message_size > INLINE_BYTES:
-                self.store.put(self._name(tag, number), {"m": chunk})
+                self._put(tag, number, chunk)
                 chunk, size, number = [], 0, number + 1
             chunk.append(message)
             size += message_size
-        self.store.put(self._name(tag, number), {"m": chunk})
+        self._put(tag, number, chunk)
         return number + 1
+
+    def _put(self, tag: list, number: int, chunk: list) -> None:
+        """An entry beside the state holds plain JSON values: typed records go in as their JSON's."""
+        self.store.put(self._name(tag, number), {"m": msgspec.to_builtins(chunk)})
 
     def take(self, tag: list, entries: int) -> list:
         messages: list = []
@@ -68,28 +87,30 @@ class Spill:
             self.store.delete(self._name(tag, number))
 
 
-def remember(state: dict, tag: list, messages: list, spill: Spill | None = None) -> None:
-    """Keep `messages` ([topic, receiver key, record], ...) with the state until delivered: in it, or
-    beside it when there is a `spill` and they would take the records owed in the state past
-    INLINE_BYTES (the state then keeps the tag and the number of entries they fill)."""
+def remember(holder: Owes, tag: list, messages: list, spill: Spill | None = None) -> None:
+    """Keep `messages` ([topic, receiver key, record], ...) with the key's state until delivered: in its
+    owed list, or beside the state when there is a `spill` and they would take the records owed in the
+    list past INLINE_BYTES (the list then keeps the tag and the number of entries they fill)."""
     if not messages:
         return
     kept: list | int = [list(message) for message in messages]  # or the number of entries beside
     if spill is not None:
-        sizes = [len(orjson.dumps(message)) for message in messages]
-        inline = [entry for entry in state.get(FIELD, ()) if not isinstance(entry[1], int)]
-        if sum(sizes) + (len(orjson.dumps(inline)) if inline else 0) > INLINE_BYTES:
+        sizes = [len(_json(message)) for message in messages]
+        inline = [entry for entry in holder.owed or () if not isinstance(entry[1], int)]
+        if sum(sizes) + (len(_json(inline)) if inline else 0) > INLINE_BYTES:
             kept = spill.put(tag, [list(message) for message in messages], sizes)
-    state.setdefault(FIELD, []).append([tag, kept])
+    if holder.owed is None:
+        holder.owed = []
+    holder.owed.append([tag, kept])
 
 
-def settle(state: dict, incarnation: str, delivered_upto: int, spill: Spill | None = None) -> list[list]:
+def settle(holder: Owes, incarnation: str, delivered_upto: int, spill: Spill | None = None) -> list[list]:
     """Drop what this incarnation knows delivered; return what an earlier one may not have delivered.
 
-    The returned messages leave the state: the caller sends them again and
+    The returned messages leave the owed list: the caller sends them again and
     remembers them under a new tag of its own.
     """
-    entries = state.get(FIELD)
+    entries = holder.owed
     if not entries:
         return []
     keep: list = []
@@ -104,12 +125,9 @@ def settle(state: dict, incarnation: str, delivered_upto: int, spill: Spill | No
             keep.append([tag, messages])
         elif beside is not None:
             beside.drop(tag, messages)
-    if keep:
-        state[FIELD] = keep
-    else:
-        state.pop(FIELD, None)
+    holder.owed = keep or None
     return again
 
 
-def owes(state: dict) -> bool:
-    return bool(state.get(FIELD))
+def owes(holder: Owes) -> bool:
+    return bool(holder.owed)

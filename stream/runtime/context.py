@@ -39,9 +39,10 @@ class StageContext:
 
     # records that wait for their state write (stream.logic.owed, stream.runtime.relay)
 
-    def owe(self, state: dict, messages: list, outbox: Outbox, spill: owed.Spill | None = None) -> None:
-        """Keep delta records with the key's state; they are sent once its write is delivered."""
-        self._runtime.owe(state, messages, outbox, spill)
+    def owe(self, entry: owed.Owes, messages: list, outbox: Outbox, spill: owed.Spill | None = None) -> None:
+        """Keep delta records with the key's state (in its `entry`, what the store handed out: its `owed`);
+        they are sent once its write is delivered."""
+        self._runtime.owe(entry, messages, outbox, spill)
 
     @property
     def incarnation(self) -> str:

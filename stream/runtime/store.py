@@ -10,16 +10,17 @@ is decoded again.
 Beside the logic's state the store keeps fields of its own: the key's
 partition (`_p`), how many times its state was written (`_b`) and the log of
 what the last write changed beside it (`_x`, see Beside); the stages add a
-snapshot version (`ver`) and whether a snapshot exists (`snap`). Each table
+snapshot version (`ver`), whether a snapshot exists (`snap`) and the records
+the key owes until they are delivered (`owed`, stream.logic.owed). Each table
 has a codec that says how a state and those fields make one record:
 
-* `StructCodec`: the state is a typed msgspec Struct (the storj tables);
+* `StructCodec`: the state is a typed msgspec Struct (the storj and ucn tables);
   the store hands out an `Entry` (the state, and the runtime's fields as
   attributes) and writes both as one JSON object, the runtime's fields under
   their short keys beside the state's, as the dict layout always had them;
-* `DICTS`: the state is a dict that holds those fields itself (the ucn
-  tables, and every key starting `__`: entries beside a state, end-of-run
-  marks), read and written with orjson.
+* `DICTS`: the state is a dict that holds those fields itself (a table its
+  dataset gives no codec, and every key starting `__`: entries beside a
+  state, end-of-run marks), read and written with orjson.
 
 Writes can be undone: while a `Journal` is open, every key read or written is
 noted, and `Journal.rollback` puts back the bytes of before and drops the
@@ -52,6 +53,7 @@ from stream.runtime.state_backends import DELETED
 PARTITION_FIELD = "_p"
 BATCH_FIELD = "_b"  # how many times the key's state was written
 LOG_FIELD = "_x"  # what the last write changed beside the state (see Beside)
+OWED_FIELD = "owed"  # records the key owes until delivered (stream.logic.owed)
 BESIDE_PREFIX = "__"  # keys of entries beside a state (and bookkeeping): not entities
 log = logging.getLogger(__name__)
 
@@ -73,22 +75,24 @@ S = TypeVar("S", bound=msgspec.Struct)
 
 class Entry(Generic[S]):
     """What a typed table holds for a key: the logic's `state`, and beside it the fields the runtime owns,
-    written into the same record under their keys of the dict layout (`_p`, `_b`, `_x`, `ver`, `snap`)."""
+    written into the same record under their keys of the dict layout (`_p`, `_b`, `_x`, `ver`, `snap`,
+    `owed`)."""
 
-    __slots__ = ("state", "partition", "writes", "log", "version", "snapshot")
+    __slots__ = ("state", "partition", "writes", "log", "version", "snapshot", "owed")
 
     def __init__(self, state: S, partition: int | None = None, writes: int = 0, log: dict | None = None,
-                 version: int = 0, snapshot: bool = False):
+                 version: int = 0, snapshot: bool = False, owed: list | None = None):
         self.state = state
         self.partition = partition  # _p: the partition the key's input comes from
         self.writes = writes  # _b: how many times the key's state was written
         self.log = log  # _x: what the last write changed beside the state (see Beside)
         self.version = version  # ver: the key's snapshot version, or a stage's own number (stream.runtime.sink)
         self.snapshot = snapshot  # snap: whether the key has a snapshot in Redis (a stage's)
+        self.owed = owed  # owed: records not known delivered yet (stream.logic.owed), None when there are none
 
     def __repr__(self) -> str:
         return (f"Entry({self.state!r}, partition={self.partition}, writes={self.writes}, log={self.log!r}, "
-                f"version={self.version}, snapshot={self.snapshot})")
+                f"version={self.version}, snapshot={self.snapshot}, owed={self.owed!r})")
 
 
 class _RuntimeFields(msgspec.Struct):
@@ -99,15 +103,19 @@ class _RuntimeFields(msgspec.Struct):
     log: dict[str, Any] | None = msgspec.field(name=LOG_FIELD, default=None)
     version: int = msgspec.field(name="ver", default=0)
     snapshot: bool = msgspec.field(name="snap", default=False)
+    owed: list[Any] | None = msgspec.field(name=OWED_FIELD, default=None)
 
 
 class StructCodec(Generic[S]):
     """Records of a table whose states are `state_type` (a msgspec Struct), handed out as `Entry`s.
 
     `version`, `snapshot`: whether the table's stage keeps those fields (its records have the keys `ver`,
-    `snap`); the others have none, as before."""
+    `snap`); the others have none, as before. `version_once_set`: `ver` is written only once the stage
+    gave one (not 0), as the dict layout of a stage that numbers only some keys (ucn users: those with a
+    snapshot) had it. The owed records (`owed`) are written when there are any."""
 
-    def __init__(self, state_type: type[S], version: bool = False, snapshot: bool = False):
+    def __init__(self, state_type: type[S], version: bool = False, snapshot: bool = False,
+                 version_once_set: bool = False):
         if not state_type.__struct_fields__:
             raise TypeError(f"{state_type.__name__} has no fields: its record would be no JSON object to extend")
         self.state_type = state_type
@@ -115,12 +123,12 @@ class StructCodec(Generic[S]):
         self._runtime = msgspec.json.Decoder(_RuntimeFields)
         self._encoder = msgspec.json.Encoder()
         self._buffer = bytearray()
-        self.version, self.snapshot = version, snapshot
+        self.version, self.snapshot, self.version_once_set = version, snapshot, version_once_set
 
     def decode(self, value: bytes) -> Entry[S]:
         fields = self._runtime.decode(value)
         return Entry(self._state.decode(value), fields.partition, fields.writes, fields.log, fields.version,
-                     fields.snapshot)
+                     fields.snapshot, fields.owed)
 
     def encode(self, entry: Entry[S]) -> bytes:
         """The state's JSON object with the runtime's fields added at its end: one record (written in one
@@ -128,13 +136,16 @@ class StructCodec(Generic[S]):
         buffer, encoder = self._buffer, self._encoder
         encoder.encode_into(entry.state, buffer)
         buffer[-1:] = b',"_p":%d,"_b":%d' % (entry.partition, entry.writes)  # in place of the state's "}"
-        if self.version:
+        if self.version and (entry.version or not self.version_once_set):
             buffer += b',"ver":%d' % entry.version
         if self.snapshot:
             buffer += b',"snap":true' if entry.snapshot else b',"snap":false'
         if entry.log is not None:
             buffer += b',"_x":'
             encoder.encode_into(entry.log, buffer, -1)
+        if entry.owed:
+            buffer += b',"owed":'
+            encoder.encode_into(entry.owed, buffer, -1)
         buffer += b"}"
         return bytes(buffer)
 

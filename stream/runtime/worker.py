@@ -192,11 +192,12 @@ class Runtime:
         self._send(dlq_topic(dataset), None, dead_letter_value(reason, tp, record, row, cause=cause, **extra))
         self.sink.count(dataset, "dead_letters")
 
-    def owe(self, state: dict, messages: list, outbox, spill: owed.Spill | None = None) -> None:
-        """Keep delta records with the key's state and queue them for the relay (stream.logic.owed)."""
+    def owe(self, entry: owed.Owes, messages: list, outbox, spill: owed.Spill | None = None) -> None:
+        """Keep delta records with the key's state (its store `entry`'s `owed`) and queue them for the relay
+        (stream.logic.owed)."""
         if messages:
             tag = self.relay.next_tag()
-            owed.remember(state, tag, messages, spill)
+            owed.remember(entry, tag, messages, spill)
             outbox.owe(tag, messages)
 
     async def before_commit(self) -> None:
