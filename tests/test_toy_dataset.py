@@ -29,7 +29,7 @@ from contract.wire import encode_rows
 from stream.feature_table import INT, META, STR, list_of
 from stream.runtime.keyed import KeyedStage
 from stream.runtime.stages import Outbox
-from stream.runtime.store import Entry, StructCodec
+from stream.runtime.store import Entry
 
 CLICKS = table_spec("toy", "clicks", "user", "at", ints=("n",), texts=("user", "page"))
 
@@ -83,11 +83,8 @@ class CountStage(KeyedStage):
 
     name, dataset = "counter", "toy"
     topics = ["toy.clicks"]
-    state_table = "toy_counter"
+    state_table, state_type = "toy_counter", Counter
     versioned = True
-
-    def new_state(self, key: str) -> Counter:
-        return new_counter()
 
     def apply_key(self, partition, topic, user, entry, rows, outbox: Outbox) -> None:
         count(entry.state, rows)
@@ -120,7 +117,7 @@ DATASET = Dataset(
     name="toy", tables=by_name(CLICKS), event_id=click_id, tie_break=newest_click_first,
     is_id_column=lambda column: column == "user", table_of_file=table_of_file,
     stages=(CountStage,), state_tables=("toy_counter",), internal_topics=(),
-    state_codecs={"toy_counter": StructCodec(Counter, version=True)},
+    state_codecs={"toy_counter": CountStage.state_codec},
     snapshot_entities=("user",), final_stage="counter", compute=compute,
     columns={"user": (("clicks", INT), ("pages", list_of(STR)), ("_meta", META))}, id_kind=STR,
 )

@@ -445,7 +445,7 @@ def test_a_stored_ucn_entry_is_one_record_of_todays_keys_owed_records_included(s
         partition, writes, log, entry.version, owed_json)
     decoded = orjson.loads(value)  # the dict layout reads it as ever
     runtime = {"_p", "_b"} | ({"_x"} if log is not None else set()) | ({"owed"} if owed else set()) | (
-        {"ver"} if entry.version else set())  # a user's version from its first snapshot on, as before
+        {"ver"} if codec.version else set())  # a user's snapshot version
     assert set(decoded) & RUNTIME_KEYS == runtime
     assert (decoded["_p"], decoded["_b"], decoded.get("_x"), decoded.get("owed")) == (partition, writes, log, owed_json)
     assert_todays_ucn_layout(state, {k: v for k, v in decoded.items() if k not in RUNTIME_KEYS})
@@ -532,11 +532,13 @@ def test_ucn_records_of_the_dict_layout_decode_into_the_typed_state_and_the_runt
         assert orjson.loads(UCN_CODECS[table].encode(entry)) == UCN_DICT_LAYOUT[table], table
 
 
-def test_a_ucn_user_without_a_snapshot_has_no_version_key_as_before():
-    """The dict layout wrote `ver` from a user's first snapshot on (there is none before its users row)."""
+def test_a_ucn_user_record_of_the_dict_layout_without_a_version_reads_as_version_0():
+    """The dict layout wrote `ver` from a user's first snapshot on (there is none before its users row); the
+    keyed runner numbers every change of a user, so its records always have one now."""
     codec = UCN_CODECS["ucn_user"]
     record = orjson.loads(codec.encode(Entry(ucn.new_user(3), 1, 0)))
-    assert "ver" not in record and record["id"] == 3
+    assert record["ver"] == 0 and record["id"] == 3
+    del record["ver"]
     assert codec.decode(orjson.dumps(record)).version == 0
 
 
@@ -588,7 +590,7 @@ def test_a_malformed_device_record_is_a_dead_letter_with_its_reason_and_the_good
     partition = path.partition_of(b"1")
     asyncio.run(path.feed("ucn.internal.user", [(b"1", value) for value in messages], partition))
     reasons = [letter["reason"] for letter in path.dead_letters("ucn")]
-    assert len(reasons) == 3 and reasons[0].startswith("not a ucn device record: Expected `int`, got `str`")
+    assert len(reasons) == 3 and reasons[0].startswith("not a ucn record: Expected `int`, got `str`")
     assert reasons[1].startswith("not JSON") and "Invalid value 'project'" in reasons[2]
     assert path.state("ucn_user", "1").state.dns_rows == 1  # the good record, applied
 

@@ -1,22 +1,19 @@
 """The storj stages: projects, nodes, accounts -> operators -> users (see datasets.storj.logic).
 
 Their states are typed (datasets.storj.logic's Structs, each table's `CODECS` entry), handed out by the
-store as `store.Entry`s, and so are the records they send each other (decoded here, `ReadsRecords`)."""
+store as `store.Entry`s by the keyed runner (stream.runtime.keyed), and so are the records they send each
+other (each stage's `record_type`)."""
 from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Any, Union
 
-import msgspec
-
-from contract import wire
 from contract.timeutil import format_ts
 from stream.logic.dedup import DAY_US, DayBucketedIds
 from stream.runtime.context import StageContext
 from stream.runtime.keyed import KeyedStage
-from stream.runtime.stages import Outbox, Stage
-from stream.runtime.store import Entry, StructCodec
+from stream.runtime.stages import Outbox
+from stream.runtime.store import Entry
 
 from . import logic as storj
 
@@ -50,38 +47,15 @@ def seen_ids(context: StageContext, stage: str, partition: int, key: str, entry:
     return DayBucketedIds(context.beside(STORE[stage], partition, entry), f"{stage}:{key}", dedup_horizon_us())
 
 
-class ReadsRecords(Stage):
-    """A stage that reads the records of other storj stages (`records`: a union of datasets.storj.logic's
-    record types) decodes them straight into their types; what is not such a record is a mark, or a bad
-    message (a dead letter)."""
-
-    records: Any
-
-    def __init__(self, context: StageContext):
-        super().__init__(context)
-        self._records = msgspec.json.Decoder(Union[self.records, list[self.records]])
-
-    def decode(self, topic: str, value: bytes):
-        try:
-            records = self._records.decode(value)
-        except msgspec.DecodeError as exc:
-            kind, payload = wire.decode(value)  # a mark, or no record of ours (BadMessage when not JSON)
-            return (kind, payload) if kind == "mark" else ("bad", f"not a storj record: {exc}")
-        return "rows", records if isinstance(records, list) else [records]
-
-
 class ProjectStage(KeyedStage):
     name, dataset = "project", "storj"
-    state_table = "storj_project"
+    state_table, state_type = "storj_project", storj.ProjectState
     topics = ["storj.projects", "storj.bbr", "storj.bst"]
     downstream = [USER_TOPIC]
 
     def __init__(self, context: StageContext):
         super().__init__(context)
         dedup_horizon_us()  # a bad setting stops the worker as it starts, not in the middle of a batch
-
-    def new_state(self, key: str) -> storj.ProjectState:
-        return storj.new_project()
 
     def apply_key(self, partition, topic, key, entry, rows, outbox: Outbox) -> None:
         project = entry.state
@@ -104,12 +78,9 @@ class ProjectStage(KeyedStage):
 
 class NodeStage(KeyedStage):
     name, dataset = "node", "storj"
-    state_table = "storj_node"
+    state_table, state_type = "storj_node", storj.NodeState
     topics = ["storj.nodes", "storj.payments", "storj.receipts"]
     downstream = [OPERATOR_TOPIC]
-
-    def new_state(self, key: str) -> storj.NodeState:
-        return storj.new_node()
 
     def apply_key(self, partition, topic, key, entry, rows, outbox) -> None:
         table = _table(topic)
@@ -121,12 +92,9 @@ class NodeStage(KeyedStage):
 
 class AccountStage(KeyedStage):
     name, dataset = "account", "storj"
-    state_table = "storj_account"
+    state_table, state_type = "storj_account", storj.AccountState
     topics = ["storj.users"]
     downstream = [USER_TOPIC, OPERATOR_TOPIC]
-
-    def new_state(self, key: str) -> storj.AccountState:
-        return storj.new_account()
 
     def apply_key(self, partition, topic, key, entry, rows, outbox) -> None:
         account = entry.state
@@ -137,16 +105,14 @@ class AccountStage(KeyedStage):
             outbox.extend(OPERATOR_TOPIC, to_operators)
 
 
-class OperatorStage(ReadsRecords, KeyedStage):
+class OperatorStage(KeyedStage):
     name, dataset = "operator", "storj"
-    state_table = "storj_operator"
+    state_table, state_type = "storj_operator", storj.OperatorState
     topics = [OPERATOR_TOPIC]
     downstream = [USER_TOPIC]
-    records = storj.ToOperator
+    record_type = storj.ToOperator
     versioned = True  # its summaries carry the version, so that users keep the newest
-
-    def new_state(self, key: str) -> storj.OperatorState:
-        return storj.new_operator()
+    tracks_snapshot = True  # an operator that is gone has its snapshot removed once
 
     def apply_key(self, partition, topic, email, entry, records, outbox) -> None:
         operator = entry.state
@@ -171,15 +137,12 @@ class OperatorStage(ReadsRecords, KeyedStage):
                               storj.operator_events(entry.state), format_ts(watermark) if watermark else None)
 
 
-class UserStage(ReadsRecords, KeyedStage):
+class UserStage(KeyedStage):
     name, dataset = "user", "storj"
-    state_table = "storj_user"
+    state_table, state_type = "storj_user", storj.UserState
     topics = [USER_TOPIC]
-    records = storj.ToUser
+    record_type = storj.ToUser
     versioned = True
-
-    def new_state(self, key: str) -> storj.UserState:
-        return storj.new_user()
 
     def apply_key(self, partition, topic, user, entry, records, outbox) -> None:
         storj.apply_user_records(entry.state, records)
@@ -197,14 +160,6 @@ def _table(topic: str) -> str:
 
 
 STAGES = (ProjectStage, NodeStage, AccountStage, OperatorStage, UserStage)
-STATE_TABLES = ("storj_project", "storj_node", "storj_account", "storj_operator", "storj_user")
-# each table's state type; the operator and user stages keep a snapshot version beside theirs (`ver`), the
-# operator stage also whether it has a snapshot (`snap`)
-CODECS = {
-    "storj_project": StructCodec(storj.ProjectState),
-    "storj_node": StructCodec(storj.NodeState),
-    "storj_account": StructCodec(storj.AccountState),
-    "storj_operator": StructCodec(storj.OperatorState, version=True, snapshot=True),
-    "storj_user": StructCodec(storj.UserState, version=True),
-}
+STATE_TABLES = tuple(stage.state_table for stage in STAGES)
+CODECS = {stage.state_table: stage.state_codec for stage in STAGES}  # every table's states are typed
 INTERNAL_TOPICS = (USER_TOPIC, OPERATOR_TOPIC)

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import time
 
-from contract import wire
 from contract.timeutil import format_ts
 from stream.logic import owed
 from stream.logic.dedup import BlockedIntIds
 from stream.logic.progress import PartitionProgress
 from stream.logic.source_clock import SourceClock
 from stream.runtime.context import StageContext
-from stream.runtime.records import TypedRecords
-from stream.runtime.sink import next_version
-from stream.runtime.stages import Outbox, Stage
-from stream.runtime.store import Entry, StructCodec
+from stream.runtime.keyed import KeyedStage
+from stream.runtime.stages import Outbox
+from stream.runtime.store import Entry
 
 from . import logic as ucn
 
@@ -37,9 +35,9 @@ DEVICE_TOPICS = ["ucn.devices", "ucn.user_devices", "ucn.devicetraffic", "ucn.de
                  "ucn.httpreqs2", "ucn.dnsreqs", "ucn.locations"]
 
 
-class DeviceStage(Stage):
+class DeviceStage(KeyedStage):
     name, dataset = "device", "ucn"
-    marks_table = "ucn_device"
+    state_table, state_type = "ucn_device", ucn.DeviceState
     topics = DEVICE_TOPICS
     downstream = [USER_TOPIC]
     aligned_topics = [f"ucn.{table}" for table in ucn.SESSION_SOURCES]  # the users' session clock
@@ -48,31 +46,33 @@ class DeviceStage(Stage):
         super().__init__(context)
         self._progress = PartitionProgress()
         self._generation = None
+        self._now_s = 0.0  # when the batch being applied began
+
+    def new_state(self, key: str) -> ucn.DeviceState:
+        return ucn.new_device()
 
     async def apply(self, partition, topic, groups, outbox: Outbox) -> None:
         """Contributions are deltas: they are owed (stream.logic.owed) until delivered. After them, every
         user partition hears how far this table's partition has come (a progress mark), so that users
         close sessions no row of any device can still reach (stream.logic.source_clock)."""
-        table = topic.split(".", 1)[1]
-        store = self.context.store("ucn_device")
-        now_s = time.time()
+        self._now_s = now_s = time.time()
         self._start_partition(partition, outbox, now_s)
-        for key, rows in groups.items():
-            entry = store.get(partition, key) or Entry(ucn.new_device())
-            state = entry.state
-            messages, spill = self._settle(partition, key, entry)
-            before = state.events
-            beside = self.context.beside("ucn_device", partition, entry)
-            ucn.apply_device_rows(state, table, rows, BlockedIntIds(beside, key))
-            held = ucn.HeldParts(beside, f"{self.name}:{key}")
-            if state.events != before:
-                for user, record in ucn.device_outbox(state, key, held):
-                    messages.append([USER_TOPIC, user, record])
-            self.context.owe(entry, messages, outbox, spill)
-            held.spill(state)
-            store.put(partition, key, entry)  # after what it wrote beside it (store.Beside)
-            self._progress.holding(partition, key, ucn.oldest_held(state), now_s)
+        await super().apply(partition, topic, groups, outbox)
         self._retell(outbox, now_s)
+
+    def apply_key(self, partition, topic, key, entry, rows, outbox) -> None:
+        state = entry.state
+        messages, spill = self._settle(partition, key, entry)
+        before = state.events
+        beside = self.context.beside(self.state_table, partition, entry)
+        ucn.apply_device_rows(state, topic.split(".", 1)[1], rows, BlockedIntIds(beside, key))
+        held = ucn.HeldParts(beside, f"{self.name}:{key}")
+        if state.events != before:
+            for user, record in ucn.device_outbox(state, key, held):
+                messages.append([USER_TOPIC, user, record])
+        self.context.owe(entry, messages, outbox, spill)
+        held.spill(state)  # before the runner's put: what it wrote beside the state goes after it (store.Beside)
+        self._progress.holding(partition, key, ucn.oldest_held(state), self._now_s)
 
     def _settle(self, partition: int, key: str, entry: Entry[ucn.DeviceState]):
         """What the device still owes from an earlier worker (maybe lost), to send again, and its spill."""
@@ -113,7 +113,7 @@ class DeviceStage(Stage):
             self._progress.restart()
         if self._progress.knows(partition):
             return
-        store = self.context.store("ucn_device")
+        store = self.context.store(self.state_table)
         for key, entry in store.items_in_partition(partition):
             if owed.owes(entry):
                 messages, spill = self._settle(partition, key, entry)
@@ -122,36 +122,36 @@ class DeviceStage(Stage):
             self._progress.holding(partition, key, ucn.oldest_held(entry.state), now_s)
         self._progress.known(partition)
 
-    run_end_store = "ucn_device"
-
     async def before_run_end(self, partition) -> None:
         self._progress.run_ended(partition)  # from now on a live feed: its marks say so
         await self.context.delivered()
 
-    def end_run_for(self, partition, key, entry, outbox, again=False) -> None:
+    def end_key(self, partition, key, entry, outbox, again) -> bool:
         """Drop delivered contributions from the state: a device may not be touched again for a long time."""
         if not owed.owes(entry):
-            return
+            return False
         messages, spill = self._settle(partition, key, entry)
         self.context.owe(entry, messages, outbox, spill)
-        self.context.store("ucn_device").put(partition, key, entry)
+        return True
 
 
-class UserStage(Stage):
+class UserStage(KeyedStage):
     name, dataset = "user", "ucn"
-    marks_table = "ucn_user"
+    state_table, state_type = "ucn_user", ucn.UserState
     topics = ["ucn.users", USER_TOPIC]
+    record_type = ucn.DeviceRecord
+    versioned = True
 
     def __init__(self, context: StageContext):
         super().__init__(context)
         self._generation = None
         self._consuming_since: dict[int, float] = {}
         self._clocks: dict[int, SourceClock] = {}  # user partition -> how far the device partitions came
-        self._records = TypedRecords(ucn.DeviceRecord, "ucn device record")
+        self._event_time: int | None = None  # of the batch being applied
+        self._delivered_upto = 0
 
-    def decode(self, topic: str, value: bytes):
-        """The device stage's records straight into their type; the users rows as every source's."""
-        return self._records.decode(value) if topic == USER_TOPIC else wire.decode(value)
+    def new_state(self, key: str) -> ucn.UserState:
+        return ucn.new_user(key)
 
     def _new_generation(self) -> None:
         """After a rebalance, silence counts again from when this worker consumes each partition. What it
@@ -184,29 +184,27 @@ class UserStage(Stage):
             self.clock(partition).hear(table, source, ts_us, time.time(), run if isinstance(run, str) else None)
 
     async def apply(self, partition, topic, groups, outbox) -> None:
-        store = self.context.store("ucn_user")
-        delivered_upto = self.context.delivered_upto
-        event_time = self.clock(partition).event_time(time.time(), self.consuming_since(partition))
-        for user, items in groups.items():
-            entry = store.get(partition, user) or Entry(ucn.new_user(user))
-            if topic == USER_TOPIC:
-                closed = ucn.apply_user_records(entry.state, items, event_time)
-            else:
-                ucn.apply_user_rows(entry.state, items)
-                closed = []
-            self._publish(partition, user, entry, closed, outbox, delivered_upto)
-            store.put(partition, user, entry)
+        self._delivered_upto = self.context.delivered_upto
+        self._event_time = self.clock(partition).event_time(time.time(), self.consuming_since(partition))
+        await super().apply(partition, topic, groups, outbox)
 
-    run_end_store = "ucn_user"
+    def apply_key(self, partition, topic, user, entry, items, outbox) -> None:
+        if topic == USER_TOPIC:
+            closed = ucn.apply_user_records(entry.state, items, self._event_time)
+        else:
+            ucn.apply_user_rows(entry.state, items)
+            closed = []
+        self._publish(partition, user, entry, closed, outbox, self._delivered_upto)
 
     async def before_run_end(self, partition) -> None:
         self.clock(partition).run_ended()  # what comes next is a live feed
 
-    def end_run_for(self, partition, user, entry, outbox, again=False) -> None:
+    def end_key(self, partition, user, entry, outbox, again) -> bool:
         closed = ucn.close_at_run_end(entry.state, again)
-        if closed is not None or owed.owes(entry):  # owed: sessions sent before and maybe lost
-            self._publish(partition, user, entry, closed or [], outbox, self.context.delivered_upto)
-            self.context.store("ucn_user").put(partition, user, entry)
+        if closed is None and not owed.owes(entry):  # owed: sessions sent before and maybe lost
+            return False
+        self._publish(partition, user, entry, closed or [], outbox, self.context.delivered_upto)
+        return True
 
     def _publish(self, partition: int, user: str, entry: Entry[ucn.UserState], closed: list[dict], outbox: Outbox,
                  delivered_upto: int) -> None:
@@ -222,10 +220,7 @@ class UserStage(Stage):
             context.sessions(user, closed)
         messages = again + [[SESSIONS_TOPIC, user, record] for record in closed]
         self.context.owe(entry, messages, outbox, spill)
-        entry.version = next_version(entry.version)
-        self.write_snapshot(user, entry)
-
-    snapshot_store = "ucn_user"
+        self.write_snapshot(user, entry)  # its version moved with the change (KeyedStage.versioned)
 
     def write_snapshot(self, user: str, entry: Entry[ucn.UserState]) -> None:
         state = entry.state
@@ -238,11 +233,6 @@ class UserStage(Stage):
 
 
 STAGES = (DeviceStage, UserStage)
-STATE_TABLES = ("ucn_device", "ucn_user")
-# each table's state type; a user's record keeps its snapshot version (`ver`) from its first snapshot on
-CODECS = {
-    "ucn_device": StructCodec(ucn.DeviceState),
-    "ucn_user": StructCodec(ucn.UserState, version=True, version_once_set=True),
-}
-
+STATE_TABLES = tuple(stage.state_table for stage in STAGES)
+CODECS = {stage.state_table: stage.state_codec for stage in STAGES}  # every table's states are typed
 INTERNAL_TOPICS = (USER_TOPIC, SESSIONS_TOPIC)

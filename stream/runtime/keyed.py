@@ -16,18 +16,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream.runtime.context import StageContext
+from stream.runtime.records import TypedRecords
 from stream.runtime.sink import next_version
 from stream.runtime.stages import Outbox, Stage
 from stream.runtime.store import Entry, StructCodec
 
 
 class KeyedStage(Stage):
-    """Subclasses set `state_table` and implement `new_state` and `apply_key`; `versioned` when each change
+    """Subclasses set `state_table` and `state_type` (or `new_state`, for dict states) and implement
+    `apply_key`; `versioned` when each change
     of a key is a new snapshot (Entry.version moves before `apply_key`, which writes the snapshot);
-    `end_key` when the end of a run closes something."""
+    `end_key` when the end of a run closes something; `record_type` when the internal topics it reads
+    carry typed records (a msgspec Struct, or a union of them tagged apart), decoded straight into it."""
 
     state_table: str  # the table of each key's state; also where the stage keeps its end-of-run marks
+    state_type: Any = None  # a msgspec Struct: the table's records are typed (`state_codec`), else dicts
     versioned = False
+    tracks_snapshot = False  # whether the stage notes that a key has a snapshot in Redis (Entry.snapshot)
+    record_type: Any = None
+    state_codec: StructCodec | None = None  # made from the above: how the table's states make records
+
+    def __init__(self, context: StageContext):
+        super().__init__(context)
+        self._records = TypedRecords(self.record_type, f"{self.dataset} record") if self.record_type else None
+
+    def decode(self, topic: str, value: bytes):
+        """Records of another stage straight into `record_type`; source rows as every source's."""
+        if self._records is not None and not self.is_source(topic):
+            return self._records.decode(value)
+        return super().decode(topic, value)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -36,10 +54,14 @@ class KeyedStage(Stage):
             cls.marks_table = table
             cls.run_end_store = table if cls.end_key is not KeyedStage.end_key else None
             cls.snapshot_store = table if cls.write_snapshot is not Stage.write_snapshot else None
+        if cls.state_type is not None:
+            cls.state_codec = StructCodec(cls.state_type, version=cls.versioned, snapshot=cls.tracks_snapshot)
 
     def new_state(self, key: str) -> Any:
         """The state of a key seen for the first time."""
-        raise NotImplementedError
+        if self.state_type is None:
+            raise NotImplementedError(f"{type(self).__name__}: a dict state table needs its new_state")
+        return self.state_type()
 
     def apply_key(self, partition: int, topic: str, key: str, entry, items: list, outbox: Outbox) -> None:
         """Fold one key's items of a batch into `entry` (what the table holds for the key) and queue what to

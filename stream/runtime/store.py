@@ -110,12 +110,9 @@ class StructCodec(Generic[S]):
     """Records of a table whose states are `state_type` (a msgspec Struct), handed out as `Entry`s.
 
     `version`, `snapshot`: whether the table's stage keeps those fields (its records have the keys `ver`,
-    `snap`); the others have none, as before. `version_once_set`: `ver` is written only once the stage
-    gave one (not 0), as the dict layout of a stage that numbers only some keys (ucn users: those with a
-    snapshot) had it. The owed records (`owed`) are written when there are any."""
+    `snap`); the others have none, as before. The owed records (`owed`) are written when there are any."""
 
-    def __init__(self, state_type: type[S], version: bool = False, snapshot: bool = False,
-                 version_once_set: bool = False):
+    def __init__(self, state_type: type[S], version: bool = False, snapshot: bool = False):
         if not state_type.__struct_fields__:
             raise TypeError(f"{state_type.__name__} has no fields: its record would be no JSON object to extend")
         self.state_type = state_type
@@ -123,7 +120,7 @@ class StructCodec(Generic[S]):
         self._runtime = msgspec.json.Decoder(_RuntimeFields)
         self._encoder = msgspec.json.Encoder()
         self._buffer = bytearray()
-        self.version, self.snapshot, self.version_once_set = version, snapshot, version_once_set
+        self.version, self.snapshot = version, snapshot
 
     def decode(self, value: bytes) -> Entry[S]:
         fields = self._runtime.decode(value)
@@ -136,7 +133,7 @@ class StructCodec(Generic[S]):
         buffer, encoder = self._buffer, self._encoder
         encoder.encode_into(entry.state, buffer)
         buffer[-1:] = b',"_p":%d,"_b":%d' % (entry.partition, entry.writes)  # in place of the state's "}"
-        if self.version and (entry.version or not self.version_once_set):
+        if self.version:
             buffer += b',"ver":%d' % entry.version
         if self.snapshot:
             buffer += b',"snap":true' if entry.snapshot else b',"snap":false'
