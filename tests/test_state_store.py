@@ -130,13 +130,37 @@ def test_on_disk_a_write_waits_for_its_changelog_delivery_then_lands_with_its_of
     run(scenario())
 
 
+async def _on_disk_then_held(path: RecordPath, key: str, state: dict):
+    """Write `key` to partition 0 and let it reach the database; deliveries are held from then on."""
+    await _put_and_send(path, 0, key, state)
+    await _deliveries_settled()
+    path.app.producer.hold = True
+    return path.runtime.store(TABLE), path.app.producer
+
+
+def test_on_disk_writes_of_one_key_delivered_together_leave_the_last_one(tmp_path):
+    async def scenario():
+        path = _path(ROCKSDB, tmp_path)
+        store, producer = await _on_disk_then_held(path, "kept", {"n": 0})
+        await _put_and_send(path, 0, "gone", {"n": 1})
+        store.delete(0, "gone")
+        store.delete(0, "kept")
+        await _put_and_send(path, 0, "kept", {"n": 2})
+        await _put_and_send(path, 0, "kept", {"n": 3})
+        producer.deliver()
+        await _deliveries_settled()
+        assert _disk(store, 0, b"gone") is None
+        assert orjson.loads(_disk(store, 0, b"kept"))["n"] == 3
+        assert _disk_offset(store, 0) == 5
+        assert store.data._unsettled[0] == {}
+
+    run(scenario())
+
+
 def test_on_disk_a_write_whose_record_failed_is_never_marked_persisted(tmp_path):
     async def scenario():
         path = _path(ROCKSDB, tmp_path)
-        store, producer = path.runtime.store(TABLE), path.app.producer
-        await _put_and_send(path, 0, "u1", {"n": 1})
-        await _deliveries_settled()
-        producer.hold = True
+        store, producer = await _on_disk_then_held(path, "u1", {"n": 1})
         await _put_and_send(path, 0, "u1", {"n": 2})
         await _put_and_send(path, 0, "u2", {"n": 3})
         producer.deliver(fail=True)

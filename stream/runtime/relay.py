@@ -54,7 +54,8 @@ class Relay:
             self._delivered_upto = max(self._delivered_upto, upto)  # 0: a batch that owed nothing
         return self._delivered_upto
 
-    async def run(self, producer) -> None:
+    async def run(self, send) -> None:
+        """`send(topic, key, value, partition, headers)`: a record's delivery future (RecordSender.send)."""
         queue = self.queue
         while True:
             writes, messages, upto = await queue.get()
@@ -63,7 +64,7 @@ class Relay:
                 if self._exit_before and upto >= self._exit_before:
                     log.critical("fault injection: exiting with state written and its records unsent")
                     os._exit(FAULT_EXIT)
-                futures = [await producer.send(topic, key, value, partition, None, headers)
+                futures = [await send(topic, key, value, partition, headers)
                            for topic, key, value, partition, headers in messages]
             except Exception as exc:  # a state write or a send failed: we cannot promise delivery
                 _give_up(exc)

@@ -29,6 +29,7 @@ import uuid
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from hashlib import blake2b
+from itertools import chain
 from typing import Callable
 
 import orjson
@@ -242,9 +243,9 @@ class SnapshotSink:
                 run = runs[kind]
                 for start in range(0, len(run), ENTITIES_PER_CALL):
                     chunk = run[start:start + ENTITIES_PER_CALL]
-                    chunk_keys = [key for key_list, _ in chunk for key in key_list]
+                    chunk_keys = list(chain.from_iterable([key_list for key_list, _ in chunk]))
                     commands.append(("EVALSHA", script.sha, len(chunk_keys), *chunk_keys, *leading_args,
-                                     *(arg for _, args in chunk for arg in args)))
+                                     *chain.from_iterable([args for _, args in chunk])))  # flat, in C
                 run.clear()
 
         for kind, key_list, args, _ in pending:

@@ -28,6 +28,7 @@ from stream.runtime.expiry import SWEEP_EVERY_S, ExpirySweeper
 from stream.runtime.metrics import AGE_BUCKETS_S, Metrics
 from stream.runtime.partitioning import KeyPartitioner
 from stream.runtime.relay import Relay
+from stream.runtime.sending import RecordSender
 from stream.runtime.sink import ARRIVED_MS, SnapshotSink
 from stream.runtime.stages import ARRIVED_HEADER, StageRunner, dead_letter_value
 from stream.runtime.store import DICTS, Journal, StateStore
@@ -80,6 +81,7 @@ class Runtime:
         self._pending_sends: list = []
         self.partition_of = KeyPartitioner(partitions)  # internal topics have `partitions` partitions
         self.relay = Relay()
+        self.sender = RecordSender(app)
         self.journal = Journal()  # state writes of the unit of work in progress (see stages.StageRunner)
         self.stages: list = []
         self._rewrites = 0  # times Redis was found to have lost its data since the last rewrite began
@@ -126,10 +128,10 @@ class Runtime:
     async def _drain_sends(self) -> list:
         """Hand queued sends to the producer; return their delivery futures."""
         sends, self._pending_sends = self._pending_sends, []
-        producer = self.app.producer
+        send = self.sender.send
         futures = []
         for topic, key, value, partition, on_sent, headers in sends:
-            future = await producer.send(topic, key, value, partition, None, headers)
+            future = await send(topic, key, value, partition, headers)
             if on_sent is not None:
                 on_sent(future)
             futures.append(future)
@@ -336,7 +338,7 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
 
     @app.task
     async def relay_owed_records() -> None:
-        await runtime.relay.run(app.producer)
+        await runtime.relay.run(runtime.sender.send)
 
     unknown = unknown_topics.UnknownTopicCounter(runtime, kafka_broker, datasets, all_topics(datasets))
 

@@ -1,0 +1,41 @@
+"""`python -m bench.cpu DATASET SOURCE [--runs N]`: the worker's CPU for one packed replay, end to end.
+
+Each run is what `fsp bench` measures first (`bench.suite._e2e`): a broker of its own, one worker, the
+dump replayed with packed messages and `--wait`; printed per run are the worker's CPU seconds from
+the first publish until the run is in Redis, and the events per second. CPU seconds move less than
+rates with whatever else shares the machine: compare two checkouts by running this from each in
+turn, several times (docs/performance.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import uuid
+
+from bench.suite import _e2e
+from common.config import Settings
+from fsp.stack import Stack, start_redis
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("source", help="a dump folder (`fsp generate`)")
+    parser.add_argument("--runs", type=int, default=1)
+    args = parser.parse_args()
+    settings = Settings.from_env()
+    redis = start_redis()
+    try:
+        for _ in range(args.runs):
+            result = _e2e(Stack("", redis.address, []), settings, args.source, 20_000,
+                          f"cpu-{uuid.uuid4().hex[:6]}:", args.dataset)
+            cpu = result["worker_cpu_s"][0]
+            print(json.dumps({"events": result["events"], "worker_cpu_s": cpu,
+                              "us_per_event": round(1e6 * cpu / result["events"], 2) if cpu else None,
+                              "events_per_s": round(result["events"] / result["seconds"])}), flush=True)
+    finally:
+        redis.stop()
+
+
+if __name__ == "__main__":
+    main()
