@@ -459,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure throughput against baselines (not a test)")
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--out", default="bench-results.json")
-    p.add_argument("--naive-events", type=int, default=30_000, help="events through the single-event baselines")
+    p.add_argument("--naive-events", type=int, default=30_000,
+                   help="events through the naive Faust baseline (the raw consumer reads them all)")
     p.add_argument("--live-seconds", type=float, default=30, help="live-mode latency run length (0: skip)")
     p.add_argument("--live-rate", type=int, default=1000, help="live-mode events per second")
     p.add_argument("--skip-scaling", action="store_true", help="skip the storj run with two workers in one group")
