@@ -72,7 +72,9 @@ class DeviceStage(KeyedStage):
                 messages.append([USER_TOPIC, user, record])
         self.context.owe(entry, messages, outbox, spill)
         held.spill(state)  # before the runner's put: what it wrote beside the state goes after it (store.Beside)
-        self._progress.holding(partition, key, ucn.oldest_held(state), self._now_s)
+
+    def after_put(self, partition, key, entry) -> None:
+        self._progress.holding(partition, key, ucn.oldest_held(entry.state), self._now_s)
 
     def _settle(self, partition: int, key: str, entry: Entry[ucn.DeviceState]):
         """What the device still owes from an earlier worker (maybe lost), to send again, and its spill."""

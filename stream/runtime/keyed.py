@@ -68,6 +68,10 @@ class KeyedStage(Stage):
         send or write; the runner puts the entry back after."""
         raise NotImplementedError
 
+    def after_put(self, partition: int, key: str, entry) -> None:
+        """Called once the key's state is written (a write past the record limit raises first), so that what
+        the stage keeps in memory about its keys follows only states that were written."""
+
     def end_key(self, partition: int, key: str, entry, outbox: Outbox, again: bool) -> bool:
         """What the end of a run does to one key (see Stage.end_run_for); True when it changed the entry."""
         return False
@@ -84,6 +88,7 @@ class KeyedStage(Stage):
                 entry.version = next_version(entry.version)
             self.apply_key(partition, topic, key, entry, items, outbox)
             store.put(partition, key, entry)
+            self.after_put(partition, key, entry)
 
     def end_run_for(self, partition: int, key: str, entry, outbox: Outbox, again: bool = False) -> None:
         version = entry.version if self.versioned else None
