@@ -6,7 +6,8 @@ does not change from one record to the next (transactions, headers, the topic's 
 against it, serializers): ~70 % of the time the worker spent sending, ~5 % of its CPU on a storj
 replay. `RecordSender` does those checks once per topic and partition and appends each record to
 aiokafka's accumulator itself, in the order of the calls, as `send` would: the same batches, the same
-delivery futures. Records without a partition (dead letters) and a producer that is not aiokafka's
+delivery futures. Records without a partition (dead letters), records near the producer's request
+limit (whose size `send` checks, failing as it always did) and a producer that is not aiokafka's
 (stream.runtime.driver's) go through `send`.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ class RecordSender:
         if self.producer is None:
             self.producer = self.app.producer
         kafka = getattr(self.producer, "_producer", None)  # aiokafka's, while Faust's producer runs
-        if kafka is None or partition is None:
+        if kafka is None or partition is None or _near_limit(kafka, key, value):
             return await self.producer.send(topic, key, value, partition, None, headers)
         if kafka is not self._kafka:  # started again: its metadata is its own
             self._kafka, self._tps = kafka, {}
@@ -38,3 +39,11 @@ class RecordSender:
             tp = self._tps[(topic, partition)] = TopicPartition(topic, partition)
         return await kafka._message_accumulator.add_message(tp, key, value, kafka._request_timeout_ms / 1000,
                                                             headers=headers or [])
+
+
+RECORD_OVERHEAD = 1024  # more than a record's framing and headers take besides its key and value
+
+
+def _near_limit(kafka, key: bytes | None, value: bytes | None) -> bool:
+    """Whether the record may pass the producer's max_request_size: then `send` checks it exactly."""
+    return len(value or b"") + len(key or b"") + RECORD_OVERHEAD > kafka._max_request_size
