@@ -75,9 +75,6 @@ class Dataset:
     # column order, ((feature, Kind), ...); and the Kind of the entity ids
     columns: Mapping[str, tuple] = field(default_factory=dict)
     id_kind: Any = None
-    # state table -> how its states make records (stream.runtime.store.StructCodec for typed states); the
-    # tables left out keep dicts
-    state_codecs: Mapping[str, Any] = field(default_factory=dict)
     session_lists: tuple[str, ...] = ()  # entity kinds that also keep their closed sessions in Redis
     is_id_column: Callable[[str], bool] = no_id_columns  # text columns of ids, compared in lower case
     # (spec, Row) -> what orders rows of one event time after the time (replay.merge); the same shape for

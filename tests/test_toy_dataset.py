@@ -117,7 +117,6 @@ DATASET = Dataset(
     name="toy", tables=by_name(CLICKS), event_id=click_id, tie_break=newest_click_first,
     is_id_column=lambda column: column == "user", table_of_file=table_of_file,
     stages=(CountStage,), state_tables=("toy_counter",), internal_topics=(),
-    state_codecs={"toy_counter": CountStage.state_codec},
     snapshot_entities=("user",), final_stage="counter", compute=compute,
     columns={"user": (("clicks", INT), ("pages", list_of(STR)), ("_meta", META))}, id_kind=STR,
 )

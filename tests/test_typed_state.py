@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from contract import wire
 from datasets.storj import logic as storj
-from datasets.storj.stages import CODECS
+from datasets.storj import stages as storj_stages
 from datasets.ucn import logic as ucn
 from datasets.ucn import stages as ucn_stages
 from stream.logic.dedup import DedupState
@@ -63,6 +63,8 @@ maybe_text = st.none() | text
 months = st.dictionaries(text, i64, max_size=4)
 floats = st.floats(allow_nan=False, allow_infinity=False)
 scalar = st.none() | st.booleans() | i64 | floats | text
+
+CODECS = {stage.state_table: stage.state_codec for stage in storj_stages.STAGES}  # each table's codec
 
 
 dedup_fields = st.fixed_dictionaries({
@@ -334,7 +336,7 @@ def test_a_state_record_the_type_cannot_read_is_skipped_by_a_walk_and_dead_lette
 
 # =========================================================================== ucn
 
-UCN_CODECS = ucn_stages.CODECS
+UCN_CODECS = {stage.state_table: stage.state_codec for stage in ucn_stages.STAGES}
 DEVICE_KEYS = {"dev", "owners", "told", "pend", "held", "fwd", "unowned_events", "late_links", "dups", "events",
                "seq"}  # always there; "held_parts" and "held_first" only while parts are held beside the state
 USER_KEYS = {"id", "user", "devices", "seq", "tr", "dns", "http", "svc", "zb", "ieh", "ief", "sess_n", "sess_us",

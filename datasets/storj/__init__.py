@@ -17,7 +17,6 @@ DATASET = Dataset(
     tables=TABLES, event_id=content_id, is_id_column=is_id_column, table_of_file=table_of_file,
     # the stream: stages, their state and the topics between them
     stages=stages.STAGES, state_tables=stages.STATE_TABLES, internal_topics=stages.INTERNAL_TOPICS,
-    state_codecs=stages.CODECS,  # its states are typed
     # what Redis holds, and which stage's end marks say a run is all there
     snapshot_entities=("user", "operator"), final_stage="user",
     # a synthetic dump, and the independent batch computation verify compares with

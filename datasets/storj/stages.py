@@ -1,6 +1,6 @@
 """The storj stages: projects, nodes, accounts -> operators -> users (see datasets.storj.logic).
 
-Their states are typed (datasets.storj.logic's Structs, each table's `CODECS` entry), handed out by the
+Their states are typed (datasets.storj.logic's Structs, each stage's `state_type`), handed out by the
 store as `store.Entry`s by the keyed runner (stream.runtime.keyed), and so are the records they send each
 other (each stage's `record_type`)."""
 from __future__ import annotations
@@ -39,12 +39,9 @@ def dedup_horizon_us() -> int | None:
     return int(days * DAY_US)
 
 
-STORE = {"project": "storj_project", "node": "storj_node", "account": "storj_account"}  # stage -> its table
-
-
-def seen_ids(context: StageContext, stage: str, partition: int, key: str, entry: Entry) -> DayBucketedIds:
+def seen_ids(stage: KeyedStage, partition: int, key: str, entry: Entry) -> DayBucketedIds:
     """The ids the key applied (stream.logic.dedup), beside its state."""
-    return DayBucketedIds(context.beside(STORE[stage], partition, entry), f"{stage}:{key}", dedup_horizon_us())
+    return DayBucketedIds(stage.beside(partition, entry), f"{stage.name}:{key}", dedup_horizon_us())
 
 
 class ProjectStage(KeyedStage):
@@ -59,7 +56,7 @@ class ProjectStage(KeyedStage):
 
     def apply_key(self, partition, topic, key, entry, rows, outbox: Outbox) -> None:
         project = entry.state
-        storj.apply_project_rows(project, _table(topic), rows, seen_ids(self.context, self.name, partition, key, entry))
+        storj.apply_project_rows(project, _table(topic), rows, seen_ids(self, partition, key, entry))
         # summaries are whole: send one even when every row was a duplicate, since a redelivered
         # batch may be one whose state was written but whose records were lost in a crash
         outbox.extend(USER_TOPIC, storj.project_outbox(project, key))
@@ -85,7 +82,7 @@ class NodeStage(KeyedStage):
     def apply_key(self, partition, topic, key, entry, rows, outbox) -> None:
         table = _table(topic)
         node = entry.state
-        storj.apply_node_rows(node, table, rows, seen_ids(self.context, self.name, partition, key, entry))
+        storj.apply_node_rows(node, table, rows, seen_ids(self, partition, key, entry))
         if table != "receipts":  # whole summaries, duplicates or not (see ProjectStage)
             outbox.extend(OPERATOR_TOPIC, storj.node_outbox(node, key))
 
@@ -98,7 +95,7 @@ class AccountStage(KeyedStage):
 
     def apply_key(self, partition, topic, key, entry, rows, outbox) -> None:
         account = entry.state
-        storj.apply_account_rows(account, rows, seen_ids(self.context, self.name, partition, key, entry))
+        storj.apply_account_rows(account, rows, seen_ids(self, partition, key, entry))
         if account.row is not None:  # whole records, duplicates or not (see ProjectStage)
             to_users, to_operators = storj.account_outbox(account, key)
             outbox.extend(USER_TOPIC, to_users)
@@ -116,7 +113,7 @@ class OperatorStage(KeyedStage):
 
     def apply_key(self, partition, topic, email, entry, records, outbox) -> None:
         operator = entry.state
-        nodes = storj.OperatorNodes(self.context.beside(self.state_table, partition, entry), email)
+        nodes = storj.OperatorNodes(self.beside(partition, entry), email)
         storj.apply_operator_records(operator, email, records, nodes)
         had_snapshot = entry.snapshot
         features = storj.operator_features(operator)
@@ -161,5 +158,4 @@ def _table(topic: str) -> str:
 
 STAGES = (ProjectStage, NodeStage, AccountStage, OperatorStage, UserStage)
 STATE_TABLES = tuple(stage.state_table for stage in STAGES)
-CODECS = {stage.state_table: stage.state_codec for stage in STAGES}  # every table's states are typed
 INTERNAL_TOPICS = (USER_TOPIC, OPERATOR_TOPIC)

@@ -16,7 +16,6 @@ DATASET = Dataset(
     tables=TABLES, event_id=event_id, tie_break=tie_break,
     # the stream: stages, their state and the topics between them (and the closed sessions out)
     stages=stages.STAGES, state_tables=stages.STATE_TABLES, internal_topics=stages.INTERNAL_TOPICS,
-    state_codecs=stages.CODECS,  # its states are typed
     # what Redis holds (users, and their session lists), and which stage's end marks say a run is all there
     snapshot_entities=("user",), session_lists=("user",), final_stage="user",
     # a synthetic study (CSV, SQLite or PostgreSQL), and the independent batch computation verify compares with

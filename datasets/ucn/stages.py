@@ -1,6 +1,6 @@
 """The ucn stages: devices (key devid) -> users (key user id), see datasets.ucn.logic.
 
-Their states are typed (datasets.ucn.logic's `DeviceState`, `UserState`; each table's `CODECS` entry),
+Their states are typed (datasets.ucn.logic's `DeviceState`, `UserState`: each stage's `state_type`),
 handed out by the store as `store.Entry`s, which also hold what the stages owe (stream.logic.owed); the
 records the device stage sends the user stage are typed too (`DeviceRecord`, read by `TypedRecords`)."""
 from __future__ import annotations
@@ -23,12 +23,9 @@ USER_TOPIC = "ucn.internal.user"
 SESSIONS_TOPIC = "ucn.sessions"
 
 
-STORE = {"device": "ucn_device", "user": "ucn_user"}  # stage -> its table
-
-
-def owed_spill(context: StageContext, partition: int, stage: str, key: str, entry: Entry) -> owed.Spill:
+def owed_spill(stage: KeyedStage, partition: int, key: str, entry: Entry) -> owed.Spill:
     """Large owed records (stream.logic.owed), beside the key's state."""
-    return owed.Spill(context.beside(STORE[stage], partition, entry), f"{stage}:{key}")
+    return owed.Spill(stage.beside(partition, entry), f"{stage.name}:{key}")
 
 
 DEVICE_TOPICS = ["ucn.devices", "ucn.user_devices", "ucn.devicetraffic", "ucn.deviceapptraffic", "ucn.httpreqs",
@@ -64,7 +61,7 @@ class DeviceStage(KeyedStage):
         state = entry.state
         messages, spill = self._settle(partition, key, entry)
         before = state.events
-        beside = self.context.beside(self.state_table, partition, entry)
+        beside = self.beside(partition, entry)
         ucn.apply_device_rows(state, topic.split(".", 1)[1], rows, BlockedIntIds(beside, key))
         held = ucn.HeldParts(beside, f"{self.name}:{key}")
         if state.events != before:
@@ -79,7 +76,7 @@ class DeviceStage(KeyedStage):
     def _settle(self, partition: int, key: str, entry: Entry[ucn.DeviceState]):
         """What the device still owes from an earlier worker (maybe lost), to send again, and its spill."""
         context = self.context
-        spill = owed_spill(context, partition, self.name, key, entry)
+        spill = owed_spill(self, partition, key, entry)
         return owed.settle(entry, context.incarnation, context.delivered_upto, spill), spill
 
     def _retell(self, outbox: Outbox, now_s: float) -> None:
@@ -214,7 +211,7 @@ class UserStage(KeyedStage):
         context = self.context
         if entry.state.users_row is None:
             return  # a snapshot exists for every users row; data of others waits in the state
-        spill = owed_spill(context, partition, self.name, user, entry)
+        spill = owed_spill(self, partition, user, entry)
         again = owed.settle(entry, context.incarnation, delivered_upto, spill)
         if again:  # an earlier worker's sessions, maybe lost; the Redis list skips those it has
             context.sessions(user, [record for _, _, record in again])
@@ -236,5 +233,4 @@ class UserStage(KeyedStage):
 
 STAGES = (DeviceStage, UserStage)
 STATE_TABLES = tuple(stage.state_table for stage in STAGES)
-CODECS = {stage.state_table: stage.state_codec for stage in STAGES}  # every table's states are typed
 INTERNAL_TOPICS = (USER_TOPIC, SESSIONS_TOPIC)

@@ -5,12 +5,12 @@ one table, and the steps around the fold are always the same: get the key's
 state or make a new one, give the change a new snapshot version, apply, put
 the state back (the store tags it with its partition and writes its
 changelog record). `KeyedStage` owns those steps; a stage declares its table,
-its new state and how items apply (`apply_key`), and, if the end of a run
+its state type and how items apply (`apply_key`), and, if the end of a run
 closes something, what it does to one key (`end_key`).
 
-A table with a typed codec (stream.runtime.store.StructCodec) hands out
-`Entry`s, whose `state` is the logic's and whose `version` is the runtime's;
-a dict table hands out the dict itself.
+The table's codec follows from the state type (`state_codec`, which the
+worker gives the table): the store hands out `Entry`s, whose `state` is the
+logic's and whose other fields (`version`, `owed` ...) are the runtime's.
 """
 from __future__ import annotations
 
@@ -24,18 +24,32 @@ from stream.runtime.store import Entry, StructCodec
 
 
 class KeyedStage(Stage):
-    """Subclasses set `state_table` and `state_type` (or `new_state`, for dict states) and implement
-    `apply_key`; `versioned` when each change
-    of a key is a new snapshot (Entry.version moves before `apply_key`, which writes the snapshot);
-    `end_key` when the end of a run closes something; `record_type` when the internal topics it reads
-    carry typed records (a msgspec Struct, or a union of them tagged apart), decoded straight into it."""
+    """Subclasses set `state_table` and `state_type` and implement `apply_key`.
+
+    `versioned`: each change of a key is a new snapshot (Entry.version moves before `apply_key`, which
+    writes the snapshot). `end_key`: what the end of a run closes. `record_type`: the internal topics it
+    reads carry typed records (a msgspec Struct, or a union of them tagged apart), decoded straight into
+    it. `new_state` when a new key's state is not the type's defaults."""
 
     state_table: str  # the table of each key's state; also where the stage keeps its end-of-run marks
-    state_type: Any = None  # a msgspec Struct: the table's records are typed (`state_codec`), else dicts
+    state_type: Any  # a msgspec Struct
     versioned = False
     tracks_snapshot = False  # whether the stage notes that a key has a snapshot in Redis (Entry.snapshot)
     record_type: Any = None
-    state_codec: StructCodec | None = None  # made from the above: how the table's states make records
+    state_codec: StructCodec  # made from the above: how the table's states make records
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        table = getattr(cls, "state_table", None)
+        if table is None:  # an abstract stage between KeyedStage and the concrete ones
+            return
+        if getattr(cls, "state_type", None) is None:
+            raise TypeError(f"{cls.__name__}: a keyed stage declares its state_type")
+        # the stores the runner's other walks visit follow from what the stage does
+        cls.marks_table = table
+        cls.run_end_store = table if cls.end_key is not KeyedStage.end_key else None
+        cls.snapshot_store = table if cls.write_snapshot is not Stage.write_snapshot else None
+        cls.state_codec = StructCodec(cls.state_type, version=cls.versioned, snapshot=cls.tracks_snapshot)
 
     def __init__(self, context: StageContext):
         super().__init__(context)
@@ -47,21 +61,13 @@ class KeyedStage(Stage):
             return self._records.decode(value)
         return super().decode(topic, value)
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        table = getattr(cls, "state_table", None)
-        if table is not None:  # the stores the runner's other walks visit follow from what the stage does
-            cls.marks_table = table
-            cls.run_end_store = table if cls.end_key is not KeyedStage.end_key else None
-            cls.snapshot_store = table if cls.write_snapshot is not Stage.write_snapshot else None
-        if cls.state_type is not None:
-            cls.state_codec = StructCodec(cls.state_type, version=cls.versioned, snapshot=cls.tracks_snapshot)
-
     def new_state(self, key: str) -> Any:
         """The state of a key seen for the first time."""
-        if self.state_type is None:
-            raise NotImplementedError(f"{type(self).__name__}: a dict state table needs its new_state")
         return self.state_type()
+
+    def beside(self, partition: int, entry: Entry):
+        """The entries kept beside the key's state in the stage's table (stream.runtime.store.Beside)."""
+        return self.context.beside(self.state_table, partition, entry)
 
     def apply_key(self, partition: int, topic: str, key: str, entry, items: list, outbox: Outbox) -> None:
         """Fold one key's items of a batch into `entry` (what the table holds for the key) and queue what to
@@ -76,14 +82,10 @@ class KeyedStage(Stage):
         """What the end of a run does to one key (see Stage.end_run_for); True when it changed the entry."""
         return False
 
-    def _new_entry(self, store, key: str):
-        state = self.new_state(key)
-        return Entry(state) if isinstance(store.codec, StructCodec) else state
-
     async def apply(self, partition: int, topic: str, groups: dict[str, list], outbox: Outbox) -> None:
         store = self.context.store(self.state_table)
         for key, items in groups.items():
-            entry = store.get(partition, key) or self._new_entry(store, key)
+            entry = store.get(partition, key) or Entry(self.new_state(key))
             if self.versioned:
                 entry.version = next_version(entry.version)
             self.apply_key(partition, topic, key, entry, items, outbox)

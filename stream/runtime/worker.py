@@ -99,9 +99,12 @@ class Runtime:
                                         codec=codec)
 
     def add_dataset(self, dataset) -> list:
-        """The dataset's state tables, and its stages, each given the dataset's StageContext."""
+        """The dataset's state tables, and its stages, each given the dataset's StageContext. A table's states
+        are the type its stage declares (KeyedStage.state_codec), else dicts."""
+        codecs = {stage.state_table: stage.state_codec for stage in dataset.stages
+                  if getattr(stage, "state_codec", None) is not None}
         for name in dataset.state_tables:
-            self.add_table(name, dataset.state_codecs.get(name, DICTS))
+            self.add_table(name, codecs.get(name, DICTS))
         context = StageContext(self, dataset.name)
         return [stage_cls(context) for stage_cls in dataset.stages]
 
