@@ -129,15 +129,23 @@ def test_worker_rides_out_a_redis_outage_and_writes_complete_snapshots_after(pip
         server.stop()
 
 
-def test_rebalance_a_worker_joins_then_one_is_killed_and_versions_never_go_back(pipeline, tmp_path):
+def test_rebalance_a_worker_joins_then_one_is_killed_and_versions_never_go_back(pipeline_factory, tmp_path,
+                                                                                 monkeypatch):
     """A second worker joins mid-replay (partitions move), then the first is killed while the replay still
     runs: features stay exact, and no snapshot version read from Redis ever decreases (compare-and-set in
     the write script). With Faust's standby replicas the survivor took over partitions whose standby copy
-    had lost a stretch of the changelog, and counted their rows again (see worker.STANDBY_REPLICAS)."""
+    had lost a stretch of the changelog, and counted their rows again (see worker.STANDBY_REPLICAS).
+
+    The first worker is made slow (a pause after each batch) so that the replay still runs when it dies,
+    however fast the machine and however slow the second worker is to start."""
     import signal
 
     from contract import keys
+    from stream.runtime.consumer import SLOW_ENV
 
+    monkeypatch.setenv(SLOW_ENV, "0.2")  # alone, it would take about 5x as long
+    pipeline = pipeline_factory("storj")
+    monkeypatch.delenv(SLOW_ENV)  # the second worker runs at full speed
     folder = str(tmp_path / "dump")
     generate_storj(folder, seed=41, scale=0.5)
     pipeline.wait_ready()
@@ -161,6 +169,7 @@ def test_rebalance_a_worker_joins_then_one_is_killed_and_versions_never_go_back(
     watcher = threading.Thread(target=watch_versions)
     watcher.start()
     result: dict = {}
+    started = time.monotonic()
     thread = _replay_in_background(pipeline, "storj", folder, result)
     try:
         time.sleep(0.5)
@@ -169,6 +178,7 @@ def test_rebalance_a_worker_joins_then_one_is_killed_and_versions_never_go_back(
         assert thread.is_alive(), "the replay was meant to be running when the first worker dies"
         pipeline.worker.send_signal(signal.SIGKILL)
         pipeline.worker.wait()
+        killed = time.monotonic()
         pipeline.worker = extra  # the survivor takes every partition back
         thread.join(300)
     finally:
@@ -179,3 +189,5 @@ def test_rebalance_a_worker_joins_then_one_is_killed_and_versions_never_go_back(
     assert [str(m) for m in mismatches] == []
     assert went_back == []
     assert len(seen_versions) > 100
+    print(f"\nthe first worker died {killed - started:.1f} s into the replay, which ended "
+          f"{time.monotonic() - killed:.1f} s later")

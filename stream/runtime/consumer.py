@@ -28,6 +28,7 @@ BatchHandler = Callable[[object, list], Awaitable[None]]
 
 CANNOT_GO_ON_EXIT = 70  # the worker stopped itself: a supervisor restarts it, and it resumes from its commits
 FAULT_ENV = "FSP_FAULT_LOOP_FAILS_AT"  # fault injection for tests: the loop fails at the N-th batch of keyed records
+SLOW_ENV = "FSP_FAULT_SECONDS_PER_BATCH"  # for tests: a slow worker, that waits this long after each keyed batch
 
 
 def stop_for_good(why: str, exc: BaseException | None = None) -> None:
@@ -197,6 +198,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self._n_acked += len(fresh)
 
     _fail_at: int = 0
+    _slow_by: float = 0.0
 
     def _track_position(self, tp) -> None:
         """After a batch of `tp`: Faust's monitor and `on_position` (consumer lag) learn where it stands."""
@@ -216,7 +218,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     raise RuntimeError(f"fault injected by {FAULT_ENV}")
             await self.batch_handler(tp, batch)
             self._ack_offsets(tp, [r.offset for r in batch])
-            return False
+        if self._slow_by and batch[0].key is not None:
+            await asyncio.sleep(self._slow_by)  # outside the lock: a rebalance need not wait for it
+        return False
 
     async def _drain_messages(self, fetcher) -> None:  # the hot loop
         batch_topics = self.batch_topics
@@ -226,6 +230,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
         self._fail_at = int(os.environ.get(FAULT_ENV) or 0)
+        self._slow_by = float(os.environ.get(SLOW_ENV) or 0)
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 records, active = await self._wait_next_records(1.0)
