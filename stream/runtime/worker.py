@@ -131,10 +131,12 @@ class Runtime:
     async def _drain_sends(self) -> list:
         """Hand queued sends to the producer; return their delivery futures."""
         sends, self._pending_sends = self._pending_sends, []
-        send = self.sender.send
+        append, send = self.sender.append, self.sender.send
         futures = []
         for topic, key, value, partition, on_sent, headers in sends:
-            future = await send(topic, key, value, partition, headers)
+            future = append(topic, key, value, partition, headers)
+            if future is None:
+                future = await send(topic, key, value, partition, headers)
             if on_sent is not None:
                 on_sent(future)
             futures.append(future)
