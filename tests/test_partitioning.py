@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.runtime.partitioning import KeyPartitioner
+from stream.runtime.partitioning import KeyPartitioner, murmur2
 
 
 @settings(max_examples=300)
@@ -16,6 +17,18 @@ def test_same_partition_as_the_default_partitioner_warm_or_cold(keys, partitions
     every = list(range(partitions))
     for key in keys + keys:  # the second pass hits the cache
         assert partition_of(key) == default(key, every, every)
+
+
+@settings(max_examples=1_000)
+@given(st.binary(max_size=200))
+def test_murmur2_by_words_equals_the_byte_by_byte_one(key):
+    """Every length matters: 0-3 trailing bytes follow the words."""
+    assert murmur2(key) == aiokafka_murmur2(key)
+
+
+def test_murmur2_of_known_keys():
+    """The Java client's values, as librdkafka's unit test lists them (rdmurmur2.c)."""
+    assert [murmur2(key) for key in (b"kafka", b"giberish123456789", b"")] == [0xD067CF64, 0x8F552B0C, 0x106E08D9]
 
 
 def test_the_cache_stays_bounded():

