@@ -6,6 +6,7 @@ from collections import namedtuple
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client.utils import floatToGoString
 
 from common.config import parse_duration
 from stream.runtime.metrics import BulkHistogram, ConsumerLag
@@ -21,7 +22,7 @@ def test_a_bulk_histogram_counts_each_value_in_every_bucket_at_or_above_it(value
     histogram.observe_many(("storj",), values[len(values) // 2:])
     family = next(histogram.collect())
     buckets = {s.labels["le"]: s.value for s in family.samples if s.name == "h_bucket"}
-    assert buckets == {**{str(b): sum(v <= b for v in values) for b in BOUNDS}, "+Inf": len(values)}
+    assert buckets == {**{floatToGoString(b): sum(v <= b for v in values) for b in BOUNDS}, "+Inf": len(values)}
     assert [s.value for s in family.samples if s.name == "h_sum"] == [pytest.approx(sum(values))]
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 # Bucket bounds of state record sizes, in bytes, up to the 1,000,000-byte limit of a record (store.MAX_STATE_BYTES).
 STATE_RECORD_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1_000_000)
@@ -32,14 +33,29 @@ class BulkHistogram:
         self.bounds = list(buckets)
         self._series: dict[tuple, list] = {}  # label values -> [count per bucket and +Inf, sum]
 
-    def observe_many(self, labels: tuple, values) -> None:
+    def _series_of(self, labels: tuple) -> list:
         series = self._series.get(labels)
         if series is None:
             series = self._series[labels] = [[0] * (len(self.bounds) + 1), 0.0]
+        return series
+
+    def observe_many(self, labels: tuple, values) -> None:
+        series = self._series_of(labels)
         counts, bounds = series[0], self.bounds
         for value in values:
             counts[bisect_left(bounds, value)] += 1
             series[1] += value
+
+    def observer(self, labels: tuple):
+        """A callable observing one value of that series (for a value at a time, e.g. each record written)."""
+        series = self._series_of(labels)
+        counts, bounds = series[0], self.bounds
+
+        def observe(value) -> None:
+            counts[bisect_left(bounds, value)] += 1
+            series[1] += value
+
+        return observe
 
     def collect(self):
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -47,7 +63,7 @@ class BulkHistogram:
             cumulative, buckets = 0, []
             for bound, count in zip([*self.bounds, float("inf")], list(counts)):
                 cumulative += count
-                buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+                buckets.append((floatToGoString(bound), cumulative))
             family.add_metric(list(labels), buckets, total)
         yield family
 
@@ -159,8 +175,9 @@ class Metrics:
                                             "Messages in {dataset}.* topics that no stage reads", ["topic"],
                                             registry=self.registry)
         self.redis_errors = Counter("fsp_redis_errors", "Failed Redis pipeline writes", registry=self.registry)
-        self.state_record_bytes = Histogram("fsp_state_record_bytes", "Size of each state record written",
-                                            ["table"], buckets=STATE_RECORD_BUCKETS, registry=self.registry)
+        self.state_record_bytes = BulkHistogram("fsp_state_record_bytes", "Size of each state record written",
+                                                ("table",), STATE_RECORD_BUCKETS)
+        self.registry.register(self.state_record_bytes)
         self.state_record_max_bytes = Gauge("fsp_state_record_max_bytes",
                                             "Largest state record written since the worker started", ["table"],
                                             registry=self.registry)
@@ -192,7 +209,7 @@ class Metrics:
     def state_record_size(self, table: str):
         """A callable taking the size of each state record written to `table`: how close states grow to the
         record limit, and what a changelog and a state directory hold."""
-        observe = self.state_record_bytes.labels(table).observe
+        observe = self.state_record_bytes.observer((table,))
         largest_gauge = self.state_record_max_bytes.labels(table)
         largest = 0
 
