@@ -26,7 +26,6 @@ table, or a dict in tests). Nothing here knows Kafka.
 """
 from __future__ import annotations
 
-from itertools import chain
 from typing import Any, Iterable
 
 from msgspec import UNSET, Struct, UnsetType, field
@@ -134,16 +133,19 @@ class DayBucketedIds:
             for past in [d for d in inline if d < oldest]:
                 del inline[past]
                 days_changed = True
-        # An id is one row's content, time included: the same id never lies on two days, so one set of
-        # the inline ids (built once, in C) tells them all.
-        known = set(chain.from_iterable(inline.values()))
-        total = len(known)
+        # An id is one row's content, time included: the same id never lies on two days, so a row is
+        # looked up among its own day's ids only (a set of them built when the batch first needs it).
+        known_on: dict = {}
+        total = sum(map(len, inline.values()))
         for row in rows:
             day: Any = NO_TIME if row.ts is None else row.ts // DAY_US
             if oldest is not None and day != NO_TIME and day < oldest:
                 state.expired_rows += 1
                 continue
             if day != NO_TIME and (aside is None or day > aside):
+                known = known_on.get(day)
+                if known is None:
+                    known = known_on[day] = set(inline.get(day, ()))
                 first = row.eid not in known
                 if first:
                     known.add(row.eid)
@@ -158,8 +160,8 @@ class DayBucketedIds:
                         moved_to = buckets[moved] = _DayBucket(self.store, self._name(moved), new=True)
                         for eid in inline.pop(moved):
                             moved_to.add(eid)
-                            known.discard(eid)
                             total -= 1
+                        known_on.pop(moved, None)
                         aside = moved
                         days_changed = True
             else:
