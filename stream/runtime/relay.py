@@ -54,9 +54,11 @@ class Relay:
             self._delivered_upto = max(self._delivered_upto, upto)  # 0: a batch that owed nothing
         return self._delivered_upto
 
-    async def run(self, send) -> None:
-        """`send(topic, key, value, partition, headers)`: a record's delivery future (RecordSender.send)."""
+    async def run(self, sender) -> None:
+        """`sender`: a RecordSender; each record's delivery is known by its batch's future (no offsets
+        are needed here)."""
         queue = self.queue
+        append, send = sender.append, sender.send
         while True:
             writes, messages, upto = await queue.get()
             try:
@@ -64,8 +66,12 @@ class Relay:
                 if self._exit_before and upto >= self._exit_before:
                     log.critical("fault injection: exiting with state written and its records unsent")
                     os._exit(FAULT_EXIT)
-                futures = [await send(topic, key, value, partition, headers)
-                           for topic, key, value, partition, headers in messages]
+                futures = []
+                for topic, key, value, partition, headers in messages:
+                    appended = append(topic, key, value, partition, headers)
+                    futures.append(appended[0] if appended is not None else await send(topic, key, value,
+                                                                                       partition, headers))
+                futures = list(dict.fromkeys(futures))
             except Exception as exc:  # a state write or a send failed: we cannot promise delivery
                 _give_up(exc)
             self._in_flight.append((upto, futures))

@@ -5,14 +5,14 @@ its partition. Faust's `Producer.send` and aiokafka's `AIOKafkaProducer.send` ch
 does not change from one record to the next (transactions, headers, the topic's metadata, the partition
 against it, serializers): ~70 % of the time the worker spent sending, ~5 % of its CPU on a storj
 replay. `RecordSender` does those checks once per topic and partition and appends each record to
-aiokafka's accumulator itself, in the order of the calls, as `send` would: the same batches, the same
-delivery futures. Records without a partition (dead letters), records near the producer's request
-limit (whose size `send` checks, failing as it always did) and a producer that is not aiokafka's
-(stream.runtime.driver's) go through `send`.
+aiokafka's accumulator itself, in the order of the calls, as `send` would: the same batches.
 
-`append` is the common case without a coroutine: a record that fits the partition's open batch gets a
-future made by the loop itself (aiokafka's `create_future` asks for the running loop, a `getpid` system
-call, per record: ~3 % of the worker's CPU on a storj replay).
+`append` is the common case, without a coroutine or a future of the record's own: a record that goes
+into the partition's open batch is known delivered by the batch's future, and its offset is the batch's
+first plus its place in the batch. `send` is aiokafka's way, a future per record, for what `append`
+leaves: a full batch or none open (it waits for room), records without a partition (dead letters),
+records near the producer's request limit (whose size `send` checks, failing as it always did) and a
+producer that is not aiokafka's (stream.runtime.driver's).
 """
 from __future__ import annotations
 
@@ -27,13 +27,18 @@ class RecordSender:
         self.producer = None  # the app's (Faust's, started or not), taken at the first send
         self._kafka = None  # the aiokafka producer the partitions below were checked with
         self._tps: dict[tuple[str, int], TopicPartition] = {}
-        self._new_future = None  # the producer's loop's create_future
 
     def append(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
-               headers: list | None):
-        """The record's delivery future when it goes into the partition's open batch now; None when it
-        must go through `send` (no open batch, a full one, a record `send` must check, a producer that
-        was restarted or is not aiokafka's, one that failed or closes)."""
+               headers: list | None) -> tuple[asyncio.Future, int] | None:
+        """(its batch's future, the record's offset from the batch's first) when the record goes into the
+        partition's open batch now: the future is done when the whole batch is delivered, with the batch's
+        first offset as its result. None when the record must go through `send` (no open batch, a full
+        one, a record `send` must check, a producer that was restarted or is not aiokafka's, one that
+        failed or closes).
+
+        No future per record: making one, and its result on delivery, cost ~3 us a record (2,000-record
+        batches, with their futures gathered), ~3 % of the worker's CPU on a storj replay; aiokafka's own
+        also asked for the running loop, a `getpid` system call, per record."""
         kafka = self._kafka
         if kafka is None or partition is None or getattr(self.producer, "_producer", None) is not kafka:
             return None
@@ -44,11 +49,15 @@ class RecordSender:
         batches = accumulator._batches.get(tp)
         if not batches or _near_limit(kafka, key, value):
             return None
-        return batches[-1].append(key, value, None, self._new_future, headers=headers or [])
+        batch = batches[-1]
+        metadata = batch._builder.append(timestamp=None, key=key, value=value, headers=headers or [])
+        if metadata is None:
+            return None  # full: `send` waits for room
+        return batch.future, metadata.offset
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
                    headers: list | None):
-        """The record's delivery future, as `producer.send` returns it."""
+        """The record's own delivery future, as `producer.send` returns it (its result: the record's offset)."""
         if self.producer is None:
             self.producer = self.app.producer
         kafka = getattr(self.producer, "_producer", None)  # aiokafka's, while Faust's producer runs
@@ -56,15 +65,11 @@ class RecordSender:
             return await self.producer.send(topic, key, value, partition, None, headers)
         if kafka is not self._kafka:  # started again: its metadata is its own
             self._kafka, self._tps = kafka, {}
-            self._new_future = asyncio.get_running_loop().create_future
         tp = self._tps.get((topic, partition))
         if tp is None:
             await kafka.client._wait_on_metadata(topic)
             kafka._partition(topic, partition, None, None, None, None)  # the topic has that partition
             tp = self._tps[(topic, partition)] = TopicPartition(topic, partition)
-        future = self.append(topic, key, value, partition, headers)
-        if future is not None:
-            return future
         return await kafka._message_accumulator.add_message(tp, key, value, kafka._request_timeout_ms / 1000,
                                                             headers=headers or [])
 

@@ -86,7 +86,7 @@ class PartitionedMemory(memory.Store):
             if value is not None:
                 yield raw, value
 
-    def track_delivery(self, partition: int, raw: bytes, value: bytes, future) -> None:
+    def track_delivery(self, partition: int, raw: bytes, value: bytes, future, at: int = 0) -> None:
         """Nothing to do: memory does not outlive the process."""
 
     def apply_changelog_batch(self, batch, to_key, to_value) -> None:
@@ -118,7 +118,8 @@ class PartitionedRocksDB(rocksdb.Store):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._unsettled: dict[int, dict[bytes, bytes]] = defaultdict(dict)  # written, not yet on disk
-        self._in_flight: dict[int, deque] = defaultdict(deque)  # (raw, value, future) in send order
+        self._in_flight: dict[int, deque] = defaultdict(deque)  # (raw, value, future, at) in send order
+        self._watched: dict[int, object] = {}  # partition -> the future last given a delivery callback
         self._settle_scheduled = False
 
     def _db(self, partition: int):
@@ -157,9 +158,13 @@ class PartitionedRocksDB(rocksdb.Store):
                     yield raw, value
         yield from ((raw, value) for raw, value in unsettled.items() if value)
 
-    def track_delivery(self, partition: int, raw: bytes, value: bytes, future) -> None:
-        self._in_flight[partition].append((raw, value, future))
-        future.add_done_callback(self._on_delivery)
+    def track_delivery(self, partition: int, raw: bytes, value: bytes, future, at: int = 0) -> None:
+        """The record's offset is `at` past `future`'s result's (records of one batch share its future:
+        it is watched once)."""
+        self._in_flight[partition].append((raw, value, future, at))
+        if self._watched.get(partition) is not future:
+            self._watched[partition] = future
+            future.add_done_callback(self._on_delivery)
 
     def _on_delivery(self, future) -> None:
         """Deliveries of one producer request come together: settle them in one database write."""
@@ -178,12 +183,12 @@ class PartitionedRocksDB(rocksdb.Store):
         failed stops the prefix for good: nothing after it is ever marked persisted."""
         settled, offset = [], None
         while in_flight and in_flight[0][2].done():
-            raw, value, future = in_flight[0]
+            raw, value, future, at = in_flight[0]
             if future.cancelled() or future.exception() is not None:
                 break
             in_flight.popleft()
             settled.append((raw, value))
-            offset = future.result().offset
+            offset = future.result().offset + at
         if not settled:
             return
         db = self._db(partition)

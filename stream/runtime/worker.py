@@ -125,22 +125,26 @@ class Runtime:
         return self._stores[name]
 
     def _send(self, topic: str, key: str | None, value: bytes, partition: int | None = None, on_sent=None) -> None:
-        """Queue a record; `on_sent(future)` is called with its delivery future once it is handed over."""
+        """Queue a record; `on_sent(future, at)` is called once it is handed over (see _drain_sends)."""
         self._pending_sends.append((topic, key.encode() if key is not None else None, value, partition, on_sent, None))
 
     async def _drain_sends(self) -> list:
-        """Hand queued sends to the producer; return their delivery futures."""
+        """Hand queued sends to the producer; return futures that are done when every record is delivered
+        (most records share their batch's: see RecordSender.append). `on_sent(future, at)`: the record's
+        offset is `at` past the future's result's."""
         sends, self._pending_sends = self._pending_sends, []
         append, send = self.sender.append, self.sender.send
         futures = []
         for topic, key, value, partition, on_sent, headers in sends:
-            future = append(topic, key, value, partition, headers)
-            if future is None:
-                future = await send(topic, key, value, partition, headers)
+            appended = append(topic, key, value, partition, headers)
+            if appended is None:
+                future, at = await send(topic, key, value, partition, headers), 0
+            else:
+                future, at = appended
             if on_sent is not None:
-                on_sent(future)
+                on_sent(future, at)
             futures.append(future)
-        return futures
+        return list(dict.fromkeys(futures))  # a batch's future once
 
     def _messages(self, by_topic: dict) -> list[tuple[str, bytes, bytes, int, list | None]]:
         """One message per (topic, key), or a few in order when it would pass the broker's limit:
@@ -343,7 +347,7 @@ def build_app(kafka_broker: str, redis_url: str, prefix: str = "", partitions: i
 
     @app.task
     async def relay_owed_records() -> None:
-        await runtime.relay.run(runtime.sender.send)
+        await runtime.relay.run(runtime.sender)
 
     unknown = unknown_topics.UnknownTopicCounter(runtime, kafka_broker, datasets, all_topics(datasets))
 
