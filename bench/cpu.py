@@ -2,7 +2,8 @@
 
 Each run is what `fsp bench` measures first (`bench.suite._e2e`): a broker of its own, one worker, the
 dump replayed with packed messages and `--wait`; printed per run are the worker's CPU seconds from
-the first publish until the run is in Redis, and the events per second. CPU seconds move less than
+the first publish until the run is in Redis (all threads, and its main thread alone: the event loop
+where the stages run, whose time bounds the rate), and the events per second. CPU seconds move less than
 rates with whatever else shares the machine: compare two checkouts by running this from each in
 turn, several times (docs/performance.md).
 """
@@ -31,6 +32,7 @@ def main() -> None:
                           f"cpu-{uuid.uuid4().hex[:6]}:", args.dataset)
             cpu = result["worker_cpu_s"][0]
             print(json.dumps({"events": result["events"], "worker_cpu_s": cpu,
+                              "main_thread_cpu_s": result.get("worker_main_thread_cpu_s"),
                               "us_per_event": round(1e6 * cpu / result["events"], 2) if cpu else None,
                               "events_per_s": round(result["events"] / result["seconds"])}), flush=True)
     finally:

@@ -48,7 +48,13 @@ def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj"
          measure_state: bool = False) -> dict:
     """One replay through `workers` workers in one consumer group, timed from the first publish until
     Redis shows the run finished; with `measure_state`, the state left in the changelogs too."""
-    from bench.measure import cpu_seconds, redis_bytes_per_user, state_sizes, wait_group_settled
+    from bench.measure import (
+        cpu_seconds,
+        main_thread_cpu_seconds,
+        redis_bytes_per_user,
+        state_sizes,
+        wait_group_settled,
+    )
     from fsp.stack import Stack, start_broker
     from replay.job import replay
 
@@ -76,6 +82,7 @@ def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj"
             wait_worker_ready(stack.kafka_broker, stack.redis_url, prefix, settings.partitions, dataset,
                               alive=alive)
         cpu_before = [cpu_seconds(proc.pid) for proc in procs]
+        main_before = main_thread_cpu_seconds(worker.pid)
         t0 = time.perf_counter()
         summary = replay(dataset, folder, stack.kafka_broker, stack.redis_url, partitions=settings.partitions,
                          prefix=prefix, pack=pack, wait=True, timeout=600, progress=False, alive=alive,
@@ -87,6 +94,9 @@ def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj"
                   "worker_peak_rss_mb": _peak_rss_mb(worker.pid)}
         # Tansu does not report assignments: each worker's CPU time during the run shows the split
         result["worker_cpu_s"] = [None if b is None else cpu_seconds(p.pid) - b for p, b in zip(procs, cpu_before)]
+        main_after = main_thread_cpu_seconds(worker.pid)
+        if main_before is not None and main_after is not None:
+            result["worker_main_thread_cpu_s"] = round(main_after - main_before, 2)
         if workers > 1:
             result.update(workers=workers, group_settle_s=rebalance_s,
                           worker_peak_rss_mb_each=[_peak_rss_mb(p.pid) for p in procs])
