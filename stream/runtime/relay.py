@@ -13,6 +13,8 @@ import os
 import uuid
 from collections import deque
 
+from stream.runtime.sending import RecordSender, distinct_futures
+
 log = logging.getLogger(__name__)
 
 CANNOT_PRODUCE_EXIT = 75  # a worker that cannot produce stops; a restart resumes from its state and commits
@@ -54,11 +56,9 @@ class Relay:
             self._delivered_upto = max(self._delivered_upto, upto)  # 0: a batch that owed nothing
         return self._delivered_upto
 
-    async def run(self, sender) -> None:
-        """`sender`: a RecordSender; each record's delivery is known by its batch's future (no offsets
-        are needed here)."""
+    async def run(self, sender: RecordSender) -> None:
+        """Hand queued records to `sender` once the state writes before them are delivered."""
         queue = self.queue
-        append, send = sender.append, sender.send
         while True:
             writes, messages, upto = await queue.get()
             try:
@@ -66,12 +66,7 @@ class Relay:
                 if self._exit_before and upto >= self._exit_before:
                     log.critical("fault injection: exiting with state written and its records unsent")
                     os._exit(FAULT_EXIT)
-                futures = []
-                for topic, key, value, partition, headers in messages:
-                    appended = append(topic, key, value, partition, headers)
-                    futures.append(appended[0] if appended is not None else await send(topic, key, value,
-                                                                                       partition, headers))
-                futures = list(dict.fromkeys(futures))
+                futures = distinct_futures(await sender.send_all(messages))
             except Exception as exc:  # a state write or a send failed: we cannot promise delivery
                 _give_up(exc)
             self._in_flight.append((upto, futures))

@@ -55,6 +55,17 @@ class RecordSender:
             return None  # full: `send` waits for room
         return batch.future, metadata.offset
 
+    async def send_all(self, records) -> list[tuple[asyncio.Future, int]]:
+        """Hand over each record (topic, key, value, partition, headers), in order: `append` when it can,
+        else `send`. For each, (a future done once it is delivered, its offset past that future's
+        result's)."""
+        placed = []
+        for topic, key, value, partition, headers in records:
+            appended = self.append(topic, key, value, partition, headers)
+            placed.append(appended if appended is not None else (await self.send(topic, key, value, partition,
+                                                                                headers), 0))
+        return placed
+
     async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
                    headers: list | None):
         """The record's own delivery future, as `producer.send` returns it (its result: the record's offset)."""
@@ -80,3 +91,8 @@ RECORD_OVERHEAD = 1024  # more than a record's framing and headers take besides 
 def _near_limit(kafka, key: bytes | None, value: bytes | None) -> bool:
     """Whether the record may pass the producer's max_request_size: then `send` checks it exactly."""
     return len(value or b"") + len(key or b"") + RECORD_OVERHEAD > kafka._max_request_size
+
+
+def distinct_futures(placed: list[tuple[asyncio.Future, int]]) -> list[asyncio.Future]:
+    """The futures of `send_all`'s result, a batch's once: all done when every record is delivered."""
+    return list(dict.fromkeys(future for future, _ in placed))

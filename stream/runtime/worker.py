@@ -28,7 +28,7 @@ from stream.runtime.expiry import SWEEP_EVERY_S, ExpirySweeper
 from stream.runtime.metrics import AGE_BUCKETS_S, Metrics
 from stream.runtime.partitioning import KeyPartitioner
 from stream.runtime.relay import Relay
-from stream.runtime.sending import RecordSender
+from stream.runtime.sending import RecordSender, distinct_futures
 from stream.runtime.sink import ARRIVED_MS, SnapshotSink
 from stream.runtime.stages import ARRIVED_HEADER, StageRunner, dead_letter_value
 from stream.runtime.store import DICTS, Journal, StateStore
@@ -133,18 +133,12 @@ class Runtime:
         (most records share their batch's: see RecordSender.append). `on_sent(future, at)`: the record's
         offset is `at` past the future's result's."""
         sends, self._pending_sends = self._pending_sends, []
-        append, send = self.sender.append, self.sender.send
-        futures = []
-        for topic, key, value, partition, on_sent, headers in sends:
-            appended = append(topic, key, value, partition, headers)
-            if appended is None:
-                future, at = await send(topic, key, value, partition, headers), 0
-            else:
-                future, at = appended
+        placed = await self.sender.send_all((topic, key, value, partition, headers)
+                                            for topic, key, value, partition, _, headers in sends)
+        for (_topic, _key, _value, _partition, on_sent, _headers), (future, at) in zip(sends, placed):
             if on_sent is not None:
                 on_sent(future, at)
-            futures.append(future)
-        return list(dict.fromkeys(futures))  # a batch's future once
+        return distinct_futures(placed)
 
     def _messages(self, by_topic: dict) -> list[tuple[str, bytes, bytes, int, list | None]]:
         """One message per (topic, key), or a few in order when it would pass the broker's limit:
