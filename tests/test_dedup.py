@@ -26,10 +26,12 @@ rows_strategy = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(rows=rows_strategy, cuts=st.lists(st.integers(0, 120), max_size=8), cap=st.integers(1, 5),
-       inline=st.integers(0, 8))
-def test_day_buckets_keep_exactly_the_first_row_of_each_id(rows, cuts, cap, inline):
-    """Whatever the batching, however small a bucket part and however few ids stay in the state: each id's
-    first row, and only it, is new."""
+       inline=st.integers(0, 8), reread=st.lists(st.sampled_from(["same", "json", "json without the count"]),
+                                                 min_size=9, max_size=9))
+def test_day_buckets_keep_exactly_the_first_row_of_each_id(rows, cuts, cap, inline, reread):
+    """Whatever the batching, however small a bucket part and however few ids stay in the state, and whether
+    the state between batches is the same object, its record read again, or a record written before the
+    state kept its count of inline ids: each id's first row, and only it, is new."""
     original = dedup.MAX_BUCKET_IDS, dedup.INLINE_IDS
     dedup.MAX_BUCKET_IDS, dedup.INLINE_IDS = cap, inline
     try:
@@ -38,8 +40,16 @@ def test_day_buckets_keep_exactly_the_first_row_of_each_id(rows, cuts, cap, inli
         times = {}
         rows = [row(times.setdefault(eid, ts), f"{eid:016x}") for ts, eid in rows]
         bounds = sorted({0, len(rows), *(c for c in cuts if c <= len(rows))})
-        for lo, hi in zip(bounds, bounds[1:]):
+        for (lo, hi), how in zip(zip(bounds, bounds[1:]), reread):
+            if how != "same":
+                state = msgspec.json.decode(msgspec.json.encode(state), type=dedup.DedupState)
+                if how == "json without the count":
+                    state.inline_count = None
             new += dedup.DayBucketedIds(store, "project:p1").first_seen(state, rows[lo:hi])
+            days = [day for day, _ in state.inline_ids]
+            assert days == sorted(set(days)), "the state's days: oldest first, once each"
+            assert state.ids_aside_up_to is None or all(day > state.ids_aside_up_to for day in days)
+            assert state.inline_count == sum(len(ids) for _, ids in state.inline_ids)
         firsts, seen = [], set()
         for r in rows:
             if r.eid not in seen:

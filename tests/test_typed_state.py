@@ -29,7 +29,7 @@ RUNTIME_KEYS = {"_p", "_b", "_x", "ver", "snap", "owed"}
 
 # Every key the dict layout wrote, per state (some only once needed: da, dd, expired, dups; dn is the
 # layout before that and only read)
-DEDUP_KEYS = {"di", "da", "dd", "expired", "dups"}
+DEDUP_KEYS = {"di", "da", "dd", "expired", "dups", "dc"}
 TODAY_KEYS = {
     storj.ProjectState: {"row", "seq", "announced", "up", "down", "up_m", "down_m", "first", "last", "st_ts",
                          "st_sum", "sess", "sess_n", "sess_us", "late", "events", *DEDUP_KEYS},
@@ -75,6 +75,7 @@ dedup_fields = st.fixed_dictionaries({
     "duplicate_rows": count,
     "legacy_newest_day": st.just(msgspec.UNSET) | st.none()
     | st.tuples(st.integers(0, 40_000), st.none() | st.lists(text, max_size=2)),
+    "inline_count": st.none() | count,
     "events": count,
 })
 

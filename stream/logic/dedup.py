@@ -26,6 +26,8 @@ table, or a dict in tests). Nothing here knows Kafka.
 """
 from __future__ import annotations
 
+import bisect
+from operator import itemgetter
 from typing import Any, Iterable
 
 from msgspec import UNSET, Struct, UnsetType, field
@@ -89,8 +91,10 @@ class DedupState(Struct):
 
     `inline_ids` ("di"): the ids of the key's newest days, [[day, ids], ...]; `ids_aside_up_to` ("da"):
     the newest day whose ids live beside the state (None: no day's do); `days_aside` ("dd"): with a
-    horizon, the days that have a bucket beside the state. `legacy_newest_day` ("dn") is the earlier
-    layout's (the newest day's ids, or None when they were beside), read once and dropped."""
+    horizon, the days that have a bucket beside the state; `inline_count` ("dc"): how many ids
+    `inline_ids` holds, so that a batch need not count them (None in records written before it was
+    kept). `legacy_newest_day` ("dn") is the earlier layout's (the newest day's ids, or None when they
+    were beside), read once and dropped."""
 
     inline_ids: list[tuple[int, list[str]]] = field(name="di", default_factory=list)
     ids_aside_up_to: int | None = field(name="da", default=None)
@@ -98,6 +102,7 @@ class DedupState(Struct):
     expired_rows: int = field(name="expired", default=0)  # rows older than the horizon, not applied
     duplicate_rows: int = field(name="dups", default=0)
     legacy_newest_day: tuple[int, list[str] | None] | None | UnsetType = field(name="dn", default=UNSET)
+    inline_count: int | None = field(name="dc", default=None)  # ids in `inline_ids` (None: count them)
 
 
 class DayBucketedIds:
@@ -123,47 +128,58 @@ class DayBucketedIds:
         return f"d{day}|{self.entity}"
 
     def first_seen(self, state: DedupState, rows: Iterable) -> list:
-        rows = list(rows)
-        days_changed = state.legacy_newest_day is not UNSET  # the state's list is rebuilt only when days come or go
-        inline, aside = _inline_days(state)
+        """The rows whose id the key has not applied yet, in order (the first row of each id).
+
+        The cost is that of the rows and of the days they fall on, not of how many days the state
+        keeps: the state's list of days is changed in place (a row's day is looked for from the newest),
+        and the number of ids in it is kept beside it (`inline_count`)."""
+        rows = rows if isinstance(rows, list) else list(rows)
+        if state.legacy_newest_day is not UNSET:
+            _upgrade_legacy(state)
+        inline = state.inline_ids  # [(day, ids)], oldest day first
+        aside = state.ids_aside_up_to
+        oldest = self._oldest_kept_day(state, rows)
+        total = state.inline_count
+        if oldest is not None and inline and inline[0][0] < oldest:
+            inline[:] = [pair for pair in inline if pair[0] >= oldest]
+            total = None
+        if total is None:  # a record written before the count was kept
+            total = sum(len(ids) for _, ids in inline)
         buckets: dict = {}
         new = []
-        oldest = self._oldest_kept_day([*state.days_aside, *inline], rows)
-        if oldest is not None:
-            for past in [d for d in inline if d < oldest]:
-                del inline[past]
-                days_changed = True
         # An id is one row's content, time included: the same id never lies on two days, so a row is
         # looked up among its own day's ids only (a set of them built when the batch first needs it).
-        known_on: dict = {}
-        total = sum(map(len, inline.values()))
+        known_on: dict = {}  # day -> (its ids in the state or None, a set of them)
         for row in rows:
-            day: Any = NO_TIME if row.ts is None else row.ts // DAY_US
-            if oldest is not None and day != NO_TIME and day < oldest:
-                state.expired_rows += 1
-                continue
-            if day != NO_TIME and (aside is None or day > aside):
-                known = known_on.get(day)
-                if known is None:
-                    known = known_on[day] = set(inline.get(day, ()))
+            ts = row.ts
+            if ts is None:
+                day: Any = NO_TIME
+            else:
+                day = ts // DAY_US
+                if oldest is not None and day < oldest:
+                    state.expired_rows += 1
+                    continue
+            if day is not NO_TIME and (aside is None or day > aside):
+                slot = known_on.get(day)
+                if slot is None:
+                    slot = known_on[day] = _inline_day(inline, day)
+                ids, known = slot
                 first = row.eid not in known
                 if first:
                     known.add(row.eid)
-                    ids = inline.get(day)
                     if ids is None:
-                        ids = inline[day] = []
-                        days_changed = True
+                        ids = _new_inline_day(inline, day)
+                        known_on[day] = (ids, known)
                     ids.append(row.eid)
                     total += 1
                     while total > INLINE_IDS:  # the oldest inline day moves beside the state, whole
-                        moved = min(inline)
+                        moved, moved_ids = inline.pop(0)
                         moved_to = buckets[moved] = _DayBucket(self.store, self._name(moved), new=True)
-                        for eid in inline.pop(moved):
+                        for eid in moved_ids:
                             moved_to.add(eid)
-                            total -= 1
+                        total -= len(moved_ids)
                         known_on.pop(moved, None)
                         aside = moved
-                        days_changed = True
             else:
                 bucket = buckets.get(day)
                 if bucket is None:
@@ -175,19 +191,19 @@ class DayBucketedIds:
                 state.duplicate_rows += 1
         for bucket in buckets.values():
             bucket.write()
-        if days_changed:  # else every inline list was appended to in place, in the state's own list
-            state.inline_ids = [(day, inline[day]) for day in sorted(inline)]
+        state.inline_count = total
         if aside is not None:
             state.ids_aside_up_to = aside
         if self.horizon_us is not None:
             self._keep_days(state, [d for d in buckets if d != NO_TIME], oldest)
         return new
 
-    def _oldest_kept_day(self, days, rows) -> int | None:
+    def _oldest_kept_day(self, state: DedupState, rows: list) -> int | None:
         """The first day still remembered once these rows are in (None: every day is)."""
         if self.horizon_us is None:
             return None
-        newest = max([*(days or ()), *(r.ts // DAY_US for r in rows if r.ts is not None)], default=None)
+        days = [*state.days_aside, *(day for day, _ in state.inline_ids)]
+        newest = max([*days, *(r.ts // DAY_US for r in rows if r.ts is not None)], default=None)
         return None if newest is None else newest - self.horizon_us // DAY_US
 
     def _keep_days(self, state: DedupState, touched: list, oldest: int | None) -> None:
@@ -198,16 +214,37 @@ class DayBucketedIds:
         state.days_aside = [day for day in days if oldest is None or day >= oldest]
 
 
-def _inline_days(state: DedupState) -> tuple[dict, int | None]:
-    """{day: ids} kept in the state, and the newest day whose ids live beside it (None: no day does).
-    A state of the earlier layout (`dn`: the newest day only, older days beside) is read the same way."""
+def _upgrade_legacy(state: DedupState) -> None:
+    """A state of the earlier layout (`dn`: the newest day's ids, older days beside; None: that day's ids
+    are beside too) in today's."""
     legacy = state.legacy_newest_day
-    if legacy is not UNSET:
-        state.legacy_newest_day = UNSET
+    state.legacy_newest_day = UNSET
     if legacy is not None and not isinstance(legacy, UnsetType):
         day, ids = legacy
-        return ({} if ids is None else {day: ids}), (day if ids is None else day - 1)
-    return {day: ids for day, ids in state.inline_ids}, state.ids_aside_up_to
+        state.inline_ids = [] if ids is None else [(day, list(ids))]
+        state.ids_aside_up_to = day if ids is None else day - 1
+        state.inline_count = None
+
+
+def _inline_day(inline: list, day: int) -> tuple[list | None, set]:
+    """(the ids of `day` in the state's list or None, a set of them), looked for from the newest day."""
+    for position in range(len(inline) - 1, -1, -1):
+        kept, ids = inline[position]
+        if kept == day:
+            return ids, set(ids)
+        if kept < day:
+            break
+    return None, set()
+
+
+def _new_inline_day(inline: list, day: int) -> list:
+    """A new day in the state's list, in its place (mostly the newest: appended)."""
+    ids: list[str] = []
+    if not inline or inline[-1][0] < day:
+        inline.append((day, ids))
+    else:
+        inline.insert(bisect.bisect_left(inline, day, key=itemgetter(0)), (day, ids))
+    return ids
 
 
 class BlockedIntIds:
