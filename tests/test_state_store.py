@@ -203,3 +203,25 @@ def test_the_largest_state_record_of_each_table_is_a_metric(tmp_path):
         assert histogram["256.0"] == 2 and histogram["16384.0"] == 3
 
     run(scenario())
+
+
+def test_on_disk_the_decoded_states_kept_stay_bounded_and_every_key_still_reads_back(tmp_path, monkeypatch):
+    """Decoded states are kept for the newest keys only (store.LIVE_CACHE_KEYS), dropped a quarter at a
+    time; a key whose decoded state was dropped is read and decoded again from its bytes."""
+    from stream.runtime import store as store_module
+
+    monkeypatch.setattr(store_module, "LIVE_CACHE_KEYS", 40)
+
+    async def scenario():
+        path = _path(ROCKSDB, tmp_path)
+        store = path.runtime.store(TABLE)
+        sizes = []
+        for n in range(500):
+            await _put_and_send(path, n % 4, f"u{n}", {"n": n})
+            sizes.append(len(store._live))
+        await _deliveries_settled()
+        assert max(sizes) == 50 and min(sizes[100:]) == 40
+        assert f"u{499}".encode() in store._live and b"u0" not in store._live  # the newest are kept
+        assert [store.get(n % 4, f"u{n}")["n"] for n in range(500)] == list(range(500))
+
+    run(scenario())

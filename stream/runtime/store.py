@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from itertools import islice
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -263,8 +264,11 @@ class StateStore:
     def _remember(self, raw: bytes, value: bytes, state) -> None:
         live = self._live
         live[raw] = (value, state)
-        if self._live_limit is not None and len(live) > self._live_limit:
-            del live[next(iter(live))]  # the oldest: states on disk are not all kept in memory
+        limit = self._live_limit
+        if limit is not None and len(live) > limit + limit // 4:
+            # states on disk are not all kept in memory: the newest `limit` stay. Dropped a quarter at a
+            # time, since dropping the oldest one by one costs a walk over the slots deleted before it
+            self._live = dict(islice(live.items(), len(live) - limit, None))
 
     def put(self, partition: int, key: str, state) -> None:
         """Write the key's state (what `get` handed out, or a new one: an `Entry` in a typed table)."""
