@@ -610,3 +610,17 @@ def test_the_ucn_logics_types_carry_no_runtime_field():
     for table, codec in UCN_CODECS.items():  # the store keeps them instead
         assert isinstance(codec, StructCodec) and codec.state_type is type(new[table]), table
         assert not set(orjson.loads(msgspec.json.encode(new[table]))) & RUNTIME_KEYS
+
+
+@settings(max_examples=300, deadline=None)
+@given(state=projects, again=st.booleans())
+def test_the_end_of_a_run_skips_only_projects_it_would_leave_as_they_are(state, again):
+    """`run_end_changes` False (the walk skips the key) only where `end_key` changes nothing and sends
+    nothing."""
+    stage = storj_stages.ProjectStage.__new__(storj_stages.ProjectStage)  # end_key needs no context
+    entry = Entry(state)
+    before = msgspec.json.encode(state)
+    outbox = storj_stages.Outbox()
+    changed = stage.end_key(0, "p1", entry, outbox, again)
+    if not stage.run_end_changes(Entry(msgspec.json.decode(before, type=storj.ProjectState)), again):
+        assert not changed and not outbox.by_topic and msgspec.json.encode(state) == before

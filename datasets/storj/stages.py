@@ -72,6 +72,12 @@ class ProjectStage(KeyedStage):
             return True
         return False
 
+    def run_end_changes(self, entry, again) -> bool:
+        """Only projects with usage sessions (open ones, or, again, any) change at the end of a run: most
+        of a replay's projects have none left open, and are not visited."""
+        project = entry.state
+        return bool(again and project.usage_window) or storj.has_open_usage_sessions(project)
+
 
 class NodeStage(KeyedStage):
     name, dataset = "node", "storj"

@@ -82,6 +82,10 @@ class KeyedStage(Stage):
         """What the end of a run does to one key (see Stage.end_run_for); True when it changed the entry."""
         return False
 
+    def run_end_changes(self, entry, again: bool) -> bool:
+        """Whether `end_key` may change this entry (see Stage.run_end_changes)."""
+        return True
+
     async def apply(self, partition: int, topic: str, groups: dict[str, list], outbox: Outbox) -> None:
         store = self.context.store(self.state_table)
         for key, items in groups.items():

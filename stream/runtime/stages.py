@@ -152,6 +152,11 @@ class Stage:
     async def before_run_end(self, partition: int) -> None:
         """Runs once before the keys are visited at the end of a run."""
 
+    def run_end_changes(self, state, again: bool) -> bool:
+        """Whether `end_run_for` may change this key's state or send anything: the end of a run visits
+        only those keys, each in a unit of work of its own (default: every key)."""
+        return True
+
     def end_run_for(self, partition: int, key: str, state, outbox: Outbox, again: bool = False) -> None:
         """Close what the end of a run closes (windows) for one key of `run_end_store`, before the mark
         moves on.
@@ -304,7 +309,9 @@ class StageRunner:
             return
         await stage.before_run_end(tp.partition)
         store = self.runtime.store(stage.run_end_store)
-        for key, _ in store.items_in_partition(tp.partition):
+        for key, state in store.items_in_partition(tp.partition):
+            if not stage.run_end_changes(state, again):
+                continue
             async def end(work: Outbox, key=key) -> None:
                 stage.end_run_for(tp.partition, key, store.get(tp.partition, key), work, again)  # read again: journaled
 
