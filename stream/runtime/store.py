@@ -4,8 +4,8 @@ The table holds each key's state as the bytes last written (JSON), which are
 also its changelog record, sent to the partition the key came from so that
 recovery puts it back on the worker that owns that partition. Decoded states
 are kept beside them (`_live`) for speed, each with the bytes it was decoded
-from: a value the table got otherwise (changelog recovery after a rebalance)
-is decoded again.
+from, and trusted while the store's `generation` stays the same: a change the
+store got otherwise (changelog recovery, a rebalance) drops them all.
 
 Beside the logic's state the store keeps fields of its own: the key's
 partition (`_p`), how many times its state was written (`_b`) and the log of
@@ -238,32 +238,45 @@ class StateStore:
         self._send = send  # send(topic, key, value, partition, on_sent)
         self._journal = journal or Journal()
         self._record_size = record_size  # called with the size of every record written (metrics)
-        self._live: dict[bytes, tuple[bytes, Any]] = {}  # raw key -> (bytes in the store, decoded state)
+        self._live: dict[bytes, tuple[bytes, Any, int]] = {}  # raw key -> (bytes in the store, decoded, partition)
         self._live_limit = LIVE_CACHE_KEYS if self.data.durable else None
+        self._live_generation = self.data.generation  # the store's, when `_live` was last known true
 
     def get(self, partition: int, key: str):
-        """The key's state as its codec hands it out (an `Entry` in a typed table, else a dict), or None."""
+        """The key's state as its codec hands it out (an `Entry` in a typed table, else a dict), or None.
+
+        A decoded state kept from this store's own write or read is handed out again without reading the
+        store (a database read, on disk), unless the store changed otherwise since (its generation)."""
         raw = key.encode()
-        value = self.data.get_in(partition, raw)
-        if value is None:
-            return None
+        data = self.data
+        if data.generation != self._live_generation:
+            self._live.clear()
+            self._live_generation = data.generation
+        live = self._live.get(raw)
+        if live is not None and live[2] == partition:
+            state = live[1]
+        else:
+            value = data.get_in(partition, raw)
+            if value is None:
+                return None
+            state = self._decoded(partition, raw, value, DICTS if key.startswith(BESIDE_PREFIX) else self.codec)
         if self._journal.open:
             self._journal._read.append((self, raw))
-        return self._decoded(raw, value, DICTS if key.startswith(BESIDE_PREFIX) else self.codec)
+        return state
 
-    def _decoded(self, raw: bytes, value: bytes, codec) -> Any:
+    def _decoded(self, partition: int, raw: bytes, value: bytes, codec) -> Any:
         """The cached state when it was decoded from these bytes (RocksDB hands out new bytes objects for
         the same value, hence the comparison, which is by identity first)."""
         live = self._live.get(raw)
-        if live is not None and live[0] == value:
+        if live is not None and live[2] == partition and live[0] == value:
             return live[1]
         state = codec.decode(value)
-        self._remember(raw, value, state)
+        self._remember(partition, raw, value, state)
         return state
 
-    def _remember(self, raw: bytes, value: bytes, state) -> None:
+    def _remember(self, partition: int, raw: bytes, value: bytes, state) -> None:
         live = self._live
-        live[raw] = (value, state)
+        live[raw] = (value, state, partition)
         limit = self._live_limit
         if limit is not None and len(live) > limit + limit // 4:
             # states on disk are not all kept in memory: the newest `limit` stay. Dropped a quarter at a
@@ -308,7 +321,7 @@ class StateStore:
             self._journal._written.append((self, partition, raw, data.before_put(partition, raw)))
             self._journal._read.append((self, raw))
         data.put_in(partition, raw, value)
-        self._remember(raw, value, state)
+        self._remember(partition, raw, value, state)
         if self._record_size is not None:
             self._record_size(len(value))
         on_sent = partial(data.track_delivery, partition, raw, value) if data.durable else None
@@ -344,7 +357,7 @@ class StateStore:
                 if raw.startswith(b"__"):  # entries beside a state, bookkeeping (end-of-run marks): no entity
                     continue
                 try:
-                    state = self._decoded(raw, value, codec)
+                    state = self._decoded(partition, raw, value, codec)
                 except (msgspec.DecodeError, orjson.JSONDecodeError) as exc:
                     # a record no version of the state type reads: skipped here (the walk and the keys after
                     # it go on); its key's next batch fails to read it too and becomes a dead letter
