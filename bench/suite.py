@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -62,12 +63,16 @@ def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj"
     stack = Stack(broker.address, stack.redis_url, [broker])
     procs = []
     run_tag = uuid.uuid4().hex[:6]
+    replay_state = os.path.join(folder, f".state-{run_tag}")
+    # what the run leaves on disk beside the dump (a worker's RocksDB state is ~50-100 MB a run): removed after
+    state_dirs = [replay_state]
 
     def start(n: int) -> None:
         suffix = f"-w{n + 1}" if n else ""
         procs.append(start_worker(stack.kafka_broker, stack.redis_url, prefix, settings.partitions, dataset,
                                   os.path.join(folder, f"worker-{dataset}-{pack}{suffix}.log"),
                                   state_dir=os.path.join(folder, f".worker-state-{run_tag}{suffix}")))
+        state_dirs.append(os.path.join(folder, f".worker-state-{run_tag}{suffix}"))
 
     start(0)
     worker = procs[0]
@@ -86,7 +91,7 @@ def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj"
         t0 = time.perf_counter()
         summary = replay(dataset, folder, stack.kafka_broker, stack.redis_url, partitions=settings.partitions,
                          prefix=prefix, pack=pack, wait=True, timeout=600, progress=False, alive=alive,
-                         state_dir=os.path.join(folder, ".state-" + uuid.uuid4().hex[:6]))
+                         state_dir=replay_state)
         # replay() reads and sorts the source before publishing: time from the first publish
         seconds = summary.seconds + summary.wait_seconds
         result = {"events": summary.published, "seconds": seconds, "publish_rows_per_s": summary.rate,
@@ -108,6 +113,8 @@ def _e2e(stack, settings, folder, pack: int, prefix: str, dataset: str = "storj"
         for proc in procs:
             stop_worker(proc)
         stack.stop()
+        for path in state_dirs:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _single_event_topic(stack, folder) -> int:
