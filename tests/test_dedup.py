@@ -151,3 +151,13 @@ def test_interleaved_ids_stay_small_records(stride):
         assert all(seen.first_seen("dnsreqs", ids[lo:lo + 2_500]))
     assert not any(seen.first_seen("dnsreqs", ids[::101]))
     assert largest_value(store) < 16_000
+
+
+def test_a_record_with_a_wrong_count_of_inline_ids_still_applies_each_id_once():
+    """A count no write of ours made (a record edited or of another version) never fails a batch: the days
+    move aside until none is left inline, and the count is true again."""
+    store, state = keyvalue.DictStore(), dedup.DedupState(inline_ids=[(1, ["a"])], inline_count=10_000)
+    seen = dedup.DayBucketedIds(store, "project:p1")
+    assert [r.eid for r in seen.first_seen(state, [row(2 * DAY_US, "b"), row(DAY_US, "a")])] == ["b"]
+    assert state.inline_count == sum(len(ids) for _, ids in state.inline_ids)
+    assert [r.eid for r in seen.first_seen(state, [row(2 * DAY_US, "b"), row(3 * DAY_US, "c")])] == ["c"]

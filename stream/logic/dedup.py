@@ -177,7 +177,7 @@ class DayBucketedIds:
                         moved_to = buckets[moved] = _DayBucket(self.store, self._name(moved), new=True)
                         for eid in moved_ids:
                             moved_to.add(eid)
-                        total -= len(moved_ids)
+                        total = total - len(moved_ids) if inline else 0  # (a count a record got wrong heals)
                         known_on.pop(moved, None)
                         aside = moved
             else:

@@ -310,7 +310,11 @@ class StageRunner:
         await stage.before_run_end(tp.partition)
         store = self.runtime.store(stage.run_end_store)
         for key, state in store.items_in_partition(tp.partition):
-            if not stage.run_end_changes(state, again):
+            try:
+                unchanged = not stage.run_end_changes(state, again)
+            except Exception:  # a state the check cannot read: the unit of work below fails and reports it
+                unchanged = False
+            if unchanged:
                 continue
             async def end(work: Outbox, key=key) -> None:
                 stage.end_run_for(tp.partition, key, store.get(tp.partition, key), work, again)  # read again: journaled

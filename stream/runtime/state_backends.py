@@ -51,13 +51,22 @@ def table_options(kind: str) -> dict | None:
 
 class _Generations:
     """`generation` changes whenever the store's content may have changed other than through the project's
-    own writes (`put_in`, `undo_put`): Faust's recovery from the changelog, a rebalance, a reset. A reader
-    that keeps decoded values (stream.runtime.store.StateStore) trusts them while it stays the same."""
+    own writes (`put_in`, `undo_put`; it never uses Faust's table API): Faust's recovery from the changelog,
+    a rebalance (revoking partitions included), a reset. A reader that keeps decoded values
+    (stream.runtime.store.StateStore) trusts them while it stays the same."""
 
     generation = 0
 
     def _changed_under_readers(self) -> None:
         self.generation += 1
+
+    def apply_changelog_batch(self, *args, **kwargs) -> None:
+        self._changed_under_readers()
+        super().apply_changelog_batch(*args, **kwargs)  # type: ignore[misc]
+
+    async def on_recovery_completed(self, *args, **kwargs) -> None:
+        await super().on_recovery_completed(*args, **kwargs)  # type: ignore[misc]
+        self._changed_under_readers()
 
     def reset_state(self) -> None:
         self._changed_under_readers()
@@ -80,14 +89,6 @@ class PartitionedMemory(_Generations, memory.Store):
 
     def get_in(self, partition: int, raw: bytes) -> bytes | None:
         return self.data.get(raw)
-
-    def __setitem__(self, key, value) -> None:  # Faust's own writes (its table API; the project does not use it)
-        self._changed_under_readers()
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key) -> None:
-        self._changed_under_readers()
-        super().__delitem__(key)
 
     def put_in(self, partition: int, raw: bytes, value: bytes) -> None:
         if value is DELETED or not value:
@@ -119,7 +120,6 @@ class PartitionedMemory(_Generations, memory.Store):
 
     def apply_changelog_batch(self, batch, to_key, to_value) -> None:
         batch = list(batch)
-        self._changed_under_readers()
         super().apply_changelog_batch(batch, to_key, to_value)
         for event in batch:
             keys = self.keys_by_partition[event.message.partition]
@@ -132,7 +132,6 @@ class PartitionedMemory(_Generations, memory.Store):
     async def on_recovery_completed(self, active_tps, standby_tps) -> None:
         """Faust drops the recovered keys of partitions not assigned; the keys written here go too."""
         await super().on_recovery_completed(active_tps, standby_tps)
-        self._changed_under_readers()
         active = {tp.partition for tp in active_tps}
         for partition in [p for p in self.keys_by_partition if p not in active]:
             for raw in self.keys_by_partition.pop(partition):
@@ -156,14 +155,6 @@ class PartitionedRocksDB(_Generations, rocksdb.Store):
     def _db(self, partition: int):
         db = self._dbs.get(partition)
         return db if db is not None else self._db_for_partition(partition)
-
-    def _set(self, key, value) -> None:  # Faust's own writes (its table API; the project does not use it)
-        self._changed_under_readers()
-        super()._set(key, value)
-
-    def _del(self, key) -> None:
-        self._changed_under_readers()
-        super()._del(key)
 
     def get_in(self, partition: int, raw: bytes) -> bytes | None:
         unsettled = self._unsettled.get(partition)
@@ -255,18 +246,9 @@ class PartitionedRocksDB(_Generations, rocksdb.Store):
         offset = db.get(self.offset_key)
         return int(offset) if offset is not None else None
 
-    def apply_changelog_batch(self, *args, **kwargs) -> None:
-        self._changed_under_readers()
-        super().apply_changelog_batch(*args, **kwargs)
-
-    async def on_recovery_completed(self, *args, **kwargs) -> None:
-        await super().on_recovery_completed(*args, **kwargs)
-        self._changed_under_readers()
-
     def revoke_partitions(self, table, tps) -> None:
         """Unsettled writes of a partition that moves away may be older than what its next owner writes;
         their deliveries still settle (never behind the database's offset)."""
-        self._changed_under_readers()
         for tp in tps:
             if tp.topic in table.changelog_topic.topics:
                 self._unsettled.pop(tp.partition, None)
