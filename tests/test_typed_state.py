@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contract import wire
+from contract.timeutil import MAX_TS_US, MIN_TS_US
 from datasets.storj import logic as storj
 from datasets.storj import stages as storj_stages
 from datasets.ucn import logic as ucn
@@ -57,7 +58,7 @@ OPERATOR_SUMMARY_KEYS = {"k", "email_hash", "seq", "nodes", "paid_by_month", "pa
 
 i64 = st.integers(-(2**63), 2**63 - 1)
 count = st.integers(0, 2**40)
-ts = st.integers(0, 2**62)
+ts = st.integers(MIN_TS_US, MAX_TS_US - 1)  # the event times input can carry (others are bad rows)
 text = st.text(max_size=8)
 maybe_text = st.none() | text
 months = st.dictionaries(text, i64, max_size=4)
