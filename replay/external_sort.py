@@ -6,10 +6,12 @@ in read order, into runs of at most `run_rows` rows; each run is sorted and
 spilled to a private temporary directory, and the runs are merged lazily.
 
 Memory bound: rows held = `run_rows` (the run being cut; while merging, the last
-run, which is never spilled) + one row per spilled run being merged. At most
-`fan_in` runs are merged at once (runs past it are first merged in groups into
-longer runs), so open files and rows held stay few. A source that fits in one
-run is sorted in memory and never touches the disk. The runs are pickled: the
+run, which is never spilled) + one chunk of each spilled run being merged, a
+chunk being `run_rows // fan_in` rows (at least 1, at most CHUNK_ROWS): under
+2 x `run_rows` in all. At most `fan_in` runs are merged at once (runs past it
+are first merged in groups into longer runs), so open files stay few. A source
+that fits in one run is sorted in memory and never touches the disk. The runs
+are pickled a chunk at a time (a pickle per row cost as much as the sort); the
 files are this process's own, in a directory only its user can open.
 
 The order is exactly `replay.merge.in_event_order`'s: the same key, and ties in
@@ -32,6 +34,7 @@ from replay.sources.base import SourceRow
 
 RUN_ROWS = 200_000  # default rows a run holds (env FSP_SORT_RUN_ROWS)
 FAN_IN = 128  # runs merged at once: open files and rows held while merging
+CHUNK_ROWS = 4096  # most rows of one run pickled, and read back, at once
 
 
 def _flat(item):
@@ -48,30 +51,44 @@ def _restored(flat):
     if type(flat) is not tuple:
         return flat
     dataset, table, key, ts, eid, values, origin = flat
-    return SourceRow(datasets.get(dataset).tables[table], Row(key, ts, eid, values), origin)
+    spec = _SPECS.get((dataset, table))
+    if spec is None:
+        spec = _SPECS[dataset, table] = datasets.get(dataset).tables[table]
+    return SourceRow(spec, Row._make((key, ts, eid, values)), origin)
 
 
-def _write_run(records: Iterable, path: str) -> str:
-    """Spill (key, sequence, item) records one pickle each, so that reading holds one record at a time."""
+_SPECS: dict = {}  # (dataset, table) -> its spec, as restored rows are many and tables few
+
+
+def _write_run(records: Iterable, path: str, chunk_rows: int) -> str:
+    """Spill (key, sequence, item) records a pickled list of `chunk_rows` at a time, so that reading holds
+    one chunk at a time."""
     with open(path, "wb") as handle:
+        chunk: list = []
         for key, sequence, item in records:
-            pickle.dump((key, sequence, _flat(item)), handle, protocol=pickle.HIGHEST_PROTOCOL)
+            chunk.append((key, sequence, _flat(item)))
+            if len(chunk) == chunk_rows:
+                pickle.dump(chunk, handle, protocol=pickle.HIGHEST_PROTOCOL)
+                chunk = []
+        if chunk:
+            pickle.dump(chunk, handle, protocol=pickle.HIGHEST_PROTOCOL)
     return path
 
 
 def _read_run(handle) -> Iterator:
     while True:
         try:
-            key, sequence, flat = pickle.load(handle)
+            chunk = pickle.load(handle)
         except EOFError:
             return
-        yield key, sequence, _restored(flat)
+        yield from [(key, sequence, _restored(flat)) for key, sequence, flat in chunk]
 
 
 class _Spill:
     """The temporary directory of one sort, its run files and those open; removed once, however the sort ends."""
 
-    def __init__(self, parent: str | None):
+    def __init__(self, parent: str | None, chunk_rows: int):
+        self.chunk_rows = chunk_rows
         self.directory = tempfile.TemporaryDirectory(prefix="fsp-sort-", dir=parent)
         self.paths: list[str] = []
         self._handles: list = []
@@ -82,7 +99,8 @@ class _Spill:
 
     def _write(self, records: Iterable) -> str:
         self._written += 1
-        return _write_run(records, os.path.join(self.directory.name, f"run-{self._written:06d}.pickle"))
+        return _write_run(records, os.path.join(self.directory.name, f"run-{self._written:06d}.pickle"),
+                          self.chunk_rows)
 
     def open_runs(self, paths: list[str]) -> list[Iterator]:
         handles = [open(path, "rb") for path in paths]
@@ -116,7 +134,8 @@ class _Spill:
         self.directory.cleanup()
 
 
-def _cut_runs(items: Iterable, run_rows: int, spill_dir: str | None) -> tuple[list, _Spill | None, int]:
+def _cut_runs(items: Iterable, run_rows: int, spill_dir: str | None, chunk_rows: int
+              ) -> tuple[list, _Spill | None, int]:
     """Read every item once: (the last run, sorted, in memory; the spill of the full runs before it, if any;
     the item count)."""
     run: list = []
@@ -126,7 +145,7 @@ def _cut_runs(items: Iterable, run_rows: int, spill_dir: str | None) -> tuple[li
         for count, item in enumerate(items, 1):
             if len(run) == run_rows:  # full, and more to come: spill it
                 run.sort()
-                spill = spill or _Spill(spill_dir)
+                spill = spill or _Spill(spill_dir, chunk_rows)
                 spill.add_run(run)
                 run = []
             run.append((event_key(item), count, item))
@@ -173,7 +192,8 @@ def sort_externally(items: Iterable, run_rows: int = RUN_ROWS, spill_dir: str | 
     """(`items` in event-time order, read lazily; their count). Every item is read before this returns."""
     if run_rows < 1 or fan_in < 2:
         raise ValueError(f"run_rows must be >= 1 and fan_in >= 2 (got {run_rows}, {fan_in})")
-    last_run, spill, count = _cut_runs(items, run_rows, spill_dir)
+    chunk_rows = max(1, min(CHUNK_ROWS, run_rows // fan_in))
+    last_run, spill, count = _cut_runs(items, run_rows, spill_dir, chunk_rows)
     if spill is None:
         return (record[2] for record in last_run), count
     try:

@@ -48,7 +48,7 @@ def _files_under(folder) -> list[str]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(source_items(), st.integers(min_value=1, max_value=7), st.integers(min_value=2, max_value=4))
+@given(source_items(), st.integers(min_value=1, max_value=12), st.integers(min_value=2, max_value=4))
 def test_order_on_disk_equals_the_in_memory_order(items, run_rows, fan_in):
     with tempfile.TemporaryDirectory() as spill_dir:
         ordered, count = sort_externally(iter(items), run_rows, spill_dir, fan_in=fan_in)
