@@ -21,7 +21,7 @@ def test_same_partition_as_the_default_partitioner_warm_or_cold(keys, partitions
 
 @settings(max_examples=1_000)
 @given(st.binary(max_size=200))
-def test_murmur2_by_words_equals_the_byte_by_byte_one(key):
+def test_murmur2_equals_aiokafkas(key):
     """Every length matters: 0-3 trailing bytes follow the words."""
     assert murmur2(key) == aiokafka_murmur2(key)
 

@@ -4,42 +4,22 @@ The worker sends to the same users and operators batch after batch; the
 producer's own partitioner runs murmur2 in pure Python for every record
 (~3 % of the worker's time on a replay). Same function as the Java client,
 aiokafka and librdkafka's `murmur2_random`, so a key lands where any other
-producer would put it.
+producer would put it. A key seen for the first time (every source row's key
+is checked against the partition it came from) is hashed in native code: the
+word-by-word Python version was still ~3 % of the worker's main thread on a
+storj replay, where most keys are seen once or twice.
 """
 from __future__ import annotations
 
-import struct
-from functools import lru_cache
+from murmurhash2 import murmurhash2
 
-_M = 0x5BD1E995  # murmur2's mixing constant
-_MASK = 0xFFFFFFFF
-
-
-@lru_cache(maxsize=64)
-def _words(count: int) -> struct.Struct:
-    return struct.Struct(f"<{count}I")
+KAFKA_SEED = 0x9747B28C  # the seed Kafka's murmur2 starts from
 
 
 def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), as aiokafka's, which reads the
-    key byte by byte: this reads its 4-byte words in one call (~3x faster on a 36-byte id)."""
-    length = len(data)
-    h = 0x9747B28C ^ length
-    for k in _words(length >> 2).unpack_from(data):
-        k = (k * _M) & _MASK
-        k ^= k >> 24
-        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
-    tail = length & 3
-    if tail:
-        base = length - tail
-        if tail == 3:
-            h ^= data[base + 2] << 16
-        if tail >= 2:
-            h ^= data[base + 1] << 8
-        h = ((h ^ data[base]) * _M) & _MASK
-    h ^= h >> 13
-    h = (h * _M) & _MASK
-    return h ^ (h >> 15)
+    """Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`, as aiokafka's and kafka-python's):
+    MurmurHash2 with Kafka's seed, in native code (0.11 us on a 36-byte id; aiokafka's pure Python, 5.5)."""
+    return murmurhash2(data, KAFKA_SEED)
 
 
 class KeyPartitioner:
