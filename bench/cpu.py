@@ -3,7 +3,8 @@
 Each run is what `fsp bench` measures first (`bench.suite._e2e`): a broker of its own, one worker, the
 dump replayed with packed messages and `--wait`; printed per run are the worker's CPU seconds from
 the first publish until the run is in Redis (all threads, and its main thread alone: the event loop
-where the stages run, whose time bounds the rate), and the events per second. CPU seconds move less than
+where the stages run, whose time bounds the rate), the events per second, and how long the replay
+read the source before its first publish and then published. CPU seconds move less than
 rates with whatever else shares the machine: compare two checkouts by running this from each in
 turn, several times (docs/performance.md).
 """
@@ -31,10 +32,16 @@ def main() -> None:
             result = _e2e(Stack("", redis.address, []), settings, args.source, 20_000,
                           f"cpu-{uuid.uuid4().hex[:6]}:", args.dataset)
             cpu = result["worker_cpu_s"][0]
+            publish_rate = result["publish_rows_per_s"]
             print(json.dumps({"events": result["events"], "worker_cpu_s": cpu,
                               "main_thread_cpu_s": result.get("worker_main_thread_cpu_s"),
                               "us_per_event": round(1e6 * cpu / result["events"], 2) if cpu else None,
-                              "events_per_s": round(result["events"] / result["seconds"])}), flush=True)
+                              "events_per_s": round(result["events"] / result["seconds"]),
+                              # the rate's window (first publish -> in Redis), the publishing in it (a CSV
+                              # folder's spilled runs are merged then), and the read and sort before it
+                              "seconds": round(result["seconds"], 2),
+                              "publish_s": round(result["events"] / publish_rate, 2) if publish_rate else None,
+                              "read_s": round(result["total_with_read_s"] - result["seconds"], 2)}), flush=True)
     finally:
         redis.stop()
 
