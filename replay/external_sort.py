@@ -25,6 +25,7 @@ import os
 import pickle
 import tempfile
 import weakref
+from operator import itemgetter
 from typing import Iterable, Iterator
 
 import datasets
@@ -164,14 +165,14 @@ class MergedRuns:
     def __init__(self, spill: _Spill, last_run: list, fan_in: int):
         self._remove = weakref.finalize(self, spill.remove)
         spill.merge_down(fan_in, keep=fan_in - 1)  # and the last run, in memory
-        self._records = heapq.merge(*spill.open_runs(spill.paths), iter(last_run))
+        self._records = map(itemgetter(2), heapq.merge(*spill.open_runs(spill.paths), iter(last_run)))
 
     def __iter__(self):
         return self
 
     def __next__(self):
         try:
-            return next(self._records)[2]
+            return next(self._records)
         except BaseException:
             self.close()
             raise
@@ -195,7 +196,7 @@ def sort_externally(items: Iterable, run_rows: int = RUN_ROWS, spill_dir: str | 
     chunk_rows = max(1, min(CHUNK_ROWS, run_rows // fan_in))
     last_run, spill, count = _cut_runs(items, run_rows, spill_dir, chunk_rows)
     if spill is None:
-        return (record[2] for record in last_run), count
+        return map(itemgetter(2), last_run), count
     try:
         return MergedRuns(spill, last_run, fan_in), count
     except BaseException:
