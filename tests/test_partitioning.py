@@ -49,3 +49,21 @@ def test_the_end_of_run_marks_a_stage_waits_for_follow_from_the_declared_graph()
     assert marks == {("storj", "project"): 3, ("storj", "node"): 3, ("storj", "account"): 1,
                      ("storj", "operator"): 2 * 4, ("storj", "user"): 3 * 4,
                      ("ucn", "device"): 8, ("ucn", "user"): 1 + 4}
+
+
+def test_without_the_native_hash_the_partitioner_falls_back_to_aiokafkas(monkeypatch):
+    """A platform without murmurhash2's wheel still starts, with the same partitions."""
+    import importlib
+    import sys
+
+    from stream.runtime import partitioning
+
+    monkeypatch.setitem(sys.modules, "murmurhash2", None)  # `import murmurhash2` raises ImportError
+    try:
+        fallback = importlib.reload(partitioning)
+        assert fallback.murmur2 is aiokafka_murmur2
+        assert fallback.KeyPartitioner(16)(b"kafka") == (0xD067CF64 & 0x7FFFFFFF) % 16
+    finally:
+        monkeypatch.undo()
+        native = importlib.reload(partitioning)
+    assert native.murmur2 is not aiokafka_murmur2 and native.murmur2(b"kafka") == 0xD067CF64
