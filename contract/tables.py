@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import datasets
 
@@ -22,8 +23,9 @@ class TableSpec:
     text_cols: frozenset = field(default_factory=frozenset)  # text (JSON strings) only
     scalar_cols: frozenset = field(default_factory=frozenset)  # any JSON scalar (read leniently)
 
-    @property
+    @cached_property
     def topic(self) -> str:
+        """Made once per table: the replay asks for it at every row."""
         return f"{self.dataset}.{self.name}"
 
     @property

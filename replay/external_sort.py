@@ -52,13 +52,7 @@ def _restored(flat):
     if type(flat) is not tuple:
         return flat
     dataset, table, key, ts, eid, values, origin = flat
-    spec = _SPECS.get((dataset, table))
-    if spec is None:
-        spec = _SPECS[dataset, table] = datasets.get(dataset).tables[table]
-    return SourceRow(spec, Row._make((key, ts, eid, values)), origin)
-
-
-_SPECS: dict = {}  # (dataset, table) -> its spec, as restored rows are many and tables few
+    return SourceRow(datasets.get(dataset).tables[table], Row(key, ts, eid, values), origin)
 
 
 def _write_run(records: Iterable, path: str, chunk_rows: int) -> str:

@@ -163,13 +163,12 @@ class Publisher:
         topic. The first `skip` rows were published by an interrupted run; `checkpoint` records how far
         this gets; `should_stop` is asked between chunks. Returns the rows gone through."""
         summary, producer, dataset = self.summary, self.producer, self.dataset
-        messages: dict[tuple[str, str], list] = defaultdict(list)  # (table, key) -> rows
+        messages: dict[tuple[str, str], list] = defaultdict(list)
         index = flushed_at = marked_at = 0
 
         def send_chunk() -> None:
-            for (table, key), rows in messages.items():
-                producer.send(f"{dataset}.{table}", key=key.encode(), value=wire.encode_rows(rows),
-                              event_time=self.newest_ts)
+            for (topic, key), rows in messages.items():
+                producer.send(topic, key=key.encode(), value=wire.encode_rows(rows), event_time=self.newest_ts)
                 summary.published += len(rows)
             summary.messages += len(messages)
             messages.clear()
@@ -189,7 +188,7 @@ class Publisher:
             elif index <= skip:
                 summary.skipped_by_resume += 1
             else:
-                messages[(item.spec.name, item.row.key)].append(item.row.values)  # the topic per message
+                messages[(item.spec.topic, item.row.key)].append(item.row.values)
             if item.row.ts is not None and (self.newest_ts is None or item.row.ts > self.newest_ts):
                 self.newest_ts = item.row.ts
             if index % pack == 0:
