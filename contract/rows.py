@@ -38,7 +38,7 @@ class Row(NamedTuple):
     key: str  # Kafka message key (routing key as text)
     ts: int | None  # event time in microseconds, None for reference tables
     eid: str  # de-duplication id
-    values: dict  # normalised column values
+    values: dict  # normalised column values (read back from a replay's sort spill: encoded, see replay.external_sort)
 
 
 _new_row = tuple.__new__
