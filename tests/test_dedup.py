@@ -99,6 +99,32 @@ def test_a_horizon_forgets_old_days_and_counts_rows_older_than_it():
     assert state.duplicate_rows == 2
 
 
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 4 * DAY_US), st.integers(0, 40)), max_size=60),
+       cuts=st.lists(st.integers(0, 60), max_size=12), inline=st.integers(0, 30), in_time_order=st.booleans())
+def test_the_shortcut_for_a_batch_on_the_newest_day_leaves_what_the_general_path_leaves(rows, cuts, inline,
+                                                                                        in_time_order):
+    """Batches mostly on one day (the shortcut's case) and some across days or on older ones: the new rows,
+    the state and the buckets beside it are the same with and without the shortcut."""
+    times: dict = {}
+    rows = [row(times.setdefault(eid, ts), f"{eid:016x}") for ts, eid in rows]
+    if in_time_order:  # as a replay's are: most batches fall on the key's newest day
+        rows.sort(key=lambda r: r.ts)
+    bounds = sorted({0, len(rows), *(c for c in cuts if c <= len(rows))})
+
+    def replay() -> tuple:
+        store, state, new = keyvalue.DictStore(), dedup.DedupState(), []
+        for lo, hi in zip(bounds, bounds[1:]):
+            new += dedup.DayBucketedIds(store, "project:p1").first_seen(state, rows[lo:hi])
+        return new, msgspec.json.encode(state), store.data
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dedup, "INLINE_IDS", inline)
+        with_shortcut = replay()
+        patch.setattr(dedup, "_first_seen_in_newest_day", lambda state, rows: None)
+        assert with_shortcut == replay()
+
+
 def test_a_key_with_few_rows_writes_nothing_beside_its_state():
     store, state = keyvalue.DictStore(), dedup.DedupState()
     seen = dedup.DayBucketedIds(store, "node:n1")
