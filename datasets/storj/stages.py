@@ -39,20 +39,26 @@ def dedup_horizon_us() -> int | None:
     return int(days * DAY_US)
 
 
-def seen_ids(stage: KeyedStage, partition: int, key: str, entry: Entry) -> DayBucketedIds:
+class SourceStage(KeyedStage):
+    """A stage that reads source rows and keeps the ids each key applied (stream.logic.dedup)."""
+
+    def __init__(self, context: StageContext):
+        super().__init__(context)
+        # read once: a bad setting stops the worker as it starts, not in the middle of a batch, and a
+        # batch does not read the environment again for every key
+        self.dedup_horizon_us = dedup_horizon_us()
+
+
+def seen_ids(stage: SourceStage, partition: int, key: str, entry: Entry) -> DayBucketedIds:
     """The ids the key applied (stream.logic.dedup), beside its state."""
-    return DayBucketedIds(stage.beside(partition, entry), f"{stage.name}:{key}", dedup_horizon_us())
+    return DayBucketedIds(stage.beside(partition, entry), f"{stage.name}:{key}", stage.dedup_horizon_us)
 
 
-class ProjectStage(KeyedStage):
+class ProjectStage(SourceStage):
     name, dataset = "project", "storj"
     state_table, state_type = "storj_project", storj.ProjectState
     topics = ["storj.projects", "storj.bbr", "storj.bst"]
     downstream = [USER_TOPIC]
-
-    def __init__(self, context: StageContext):
-        super().__init__(context)
-        dedup_horizon_us()  # a bad setting stops the worker as it starts, not in the middle of a batch
 
     def apply_key(self, partition, topic, key, entry, rows, outbox: Outbox) -> None:
         project = entry.state
@@ -79,7 +85,7 @@ class ProjectStage(KeyedStage):
         return bool(again and project.usage_window) or storj.has_open_usage_sessions(project)
 
 
-class NodeStage(KeyedStage):
+class NodeStage(SourceStage):
     name, dataset = "node", "storj"
     state_table, state_type = "storj_node", storj.NodeState
     topics = ["storj.nodes", "storj.payments", "storj.receipts"]
@@ -93,7 +99,7 @@ class NodeStage(KeyedStage):
             outbox.extend(OPERATOR_TOPIC, storj.node_outbox(node, key))
 
 
-class AccountStage(KeyedStage):
+class AccountStage(SourceStage):
     name, dataset = "account", "storj"
     state_table, state_type = "storj_account", storj.AccountState
     topics = ["storj.users"]
