@@ -37,6 +37,7 @@ from typing import Iterable, Iterator
 import orjson
 
 import datasets
+from contract import wire
 from contract.rows import Row
 from replay.merge import event_key
 from replay.sources.base import SourceRow
@@ -47,32 +48,21 @@ CHUNK_ROWS = 4096  # most rows of one run pickled, and read back, at once
 
 
 def _flat(item):
-    """A SourceRow as a tuple of plain values (its table by name, its values encoded): small and fast to
-    pickle. Bad records are rare and pickled as they are."""
+    """A SourceRow as a tuple of plain values (its table by name, its values encoded as the publisher encodes
+    them): small and fast to pickle. Bad records are rare and pickled as they are."""
     if not isinstance(item, SourceRow):
         return item
     row = item.row
-    return (item.spec.dataset, item.spec.name, row.key, row.ts, row.eid, orjson.dumps(row.values), item.origin)
+    values = orjson.dumps(row.values, default=wire.struct_json)
+    return (item.spec.dataset, item.spec.name, row.key, row.ts, row.eid, values, item.origin)
 
 
-_new_row = tuple.__new__  # Row(...) without its Python-level constructor
-
-
-def _restorer():
-    """A function that makes the item `_flat` made (its values as an orjson.Fragment), with its table's spec
-    looked up once per table."""
-    specs: dict = {}
-
-    def restored(flat):
-        if type(flat) is not tuple:
-            return flat
-        dataset, table, key, ts, eid, values, origin = flat
-        spec = specs.get((dataset, table))
-        if spec is None:
-            spec = specs[(dataset, table)] = datasets.get(dataset).tables[table]
-        return SourceRow(spec, _new_row(Row, (key, ts, eid, orjson.Fragment(values))), origin)
-
-    return restored
+def _restored(flat):
+    """The item `_flat` made, with its table's spec, its values as an orjson.Fragment."""
+    if type(flat) is not tuple:
+        return flat
+    dataset, table, key, ts, eid, values, origin = flat
+    return SourceRow(datasets.get(dataset).tables[table], Row(key, ts, eid, orjson.Fragment(values)), origin)
 
 
 def _write_run(records: Iterable, path: str, chunk_rows: int, flat: bool = False) -> str:
@@ -180,9 +170,9 @@ class MergedRuns:
     def __init__(self, spill: _Spill, last_run: list, fan_in: int):
         self._remove = weakref.finalize(self, spill.remove)
         spill.merge_down(fan_in, keep=fan_in - 1)  # and the last run, in memory
-        # the last run's records hold items, the spilled ones flat items: `_restorer` passes items through
-        self._records = map(_restorer(), map(itemgetter(2), heapq.merge(*spill.open_runs(spill.paths),
-                                                                         iter(last_run))))
+        # the last run's records hold items, the spilled ones flat items: `_restored` passes items through
+        self._records = map(_restored, map(itemgetter(2), heapq.merge(*spill.open_runs(spill.paths),
+                                                                       iter(last_run))))
 
     def __iter__(self):
         return self

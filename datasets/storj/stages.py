@@ -48,10 +48,9 @@ class SourceStage(KeyedStage):
         # batch does not read the environment again for every key
         self.dedup_horizon_us = dedup_horizon_us()
 
-
-def seen_ids(stage: SourceStage, partition: int, key: str, entry: Entry) -> DayBucketedIds:
-    """The ids the key applied (stream.logic.dedup), beside its state."""
-    return DayBucketedIds(stage.beside(partition, entry), f"{stage.name}:{key}", stage.dedup_horizon_us)
+    def seen_ids(self, partition: int, key: str, entry: Entry) -> DayBucketedIds:
+        """The ids the key applied (stream.logic.dedup), beside its state."""
+        return DayBucketedIds(self.beside(partition, entry), f"{self.name}:{key}", self.dedup_horizon_us)
 
 
 class ProjectStage(SourceStage):
@@ -62,7 +61,7 @@ class ProjectStage(SourceStage):
 
     def apply_key(self, partition, topic, key, entry, rows, outbox: Outbox) -> None:
         project = entry.state
-        storj.apply_project_rows(project, _table(topic), rows, seen_ids(self, partition, key, entry))
+        storj.apply_project_rows(project, _table(topic), rows, self.seen_ids(partition, key, entry))
         # summaries are whole: send one even when every row was a duplicate, since a redelivered
         # batch may be one whose state was written but whose records were lost in a crash
         outbox.extend(USER_TOPIC, storj.project_outbox(project, key))
@@ -94,7 +93,7 @@ class NodeStage(SourceStage):
     def apply_key(self, partition, topic, key, entry, rows, outbox) -> None:
         table = _table(topic)
         node = entry.state
-        storj.apply_node_rows(node, table, rows, seen_ids(self, partition, key, entry))
+        storj.apply_node_rows(node, table, rows, self.seen_ids(partition, key, entry))
         if table != "receipts":  # whole summaries, duplicates or not (see ProjectStage)
             outbox.extend(OPERATOR_TOPIC, storj.node_outbox(node, key))
 
@@ -107,7 +106,7 @@ class AccountStage(SourceStage):
 
     def apply_key(self, partition, topic, key, entry, rows, outbox) -> None:
         account = entry.state
-        storj.apply_account_rows(account, rows, seen_ids(self, partition, key, entry))
+        storj.apply_account_rows(account, rows, self.seen_ids(partition, key, entry))
         if account.row is not None:  # whole records, duplicates or not (see ProjectStage)
             to_users, to_operators = storj.account_outbox(account, key)
             outbox.extend(USER_TOPIC, to_users)
