@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from itertools import islice
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -279,9 +278,11 @@ class StateStore:
         live[raw] = (value, state, partition)
         limit = self._live_limit
         if limit is not None and len(live) > limit + limit // 4:
-            # states on disk are not all kept in memory: the newest `limit` stay. Dropped a quarter at a
-            # time, since dropping the oldest one by one costs a walk over the slots deleted before it
-            self._live = dict(islice(live.items(), len(live) - limit, None))
+            # states on disk are not all kept in memory: `limit` stay, one in five dropped at a time,
+            # spread over every age, the state just kept excepted. Dropping the oldest would drop exactly
+            # the keys wanted next when the keys come round in turn, as hourly usage does, live or
+            # replayed: with a few more keys than the limit, no state would ever be found decoded.
+            self._live = {kept: entry for n, (kept, entry) in enumerate(live.items()) if n % 5 or kept == raw}
 
     def put(self, partition: int, key: str, state) -> None:
         """Write the key's state (what `get` handed out, or a new one: an `Entry` in a typed table)."""
