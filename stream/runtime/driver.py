@@ -10,7 +10,9 @@ grows without the broker's and Faust's noise around it.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
+import weakref
 from collections import defaultdict
 from typing import NamedTuple
 
@@ -107,8 +109,12 @@ class RecordPath:
 
     def __init__(self, partitions: int = 2, store_kind: str = state_backends.MEMORY, state_dir: str | None = None,
                  keep_sent: bool = True, datasets=None):
-        """`datasets`: the names of those whose stages run (default: every one)."""
-        self.app = _App(store_kind, state_dir or tempfile.mkdtemp(prefix="record-path-"), keep_sent)
+        """`datasets`: the names of those whose stages run (default: every one); `state_dir`: where a RocksDB
+        store lives (default: a temporary directory of its own, removed with the path)."""
+        if state_dir is None:
+            state_dir = tempfile.mkdtemp(prefix="record-path-")
+            weakref.finalize(self, shutil.rmtree, state_dir, ignore_errors=True)
+        self.app = _App(store_kind, state_dir, keep_sent)
         self.runtime = Runtime(self.app, SnapshotSink("redis://127.0.0.1:1/0", "fuzz:"), partitions, store_kind)
         stages = []
         for dataset in map(registry.get, datasets or registry.names()):
