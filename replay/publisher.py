@@ -110,7 +110,12 @@ class FastProducer:
             raise RuntimeError(f"{len(errors)} messages not delivered: {errors[:3]}")
 
     def close(self) -> None:
-        self.flush()
+        """Flush, then stop librdkafka's threads now rather than when the object is collected (until
+        then they would go on reconnecting, and logging, to a broker that has gone away)."""
+        try:
+            self.flush()
+        finally:
+            self._producer.close()
 
 
 def make_producer(bootstrap: str) -> FastProducer:
