@@ -4,6 +4,9 @@ write reaches the database (with its changelog offset) only once its changelog r
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import orjson
@@ -214,6 +217,41 @@ def test_on_disk_a_new_worker_on_the_same_directory_finds_the_state_and_its_offs
     store = _path(ROCKSDB, tmp_path).runtime.store(TABLE)
     assert store.get(3, "u4") == {"n": 4, "_p": 3, "_b": 1}
     assert _disk_offset(store, 3) == 4  # recovery reads the changelog from there on
+
+
+def write_then_die(state_dir: str, before_dying: str) -> None:
+    """In a process of its own (see the test below): 40 states written to partition 0 and delivered, then
+    `before_dying`, then the process ends at once, as under SIGKILL (no close, no flush)."""
+    from pathlib import Path
+
+    from stream.runtime.state_backends import FLUSH_IDLE_S
+
+    async def scenario():
+        path = _path(ROCKSDB, Path(state_dir))
+        store = path.runtime.store(TABLE)
+        for n in range(40):
+            await _put_and_send(path, 0, f"u{n}", {"n": n})
+        await _deliveries_settled()
+        if before_dying == "pause":
+            await asyncio.sleep(FLUSH_IDLE_S * 3)
+        elif before_dying == "faust-offset":  # what Faust's recovery writes after a changelog batch
+            store.data.set_persisted_offset(TP(store.topic, 0), 99)
+        os._exit(0)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("before_dying, offset_after", [("nothing", None), ("pause", 39), ("faust-offset", 99)])
+def test_on_disk_a_killed_worker_leaves_no_offset_past_the_states_it_kept(tmp_path, before_dying, offset_after):
+    """States go to RocksDB without its write-ahead log: killed at once, the worker loses them, and their
+    offset with them (the changelog still has both); once writes pause they are flushed; and an offset
+    Faust writes with the log puts the states it claims on disk first."""
+    code = f"from tests.test_state_store import write_then_die; write_then_die({str(tmp_path)!r}, {before_dying!r})"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=os.path.dirname(os.path.dirname(__file__)))
+    store = _path(ROCKSDB, tmp_path).runtime.store(TABLE)  # a new worker on that directory
+    assert _disk_offset(store, 0) == offset_after
+    kept = [n for n in range(40) if _disk(store, 0, f"u{n}".encode()) is not None]
+    assert kept == ([] if offset_after is None else list(range(40)))
 
 
 def test_the_largest_state_record_of_each_table_is_a_metric(tmp_path):

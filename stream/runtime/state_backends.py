@@ -19,9 +19,21 @@ record is delivered, and only then goes to the database, together with the
 record's offset, in one atomic batch, in the order the records were sent. A
 worker killed at any moment leaves a database that is exactly a prefix of the
 changelog, which recovery then completes.
+
+The project's writes skip RocksDB's write-ahead log, as Kafka Streams' do: the
+changelog is the log. Half of a write's cost was the WAL. A worker killed
+with SIGKILL loses what was only in the memtables, and the database falls back
+to its last flush: still a prefix of the changelog, with its offset, so the
+restarted worker reads a longer tail. Flushes keep that tail short: once no
+state was written for FLUSH_IDLE_S, and at least every FLUSH_EVERY_S. Faust's
+own writes (recovery from the changelog) keep the log, and a logged offset
+after unlogged states could claim states the database lost: a partition is
+flushed, and the flush waited for, before Faust writes its offset, when the
+partition moves away and when the store stops.
 """
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections import defaultdict, deque
 
@@ -39,6 +51,13 @@ ROCKSDB_OPTIONS = {"write_buffer_size": 4 * 1024 * 1024, "max_write_buffer_numbe
 
 
 DELETED = b""  # what a deleted key holds until its tombstone is delivered (no state encodes to no bytes)
+
+# The project's writes to RocksDB skip its write-ahead log (see the module doc) and are flushed to disk
+# once no state was written for FLUSH_IDLE_S, and at least every FLUSH_EVERY_S while writes go on.
+UNLOGGED = rocksdict.WriteOptions()
+UNLOGGED.disable_wal = True
+FLUSH_IDLE_S = 0.2
+FLUSH_EVERY_S = 5.0
 
 
 def store_url(kind: str) -> str:
@@ -151,6 +170,10 @@ class PartitionedRocksDB(_Generations, rocksdb.Store):
         # records that share a delivery future (a producer batch's), so that a settle looks at each once
         self._in_flight: dict[int, deque] = defaultdict(deque)
         self._settle_scheduled = False
+        self._unflushed: set[int] = set()  # partitions written since their last flush was asked for
+        self._unlogged: set[int] = set()  # partitions written since their last flush that was waited for
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._last_write = self._first_unflushed = 0.0  # loop time
 
     def _db(self, partition: int):
         db = self._dbs.get(partition)
@@ -205,13 +228,54 @@ class PartitionedRocksDB(_Generations, rocksdb.Store):
         """Deliveries of one producer request come together: settle them in one database write."""
         if not self._settle_scheduled:
             self._settle_scheduled = True
-            future.get_loop().call_soon(self._settle)
+            future.get_loop().call_soon(self._settle, future.get_loop())
 
-    def _settle(self) -> None:
+    def _settle(self, loop) -> None:
         self._settle_scheduled = False
         for partition, in_flight in self._in_flight.items():
             if in_flight and in_flight[0][0].done():
                 self._settle_partition(partition, in_flight)
+        if self._unflushed:
+            now = loop.time()
+            if self._flush_timer is None:
+                self._first_unflushed = now
+                self._flush_timer = loop.call_later(FLUSH_IDLE_S, self._flush_when_due, loop)
+            self._last_write = now
+
+    def _flush_when_due(self, loop) -> None:
+        """Flush the partitions written since the last flush once writes pause, or have gone on for
+        FLUSH_EVERY_S; RocksDB writes the memtables out in the background."""
+        now = loop.time()
+        if now - self._last_write < FLUSH_IDLE_S and now - self._first_unflushed < FLUSH_EVERY_S:
+            self._flush_timer = loop.call_later(FLUSH_IDLE_S, self._flush_when_due, loop)
+            return
+        self._flush_timer = None
+        for partition in self._unflushed:
+            db = self._dbs.get(partition)
+            if db is not None:
+                db.flush(False)
+        self._unflushed.clear()
+
+    def _flush_and_wait(self, partitions) -> None:
+        """Put the unlogged writes of `partitions` on disk before anything logged is written after them."""
+        for partition in [p for p in partitions if p in self._unlogged]:
+            db = self._dbs.get(partition)
+            if db is not None:
+                db.flush(True)
+            self._unlogged.discard(partition)
+            self._unflushed.discard(partition)
+
+    def set_persisted_offset(self, tp, offset: int) -> None:
+        """Faust's offset write (recovery) is logged: the unlogged states it would claim go to disk first."""
+        self._flush_and_wait([tp.partition])
+        super().set_persisted_offset(tp, offset)
+
+    async def stop(self) -> None:
+        self._flush_and_wait(list(self._unlogged))
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        await super().stop()
 
     def _settle_partition(self, partition: int, in_flight: deque) -> None:
         """Write the delivered prefix of the partition's sends and its last offset, atomically. A send that
@@ -236,7 +300,9 @@ class PartitionedRocksDB(_Generations, rocksdb.Store):
                 else:  # DELETED
                     batch.delete(raw)
             batch.put(self.offset_key, str(offset).encode())
-            db.write(batch)
+            db.write(batch, UNLOGGED)
+            self._unflushed.add(partition)
+            self._unlogged.add(partition)
         unsettled = self._unsettled.get(partition, {})
         for raw, value in settled.items():  # unless written again since
             if unsettled.get(raw) is value:
@@ -249,9 +315,10 @@ class PartitionedRocksDB(_Generations, rocksdb.Store):
     def revoke_partitions(self, table, tps) -> None:
         """Unsettled writes of a partition that moves away may be older than what its next owner writes;
         their deliveries still settle (never behind the database's offset)."""
-        for tp in tps:
-            if tp.topic in table.changelog_topic.topics:
-                self._unsettled.pop(tp.partition, None)
+        revoked = [tp.partition for tp in tps if tp.topic in table.changelog_topic.topics]
+        for partition in revoked:
+            self._unsettled.pop(partition, None)
+        self._flush_and_wait(revoked)
         super().revoke_partitions(table, tps)
 
 
