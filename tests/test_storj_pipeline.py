@@ -171,6 +171,7 @@ def test_worker_killed_after_a_replay_reads_the_whole_changelog_in_memory_and_on
     memory it must read them all), and its state is whole: a rerun of the replay, de-duplicated by that
     state, changes nothing."""
     from fsp.stack import free_port
+    from stream.runtime.state_backends import FLUSH_IDLE_S
 
     monkeypatch.setenv("FSP_STORE", store)  # the workers inherit it
     pipeline = pipeline_factory()
@@ -179,6 +180,9 @@ def test_worker_killed_after_a_replay_reads_the_whole_changelog_in_memory_and_on
     pipeline.replay("storj", str(folder))
     before = _without_meta(pipeline.features("storj", "user"))
     written = _changelog_records(pipeline.broker)
+    # RocksDB puts states on disk once writes pause (they skip its write-ahead log): a worker killed in
+    # the instant after its last writes would read those again too
+    time.sleep(4 * FLUSH_IDLE_S)
     port = free_port()
     pipeline.restart_worker(kill=True, metrics_port=port)
     pipeline.wait_ready()
