@@ -233,7 +233,7 @@ def write_then_die(state_dir: str, before_dying: str) -> None:
             await _put_and_send(path, 0, f"u{n}", {"n": n})
         await _deliveries_settled()
         if before_dying == "pause":
-            await asyncio.sleep(FLUSH_IDLE_S * 3)
+            await asyncio.sleep(FLUSH_IDLE_S * 10)
         elif before_dying == "faust-offset":  # what Faust's recovery writes after a changelog batch
             store.data.set_persisted_offset(TP(store.topic, 0), 99)
         os._exit(0)

@@ -182,7 +182,7 @@ def test_worker_killed_after_a_replay_reads_the_whole_changelog_in_memory_and_on
     written = _changelog_records(pipeline.broker)
     # RocksDB puts states on disk once writes pause (they skip its write-ahead log): a worker killed in
     # the instant after its last writes would read those again too
-    time.sleep(4 * FLUSH_IDLE_S)
+    time.sleep(10 * FLUSH_IDLE_S)
     port = free_port()
     pipeline.restart_worker(kill=True, metrics_port=port)
     pipeline.wait_ready()
