@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from fsp.stack import redis_reachable, start_broker, start_redis
 
@@ -14,6 +15,11 @@ PG_URL = os.environ.get("PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 # Workers of the tests join groups on the embedded broker, which accepts short session timeouts: a worker
 # is ready in ~5 s instead of ~8 s, and ~5 s instead of ~23 s after a kill -9 (stream.runtime.worker).
 os.environ.setdefault("FSP_GROUP_SESSION_TIMEOUT_S", "4")
+# The suite runs in several processes beside brokers and workers: how fast Hypothesis draws or runs an
+# example says how busy the machine is, not whether the property holds. No deadline and no health check
+# on speed for any property test (a test's own @settings adds to this profile).
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 
 @pytest.fixture(scope="session")

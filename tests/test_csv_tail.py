@@ -51,7 +51,7 @@ bad_line = st.sampled_from(["1,2,3", "x,y", 'a"b"c,d', "9,9,1,not a time,q,False
 line = st.one_of(good_line, good_line, good_line, bad_line)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(lines=st.lists(line, max_size=12), endings=st.lists(st.sampled_from(["\n", "\r\n"]), min_size=13,
                                                            max_size=13),
        cuts=st.lists(st.integers(0, 2000), max_size=6), bom=st.booleans())

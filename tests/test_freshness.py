@@ -92,7 +92,7 @@ def test_a_renamed_feature_with_the_same_value_is_a_change(redis_url, prefix):
 FEATURES = st.sampled_from([{"uploads": 0}, {"uploads": 1}, {"uploads": 1, "tier": "paid"}, {"uploads": 1.0}])
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(1, 6), FEATURES), min_size=1, max_size=8))
 def test_updated_at_is_when_the_newest_version_s_features_first_appeared(redis_url, prefix, writes):
     """Writes come in any version order, one flush a second; a stale version changes nothing. updated_at
@@ -121,7 +121,7 @@ def test_a_deleted_snapshot_leaves_the_freshness_set(redis_url, prefix):
     assert not client.exists(keys.feature_key(prefix, "storj", "operator", "e1"))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ages=st.lists(st.integers(0, 5), min_size=1, max_size=12), gone=st.sets(st.integers(0, 11)),
        older_than=st.integers(0, 5), limit=st.integers(1, 6))
 def test_the_stale_listing_is_the_stalest_first_ties_by_id_skipping_expired_ones(redis_url, ages, gone, older_than,
