@@ -111,11 +111,11 @@ class FastProducer:
 
     def close(self) -> None:
         """Flush, then stop librdkafka's threads now rather than when the object is collected (until
-        then they would go on reconnecting, and logging, to a broker that has gone away)."""
-        try:
-            self.flush()
-        finally:
-            self._producer.close()
+        then they would go on reconnecting, and logging, to a broker that has gone away). Only once
+        everything is delivered: librdkafka's close waits for undelivered messages, up to their 5-minute
+        timeout, whatever timeout it is given, and a failed or interrupted flush must not wait again."""
+        self.flush()
+        self._producer.close()
 
 
 def make_producer(bootstrap: str) -> FastProducer:

@@ -271,7 +271,7 @@ class PartitionedRocksDB(_Generations, rocksdb.Store):
         super().set_persisted_offset(tp, offset)
 
     async def stop(self) -> None:
-        self._flush_and_wait(list(self._unlogged))
+        self._flush_and_wait(self._unlogged)
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
