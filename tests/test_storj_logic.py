@@ -160,7 +160,7 @@ class Harness:
     def operator_batch(self, email: str, records) -> None:
         state = self.operators.get(email) or storj.new_operator()
         storj.apply_operator_records(state, email, [json_round_trip(r, storj.ToOperator) for r in records],
-                                     storj.OperatorNodes(self.operator_nodes, email))
+                                     storj.OperatorNodes(self.operator_nodes, email, state))
         version = self.operator_versions[email] = self.operator_versions.get(email, 0) + 1  # the runtime's
         summary = storj.operator_summary(state, email, version)  # next_version: grows with every batch
         for linked in state.users:
@@ -609,6 +609,51 @@ def rich_run() -> Harness:
     )
 
 
+@pytest.mark.parametrize("inline", [0, 1, 100])
+def test_where_an_operators_nodes_are_kept_changes_no_feature(inline, monkeypatch):
+    """An operator's first INLINE_NODES nodes in its state, the others beside it: the same features,
+    whatever the limit, and again after its records are redelivered in reverse order."""
+    expected = rich_run()
+    monkeypatch.setattr(storj, "INLINE_NODES", inline)
+    h = rich_run()
+    for _ in range(2):
+        assert typed(h.user_features()) == typed(expected.user_features())
+        assert typed(h.operator_features()) == typed(expected.operator_features())
+        for stage, key, record in reversed(list(h.log)):
+            (h.operator_batch if stage == "operator" else h.user_batch)(key, [record])
+        h.deliver()
+    most = max(len(state.inline_nodes) for state in h.operators.values())
+    aside = sum(state.nodes_aside or 0 for state in h.operators.values())
+    assert most == min(inline, 2) and aside == len(h.operator_nodes.data)  # e2 has had both nodes
+    assert aside > 0 if inline < 2 else aside == 0
+
+
+def test_an_operator_state_from_before_nodes_were_kept_in_it_goes_on_exact(monkeypatch):
+    """A record written when every node was beside the state (no count of them): its nodes are found
+    there, and nodes it meets now go into the state."""
+    first = [user("ua", "e1", "2021-01-01"), node("n1", "e1", "2021-01-01", wallet="w1", free_disk=5),
+             payment("n1", "2021-03-01", 1000)]
+    then = [node("n2", "e1", "2021-01-02", wallet="w2"), node("n1", "e2", "2021-02-01", wallet="w1", free_disk=5),
+            node("n3", "e2", "2021-02-02", wallet="w3"), payment("n2", "2021-04-01", 2000)]
+    expected = run(*first, *then)
+    monkeypatch.setattr(storj, "INLINE_NODES", 0)
+    h = Harness()
+    for item in first:
+        h.send(item)
+        h.deliver()
+    for state in h.operators.values():
+        assert not state.inline_nodes and state.nodes_aside == 1
+        state.nodes_aside = None  # as such a record decodes
+    monkeypatch.setattr(storj, "INLINE_NODES", 4)
+    for item in then:
+        h.send(item)
+        h.deliver()
+    h.end()
+    assert typed(h.operator_features()) == typed(expected.operator_features())
+    assert typed(h.user_features()) == typed(expected.user_features())
+    assert set(h.operators["e2"].inline_nodes) == {"n1", "n3"} and set(h.operators["e1"].inline_nodes) == {"n2"}
+
+
 def test_redelivered_and_reordered_records_change_nothing():
     h = rich_run()
     users, operators = h.user_features(), h.operator_features()
@@ -627,7 +672,7 @@ def test_redelivered_and_reordered_records_change_nothing():
     for stage, key, record in reversed(log):
         if stage == "operator":
             state = fresh.operators.get(key) or storj.new_operator()
-            storj.apply_operator_records(state, key, [record], storj.OperatorNodes(fresh.operator_nodes, key))
+            storj.apply_operator_records(state, key, [record], storj.OperatorNodes(fresh.operator_nodes, key, state))
             fresh.operators[key] = state
         else:
             fresh.user_batch(key, [record])

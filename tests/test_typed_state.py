@@ -37,7 +37,7 @@ TODAY_KEYS = {
     storj.NodeState: {"row", "seq", "owners", "paid", "events", *DEDUP_KEYS},
     storj.AccountState: {"row", "seq", "emails", "events", *DEDUP_KEYS},
     storj.OperatorState: {"nodes", "wallets", "never_contacted", "disqualified", "suspended", "free_disk",
-                          "piece_count", "paid", "events", "wm", "users", "user_seq"},
+                          "piece_count", "paid", "events", "wm", "users", "user_seq", "in", "na"},
     storj.UserState: {"account", "account_seq", "projects", "project_seq", "ops"},
 }
 PROJECT_ROW_KEYS = {"ts", "user_id", "usage_limit", "bandwidth_limit"}
@@ -102,11 +102,19 @@ accounts = st.builds(
     lambda d, **kw: storj.AccountState(**d, **kw), dedup_fields,
     row=st.none() | st.builds(storj.AccountRow, ts, maybe_text), seq=count, linked_emails=st.lists(text, max_size=3))
 
+node_summaries = st.one_of(
+    st.builds(storj.NodeSummary, text, count, maybe_text, ts=ts, wallet=maybe_text, never_contacted=st.booleans(),
+              disqualified=st.booleans(), suspended=st.booleans(), free_disk=st.none() | i64,
+              piece_count=st.none() | i64, monthly_paid=months, events=count),
+    st.builds(storj.NodeSummary, text, count, maybe_text))  # a summary, a retraction
+
 operators = st.builds(
     storj.OperatorState, node_count=count, wallet_nodes=st.dictionaries(text, count, max_size=3),
     never_contacted_nodes=count, disqualified_nodes=count, suspended_nodes=count, free_disk_bytes=i64,
     piece_count=i64, paid_by_month=st.dictionaries(text, st.tuples(i64, count), max_size=3), events=count,
-    watermark=st.none() | ts, users=st.lists(text, max_size=3), user_link_seq=st.dictionaries(text, count, max_size=3))
+    watermark=st.none() | ts, users=st.lists(text, max_size=3), user_link_seq=st.dictionaries(text, count, max_size=3),
+    inline_nodes=st.dictionaries(text, st.tuples(count, st.none() | node_summaries), max_size=2),
+    nodes_aside=st.none() | count)
 
 project_summaries = st.builds(
     storj.ProjectSummary, text, count, maybe_text, created=text, usage_limit=st.none() | i64,
@@ -125,11 +133,7 @@ users = st.builds(
 
 records = st.one_of(
     project_summaries, st.builds(storj.ProjectSummary, text, count, maybe_text),  # a summary, a retraction
-    st.builds(storj.NodeSummary, text, count, maybe_text, ts=ts, wallet=maybe_text, never_contacted=st.booleans(),
-              disqualified=st.booleans(), suspended=st.booleans(), free_disk=st.none() | i64,
-              piece_count=st.none() | i64, monthly_paid=months, events=count),
-    st.builds(storj.NodeSummary, text, count, maybe_text),
-    account_summaries, st.builds(storj.AccountLink, text, count, maybe_text), operator_summaries)
+    node_summaries, account_summaries, st.builds(storj.AccountLink, text, count, maybe_text), operator_summaries)
 
 STATES = st.one_of(projects, nodes, accounts, operators, users)
 TABLE_OF = {storj.ProjectState: "storj_project", storj.NodeState: "storj_node", storj.AccountState: "storj_account",

@@ -446,8 +446,9 @@ def account_outbox(state: AccountState,
 
 
 class OperatorState(Struct):
-    """Totals over the operator's current nodes; each node's last summary is kept apart (`OperatorNodes`),
-    so the state stays the same size however many nodes the operator runs."""
+    """Totals over the operator's current nodes; each node's last summary is kept by `OperatorNodes`: in the
+    state for the first INLINE_NODES nodes, apart beyond, so the state stays the same size however many
+    nodes the operator runs."""
 
     node_count: int = field(name="nodes", default=0)
     wallet_nodes: dict[str, int] = field(name="wallets", default_factory=dict)  # wallet -> nodes with it
@@ -462,26 +463,42 @@ class OperatorState(Struct):
     watermark: int | None = field(name="wm", default=None)  # the newest node summary's event time
     users: list[str] = field(default_factory=list)  # linked now, sorted
     user_link_seq: dict[str, int] = field(name="user_seq", default_factory=dict)  # newest link per user
+    # node id -> (newest summary applied, that summary while the node is the operator's) of its first
+    # INLINE_NODES nodes; `nodes_aside`: how many have an entry beside the state instead (None: a record
+    # written before they were counted)
+    inline_nodes: dict[str, tuple[int, NodeSummary | None]] = field(name="in", default_factory=dict)
+    nodes_aside: int | None = field(name="na", default=None)
+
+
+# Node summaries an operator keeps in its state. Most operators run a few nodes (at storj scale 1, 913 of
+# 1,043 at most 4): theirs are then never read or written beside it, one entry per node and batch.
+INLINE_NODES = 4
 
 
 def new_operator() -> OperatorState:
-    return OperatorState()
+    return OperatorState(nodes_aside=0)
 
 
 class OperatorNodes:
-    """One operator's nodes, one entry each in a store beside the operator's state (`keyvalue.KeyValue`):
-    {"seq": newest summary applied, "node": that summary while the node is the operator's, else None}.
+    """One operator's nodes: {node id: (newest summary's seq, that summary while the node is the operator's)},
+    the first INLINE_NODES in its state, the others one entry each in a store beside it
+    (`keyvalue.KeyValue`): {"seq": ..., "node": ...}. A node stays where it was first put.
 
     Names end with the email and carry the node id's length, so no two (node, email) pairs share one."""
 
-    def __init__(self, store, email: str):
-        self.store, self.email = store, email
+    def __init__(self, store, email: str, state: OperatorState):
+        self.store, self.email, self.state = store, email, state
 
     def _name(self, node_id: str) -> str:
         return f"{len(node_id)}:{node_id}|{self.email}"
 
     def get(self, node_id: str) -> tuple[int, NodeSummary | None]:
         """(the newest summary's seq, that summary while the node is the operator's)."""
+        inline = self.state.inline_nodes.get(node_id)
+        if inline is not None:
+            return inline
+        if self.state.nodes_aside == 0:
+            return 0, None
         entry = self.store.get(self._name(node_id))
         if entry is None:
             return 0, None
@@ -489,7 +506,16 @@ class OperatorNodes:
         return entry["seq"], None if node is None else msgspec.convert(node, NodeSummary)
 
     def put(self, node_id: str, seq: int, node: NodeSummary | None) -> None:
-        self.store.put(self._name(node_id), {"seq": seq, "node": None if node is None else msgspec.to_builtins(node)})
+        state = self.state
+        inline = state.inline_nodes
+        aside = state.nodes_aside
+        name = self._name(node_id)
+        if node_id in inline or (len(inline) < INLINE_NODES and (aside == 0 or self.store.get(name) is None)):
+            inline[node_id] = (seq, node)
+            return
+        if aside is not None and self.store.get(name) is None:
+            state.nodes_aside = aside + 1
+        self.store.put(name, {"seq": seq, "node": None if node is None else msgspec.to_builtins(node)})
 
 
 def _count_node(state: OperatorState, node: NodeSummary, sign: int) -> None:

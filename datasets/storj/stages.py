@@ -122,9 +122,12 @@ class OperatorStage(KeyedStage):
     versioned = True  # its summaries carry the version, so that users keep the newest
     tracks_snapshot = True  # an operator that is gone has its snapshot removed once
 
+    def new_state(self, key: str) -> storj.OperatorState:
+        return storj.new_operator()  # (its count of nodes beside starts known: none)
+
     def apply_key(self, partition, topic, email, entry, records, outbox) -> None:
         operator = entry.state
-        nodes = storj.OperatorNodes(self.beside(partition, entry), email)
+        nodes = storj.OperatorNodes(self.beside(partition, entry), email, operator)
         storj.apply_operator_records(operator, email, records, nodes)
         had_snapshot = entry.snapshot
         features = storj.operator_features(operator)
