@@ -282,7 +282,9 @@ class StateStore:
             # spread over every age, the state just kept excepted. Dropping the oldest would drop exactly
             # the keys wanted next when the keys come round in turn, as hourly usage does, live or
             # replayed: with a few more keys than the limit, no state would ever be found decoded.
-            self._live = {kept: entry for n, (kept, entry) in enumerate(live.items()) if n % 5 or kept == raw}
+            for kept in list(live)[::5]:  # (in place: a third of the time of building the dict again)
+                if kept != raw:
+                    del live[kept]
 
     def put(self, partition: int, key: str, state) -> None:
         """Write the key's state (what `get` handed out, or a new one: an `Entry` in a typed table)."""
