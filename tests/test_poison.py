@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import datasets
 from contract import tables
+from datasets.storj import logic as storj
 from stream.logic.sessions import pending_in_state
 from stream.runtime import store as store_module
 from stream.runtime.driver import RecordPath
@@ -98,8 +99,9 @@ def test_a_wallet_given_as_an_object_is_a_dead_letter_at_the_source():
     _feed(path, "storj.nodes", [node, {**node, "wallet": "0xabc"}], key=b"n1")
     assert _reasons(path, "storj") == ["wrong type in wallet: dict where text is expected"]
     operator = path.state("storj_operator", "e1")
-    entry = path.runtime.beside("storj_operator", path.partition_of(b"e1"), operator).get("2:n1|e1")
-    assert entry["node"]["wallet"] == "0xabc"
+    beside = path.runtime.beside("storj_operator", path.partition_of(b"e1"), operator)
+    _, node_summary = storj.OperatorNodes(beside, "e1", operator.state).get("n1")
+    assert node_summary is not None and node_summary.wallet == "0xabc"
 
 
 def test_a_sum_past_64_bits_dead_letters_the_row_that_would_pass_it():
