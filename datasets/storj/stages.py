@@ -77,6 +77,8 @@ class ProjectStage(SourceStage):
             return True
         return False
 
+    notes_run_end_keys = True  # the end of a run visits the projects noted with open sessions, not all
+
     def run_end_changes(self, entry, again) -> bool:
         """Only projects with usage sessions (open ones, or, again, any) change at the end of a run: most
         of a replay's projects have none left open, and are not visited."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stream.logic.run_end_index import RunEndIndex
 from stream.runtime.context import StageContext
 from stream.runtime.records import TypedRecords
 from stream.runtime.sink import next_version
@@ -54,6 +55,8 @@ class KeyedStage(Stage):
     def __init__(self, context: StageContext):
         super().__init__(context)
         self._records = TypedRecords(self.record_type, f"{self.dataset} record") if self.record_type else None
+        # `notes_run_end_keys`: the keys whose state `run_end_changes` says the end of a run may change
+        self._run_end_index = RunEndIndex() if self.notes_run_end_keys else None
 
     def decode(self, topic: str, value: bytes):
         """Records of another stage straight into `record_type`; source rows as every source's."""
@@ -88,13 +91,32 @@ class KeyedStage(Stage):
 
     async def apply(self, partition: int, topic: str, groups: dict[str, list], outbox: Outbox) -> None:
         store = self.context.store(self.state_table)
+        index = self._run_end_index
+        if index is not None:
+            index.follow(self.context.generation)
+            if not index.looked_at(partition):  # before this batch writes: whether the partition holds state
+                index.first_look(partition, next(iter(store.items_in_partition(partition)), None) is not None)
         for key, items in groups.items():
             entry = store.get(partition, key) or Entry(self.new_state(key))
             if self.versioned:
                 entry.version = next_version(entry.version)
             self.apply_key(partition, topic, key, entry, items, outbox)
             store.put(partition, key, entry)
+            if index is not None:
+                index.written(partition, key, self.run_end_changes(entry, False))
             self.after_put(partition, key, entry)
+
+    def run_end_keys(self, partition: int) -> list[str] | None:
+        index = self._run_end_index
+        if index is None:
+            return None
+        index.follow(self.context.generation)
+        return index.to_visit(partition)
+
+    def run_end_visited(self, partition: int, left: set[str], walked_all: bool) -> None:
+        if self._run_end_index is not None:
+            self._run_end_index.follow(self.context.generation)
+            self._run_end_index.visited(partition, left, walked_all)
 
     def end_run_for(self, partition: int, key: str, entry, outbox: Outbox, again: bool = False) -> None:
         version = entry.version if self.versioned else None

@@ -161,6 +161,17 @@ class Stage:
         only those keys, each in a unit of work of its own (default: every key)."""
         return True
 
+    notes_run_end_keys = False  # whether the stage notes the keys the end of a run may change (below)
+
+    def run_end_keys(self, partition: int) -> list[str] | None:
+        """The keys of `run_end_store` the end of a run visits, when the stage has noted them as it wrote
+        them (stream.logic.run_end_index), else None: every key of the partition."""
+        return None
+
+    def run_end_visited(self, partition: int, left: set[str], walked_all: bool) -> None:
+        """The end of a run is over: `left`, the keys it may still change; `walked_all`: it visited every
+        key of the partition."""
+
     def end_run_for(self, partition: int, key: str, state, outbox: Outbox, again: bool = False) -> None:
         """Close what the end of a run closes (windows) for one key of `run_end_store`, before the mark
         moves on.
@@ -169,6 +180,13 @@ class Stage:
         committed); what the first completion sent may be lost and must be sent again, but windows
         opened since (live data) must not be closed.
         """
+
+
+def _may_change_at_end(stage: Stage, state) -> bool:
+    try:
+        return state is not None and stage.run_end_changes(state, False)
+    except Exception:  # a state the check cannot read: visited again
+        return True
 
 
 def expected_marks(stages: list[Stage], partitions: int) -> dict[Stage, int]:
@@ -319,26 +337,37 @@ class StageRunner:
                                  error_type=type(exc).__name__)
 
     async def _end_run(self, stage: Stage, tp, mark_record, run: str, outbox: Outbox, again: bool) -> None:
-        """Visit every key of the stage's partition, each key a unit of work: a key that fails is taken
-        back and reported as a dead letter (with the mark as its origin); the others and the run go on."""
+        """Visit every key of the stage's partition (or those the stage noted: `run_end_keys`), each key a
+        unit of work: a key that fails is taken back and reported as a dead letter (with the mark as its
+        origin); the others and the run go on."""
         if stage.run_end_store is None:
             return
         await stage.before_run_end(tp.partition)
+        partition = tp.partition
         store = self.runtime.store(stage.run_end_store)
-        for key, state in store.items_in_partition(tp.partition):
+        keys = None if again else stage.run_end_keys(partition)
+        if keys is None:
+            items = store.items_in_partition(partition)
+        else:
+            items = ((key, state) for key in keys if (state := store.get(partition, key)) is not None)
+        left = set()  # keys the end may still change (a failed unit of work, a window opened since: again)
+        for key, state in items:
             try:
                 unchanged = not stage.run_end_changes(state, again)
             except Exception:  # a state the check cannot read: the unit of work below fails and reports it
                 unchanged = False
-            if unchanged:
-                continue
-            async def end(work: Outbox, key=key) -> None:
-                stage.end_run_for(tp.partition, key, store.get(tp.partition, key), work, again)  # read again: journaled
+            if not unchanged:
+                async def end(work: Outbox, key=key) -> None:
+                    stage.end_run_for(partition, key, store.get(partition, key), work, again)  # read again: journaled
 
-            exc = await self._unit_of_work(end, outbox)
-            if exc is not None:
-                self._report(stage, tp, mark_record, None, f"{stage.name} stage failed to end run {run} for key {key}",
-                             exc)
+                exc = await self._unit_of_work(end, outbox)
+                if exc is not None:
+                    self._report(stage, tp, mark_record, None,
+                                 f"{stage.name} stage failed to end run {run} for key {key}", exc)
+                state = store.get(partition, key)
+            if stage.notes_run_end_keys and _may_change_at_end(stage, state):
+                left.add(key)
+        stage.run_end_visited(partition, left, walked_all=keys is None)
 
     async def _apply_one_by_one(self, stage: Stage, tp, groups: dict, origins: dict, outbox: Outbox) -> None:
         """A batch failed: apply it key by key, and a failing key record by record; what fails alone is
