@@ -32,7 +32,7 @@ def test_the_keys_to_visit_are_never_fewer_than_those_the_end_may_change(before,
     if visit is not None:
         assert visit == sorted(may_change)  # a fresh partition: exactly those, nothing else read
     may_change = set(left)  # what the end left open
-    index.visited(0, left, walked_all=visit is None)
+    index.visited(1, 0, left)
     for key, flag in after:
         index.written(0, key, flag)
         may_change |= {key} if flag else set()
@@ -47,7 +47,7 @@ def test_a_partition_that_held_state_at_first_look_is_walked_whole_until_a_walk_
     index.first_look(3, has_state=True)  # e.g. a restarted worker: states it never saw written
     index.written(3, "p1", True)
     assert index.to_visit(3) is None
-    index.visited(3, {"p9"}, walked_all=True)
+    index.visited(1, 3, {"p9"})
     assert index.to_visit(3) == ["p9"]
     index.follow(2)  # partitions moved: nothing known any more
     assert not index.looked_at(3) and index.to_visit(3) is None

@@ -508,14 +508,18 @@ class OperatorNodes:
     def put(self, node_id: str, seq: int, node: NodeSummary | None) -> None:
         state = self.state
         inline = state.inline_nodes
-        aside = state.nodes_aside
-        name = self._name(node_id)
-        if node_id in inline or (len(inline) < INLINE_NODES and (aside == 0 or self.store.get(name) is None)):
-            inline[node_id] = (seq, node)
+        if node_id not in inline:
+            name = self._name(node_id)
+            aside = state.nodes_aside
+            if aside == 0 or self.store.get(name) is None:  # a node new to the operator
+                if len(inline) < INLINE_NODES:
+                    inline[node_id] = (seq, node)
+                    return
+                if aside is not None:
+                    state.nodes_aside = aside + 1
+            self.store.put(name, {"seq": seq, "node": None if node is None else msgspec.to_builtins(node)})
             return
-        if aside is not None and self.store.get(name) is None:
-            state.nodes_aside = aside + 1
-        self.store.put(name, {"seq": seq, "node": None if node is None else msgspec.to_builtins(node)})
+        inline[node_id] = (seq, node)
 
 
 def _count_node(state: OperatorState, node: NodeSummary, sign: int) -> None:

@@ -57,10 +57,9 @@ class RunEndIndex:
         keys = self._keys.get(partition)
         return None if keys is None else sorted(keys)
 
-    def visited(self, partition: int, still_to_visit: set[str], walked_all: bool) -> None:
-        """After the end of a run: the keys it leaves open (a unit of work that failed); `walked_all`: it
-        visited every key of the partition, so that these are all the notes there are."""
-        if walked_all:
-            self._keys[partition] = set(still_to_visit) if len(still_to_visit) <= self.max_keys else None
-        elif self._keys.get(partition) is not None:
-            self._keys[partition] = set(still_to_visit)
+    def visited(self, generation: object, partition: int, left: set[str]) -> None:
+        """After the end of a run, which visited every key it noted, or every key of the partition: `left`,
+        those it may still change (a unit of work that failed) are all the notes there are. Nothing is
+        learnt when partitions moved meanwhile."""
+        if generation == self._generation:
+            self._keys[partition] = set(left) if len(left) <= self.max_keys else None

@@ -95,7 +95,7 @@ class KeyedStage(Stage):
         if index is not None:
             index.follow(self.context.generation)
             if not index.looked_at(partition):  # before this batch writes: whether the partition holds state
-                index.first_look(partition, next(iter(store.items_in_partition(partition)), None) is not None)
+                index.first_look(partition, next(store.items_in_partition(partition), None) is not None)
         for key, items in groups.items():
             entry = store.get(partition, key) or Entry(self.new_state(key))
             if self.versioned:
@@ -113,10 +113,9 @@ class KeyedStage(Stage):
         index.follow(self.context.generation)
         return index.to_visit(partition)
 
-    def run_end_visited(self, partition: int, left: set[str], walked_all: bool) -> None:
+    def run_end_visited(self, partition: int, left: set[str]) -> None:
         if self._run_end_index is not None:
-            self._run_end_index.follow(self.context.generation)
-            self._run_end_index.visited(partition, left, walked_all)
+            self._run_end_index.visited(self.context.generation, partition, left)
 
     def end_run_for(self, partition: int, key: str, entry, outbox: Outbox, again: bool = False) -> None:
         version = entry.version if self.versioned else None

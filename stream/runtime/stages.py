@@ -168,9 +168,9 @@ class Stage:
         them (stream.logic.run_end_index), else None: every key of the partition."""
         return None
 
-    def run_end_visited(self, partition: int, left: set[str], walked_all: bool) -> None:
-        """The end of a run is over: `left`, the keys it may still change; `walked_all`: it visited every
-        key of the partition."""
+    def run_end_visited(self, partition: int, left: set[str]) -> None:
+        """The end of a run is over: `left`, the keys it may still change (of all it visited: every key it
+        noted, or every key of the partition)."""
 
     def end_run_for(self, partition: int, key: str, state, outbox: Outbox, again: bool = False) -> None:
         """Close what the end of a run closes (windows) for one key of `run_end_store`, before the mark
@@ -182,10 +182,12 @@ class Stage:
         """
 
 
-def _may_change_at_end(stage: Stage, state) -> bool:
+def _changes_at_end(stage: Stage, state, again: bool) -> bool:
+    """`stage.run_end_changes`; True for a state the check cannot read (the unit of work that ends it fails
+    and reports it, and it is visited again)."""
     try:
-        return state is not None and stage.run_end_changes(state, False)
-    except Exception:  # a state the check cannot read: visited again
+        return stage.run_end_changes(state, again)
+    except Exception:
         return True
 
 
@@ -235,11 +237,10 @@ class StageRunner:
                 if split_at_progress:  # the replay's: about the rows before it, applied first
                     await self._apply_segment(stage, tp, segment, outbox)
                     segment = []
-                # a stage that ignores the marks folds a key's rows on both sides of one in one write (a
-                # replay marks every partition of every topic every PROGRESS_ROWS rows; split there, a storj
-                # replay wrote ~35 % more states, and sent as many more records on)
-                # between stages no need to split the batch: a key's records of the whole batch are folded
-                # before its event time moves, and records after the mark are newer than it
+                # No split where the stage ignores the marks (a key's rows on both sides of one are folded in
+                # one write: split there, a storj replay wrote ~35 % more states), nor between stages (a
+                # key's records of the whole batch are folded before its event time moves, and records
+                # after the mark are newer than it).
                 stage.on_progress(tp.partition, tp.topic, payload, outbox)
             elif kind == "mark":
                 await self._apply_segment(stage, tp, segment, outbox)
@@ -350,13 +351,10 @@ class StageRunner:
             items = store.items_in_partition(partition)
         else:
             items = ((key, state) for key in keys if (state := store.get(partition, key)) is not None)
+        notes = stage.notes_run_end_keys
         left = set()  # keys the end may still change (a failed unit of work, a window opened since: again)
         for key, state in items:
-            try:
-                unchanged = not stage.run_end_changes(state, again)
-            except Exception:  # a state the check cannot read: the unit of work below fails and reports it
-                unchanged = False
-            if not unchanged:
+            if _changes_at_end(stage, state, again):
                 async def end(work: Outbox, key=key) -> None:
                     stage.end_run_for(partition, key, store.get(partition, key), work, again)  # read again: journaled
 
@@ -364,10 +362,11 @@ class StageRunner:
                 if exc is not None:
                     self._report(stage, tp, mark_record, None,
                                  f"{stage.name} stage failed to end run {run} for key {key}", exc)
-                state = store.get(partition, key)
-            if stage.notes_run_end_keys and _may_change_at_end(stage, state):
+                if notes:
+                    state = store.get(partition, key)
+            if notes and state is not None and _changes_at_end(stage, state, False):
                 left.add(key)
-        stage.run_end_visited(partition, left, walked_all=keys is None)
+        stage.run_end_visited(partition, left)
 
     async def _apply_one_by_one(self, stage: Stage, tp, groups: dict, origins: dict, outbox: Outbox) -> None:
         """A batch failed: apply it key by key, and a failing key record by record; what fails alone is
